@@ -1,0 +1,3 @@
+"""dirhook: directory sync delivered as signed webhooks, orchestrated by Temporal."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,94 @@
+"""Settings, read from the environment (``DIRHOOK_*``) by pydantic-settings."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The Svix schedule (design.md, "Delivery semantics"): the first attempt is immediate,
+# then these waits between attempts, about three days in all.
+DEFAULT_RETRY_SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 36000]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DIRHOOK_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".dirhook"), description="Where the embedded stack keeps its files")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; SQLite file under data_dir when unset"
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Admin bearer token; generated once into data_dir when unset"
+    )
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "dirhook"
+
+    # Ports of the embedded stack (``dirhook dev``).
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    temporal_http_port: int = 7243
+    temporal_metrics_port: int = 7244
+
+    allow_private_endpoints: bool = False
+    delivery_timeout_seconds: float = 15.0
+    delivery_batch_size: int = 500
+    delivery_concurrency: int = 10
+    retry_schedule_seconds: list[float] = Field(default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE))
+
+    ldap_page_size: int = 500
+    sync_chunk_size: int = 500
+    # modifyTimestamp polling re-reads this many seconds before the stored cursor, so a
+    # change made while the previous pass was paging is never missed; the content hash
+    # makes the overlap free of duplicate events.
+    ldap_timestamp_overlap_seconds: int = 300
+
+    log_level: str = "INFO"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'dirhook.db').resolve()}"
+
+    @property
+    def sync_task_queue(self) -> str:
+        return f"{self.task_queue}-sync"
+
+    @property
+    def delivery_task_queue(self) -> str:
+        return f"{self.task_queue}-delivery"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+    @cached_property
+    def resolved_admin_token(self) -> str:
+        """The admin token: from the environment, else the one kept in data_dir (created once, mode 0600)."""
+        if self.admin_token is not None:
+            return self.admin_token.get_secret_value()
+        path = self.ensure_data_dir() / "admin_token"
+        if path.exists():
+            return path.read_text().strip()
+        token = "dh_admin_" + secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        return token
+
+
+def load_settings(**overrides) -> Settings:
+    return Settings(**overrides)
