@@ -1,0 +1,221 @@
+"""Turn provider records into the normalized model through a directory's attribute mapping.
+
+Pure functions: no I/O, no Temporal. A source record is ``{attribute: [values]}`` with
+values as ``bytes`` (LDAP's wire form) or ``str``; attribute names match case-insensitively,
+as LDAP's do.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import uuid
+from typing import Any, Callable, Iterable, Mapping
+
+from dirhook.models import Email, NormalizedGroup, NormalizedUser
+
+SourceRecord = Mapping[str, list[Any]]
+
+# Never copied into raw_attributes, whatever the mapping says: receivers must not get hashes.
+SECRET_ATTRIBUTES = frozenset(
+    a.lower()
+    for a in (
+        "userPassword", "unicodePwd", "dBCSPwd", "ntPwdHistory", "lmPwdHistory",
+        "supplementalCredentials", "sambaNTPassword", "sambaLMPassword", "sambaPasswordHistory",
+        "krbPrincipalKey", "authPassword",
+    )
+)
+# Bookkeeping the provider asks for that is not data about the person.
+OPERATIONAL_ATTRIBUTES = frozenset(
+    a.lower() for a in ("entryUUID", "entryCSN", "modifyTimestamp", "createTimestamp", "uSNChanged",
+                        "uSNCreated", "whenChanged", "whenCreated", "objectGUID", "dn")
+)
+
+USER_FIELDS = ("external_id", "username", "emails", "given_name", "family_name", "display_name",
+               "title", "department", "active", "manager_ref")
+GROUP_FIELDS = ("external_id", "name", "description", "member_refs")
+
+# Default mappings per directory flavour. ``source`` may be a list: the first attribute present wins.
+DEFAULT_MAPPINGS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
+    "openldap": {
+        "user": {
+            "external_id": {"source": "entryUUID"},
+            "username": {"source": "uid"},
+            "emails": {"source": "mail", "transform": "emails"},
+            "given_name": {"source": "givenName"},
+            "family_name": {"source": "sn"},
+            "display_name": {"source": ["displayName", "cn"]},
+            "title": {"source": "title"},
+            "department": {"source": "ou"},
+            "manager_ref": {"source": "manager"},
+        },
+        "group": {
+            "external_id": {"source": "entryUUID"},
+            "name": {"source": "cn"},
+            "description": {"source": "description"},
+            "member_refs": {"source": ["member", "uniqueMember"], "transform": "all"},
+        },
+    },
+    "active_directory": {
+        "user": {
+            "external_id": {"source": "objectGUID", "transform": "guid"},
+            "username": {"source": ["userPrincipalName", "sAMAccountName"]},
+            "emails": {"source": "mail", "transform": "emails"},
+            "given_name": {"source": "givenName"},
+            "family_name": {"source": "sn"},
+            "display_name": {"source": ["displayName", "cn"]},
+            "title": {"source": "title"},
+            "department": {"source": "department"},
+            "active": {"source": "userAccountControl", "transform": "ad_enabled"},
+            "manager_ref": {"source": "manager"},
+        },
+        "group": {
+            "external_id": {"source": "objectGUID", "transform": "guid"},
+            "name": {"source": ["sAMAccountName", "cn"]},
+            "description": {"source": "description"},
+            "member_refs": {"source": "member", "transform": "all"},
+        },
+    },
+}
+
+
+class MappingError(ValueError):
+    """An attribute mapping that cannot be applied (unknown transform or target)."""
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return "base64:" + base64.b64encode(value).decode("ascii")
+    return str(value)
+
+
+def _first(values: list[Any]) -> str | None:
+    return _text(values[0]) if values else None
+
+
+def _guid(values: list[Any]) -> str | None:
+    if not values:
+        return None
+    v = values[0]
+    if isinstance(v, bytes) and len(v) == 16:
+        return str(uuid.UUID(bytes_le=v))  # AD stores GUIDs little-endian
+    return _text(v).strip("{}").lower()
+
+
+def _ad_enabled(values: list[Any]) -> bool:
+    # userAccountControl bit 0x2 is ACCOUNTDISABLE.
+    if not values:
+        return True
+    return not (int(_text(values[0])) & 0x2)
+
+
+def _emails(values: list[Any]) -> list[dict[str, Any]]:
+    return [{"value": _text(v), "primary": i == 0, "type": "work"} for i, v in enumerate(values)]
+
+
+TRANSFORMS: dict[str, Callable[[list[Any]], Any]] = {
+    "first": _first,
+    "all": lambda values: [_text(v) for v in values],
+    "join": lambda values: ", ".join(_text(v) for v in values) if values else None,
+    "lower": lambda values: _first(values).lower() if values else None,
+    "emails": _emails,
+    "guid": _guid,
+    "ad_enabled": _ad_enabled,
+    "boolean": lambda values: _first(values).strip().lower() in ("true", "1", "yes") if values else None,
+}
+
+
+def validate_mapping(mapping: Mapping[str, Any], kind: str) -> None:
+    fields = USER_FIELDS if kind == "user" else GROUP_FIELDS
+    for target, spec in mapping.items():
+        if target not in fields and not target.startswith("custom_attributes."):
+            raise MappingError(f"{kind} mapping target {target!r} is not a field (expected one of "
+                               f"{', '.join(fields)} or custom_attributes.<name>)")
+        if not isinstance(spec, Mapping) or "source" not in spec:
+            raise MappingError(f"{kind} mapping for {target!r} needs a 'source'")
+        transform = spec.get("transform", "first")
+        if transform not in TRANSFORMS:
+            raise MappingError(f"unknown transform {transform!r} for {target!r} "
+                               f"(known: {', '.join(sorted(TRANSFORMS))})")
+    if "external_id" not in mapping:
+        raise MappingError(f"{kind} mapping must map external_id")
+
+
+def effective_mapping(flavour: str, overrides: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The flavour's defaults with a directory's per-kind overrides laid on top."""
+    if flavour not in DEFAULT_MAPPINGS:
+        raise MappingError(f"unknown directory flavour {flavour!r}")
+    result = copy.deepcopy(DEFAULT_MAPPINGS[flavour])
+    for kind in ("user", "group"):
+        for target, spec in ((overrides or {}).get(kind) or {}).items():
+            if spec is None:
+                result[kind].pop(target, None)
+            else:
+                result[kind][target] = dict(spec)
+        validate_mapping(result[kind], kind)
+    return result
+
+
+def source_attributes(mapping: Mapping[str, Any]) -> set[str]:
+    """Every source attribute a mapping reads."""
+    out: set[str] = set()
+    for spec in mapping.values():
+        src = spec["source"]
+        out.update([src] if isinstance(src, str) else src)
+    return out
+
+
+def _lower_keys(record: SourceRecord) -> dict[str, tuple[str, list[Any]]]:
+    return {k.lower(): (k, v) for k, v in record.items()}
+
+
+def _apply(mapping: Mapping[str, Any], record: SourceRecord) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Returns (mapped fields, custom attributes, raw attributes)."""
+    lowered = _lower_keys(record)
+    used: set[str] = set()
+    fields: dict[str, Any] = {}
+    custom: dict[str, Any] = {}
+    for target, spec in mapping.items():
+        sources = spec["source"]
+        values: list[Any] = []
+        for src in [sources] if isinstance(sources, str) else sources:
+            used.add(src.lower())
+            if not values and src.lower() in lowered:
+                values = lowered[src.lower()][1]
+        value = TRANSFORMS[spec.get("transform", "first")](values)
+        if target.startswith("custom_attributes."):
+            if value is not None:
+                custom[target.split(".", 1)[1]] = value
+        elif value is not None:
+            fields[target] = value
+    raw = {
+        name: [_text(v) for v in values]
+        for low, (name, values) in sorted(lowered.items())
+        if low not in used and low not in SECRET_ATTRIBUTES and low not in OPERATIONAL_ATTRIBUTES
+    }
+    return fields, custom, raw
+
+
+def normalize_user(mapping: Mapping[str, Any], record: SourceRecord, source_ref: str | None = None) -> NormalizedUser:
+    fields, custom, raw = _apply(mapping, record)
+    if not fields.get("external_id"):
+        raise MappingError(f"user {source_ref or ''} has no value for external_id")
+    fields["emails"] = [Email(**e) for e in fields.get("emails", [])]
+    return NormalizedUser(**fields, custom_attributes=custom, raw_attributes=raw, source_ref=source_ref)
+
+
+def normalize_group(mapping: Mapping[str, Any], record: SourceRecord, source_ref: str | None = None) -> NormalizedGroup:
+    fields, _custom, raw = _apply(mapping, record)
+    if not fields.get("external_id"):
+        raise MappingError(f"group {source_ref or ''} has no value for external_id")
+    fields.setdefault("name", fields["external_id"])
+    return NormalizedGroup(**fields, raw_attributes=raw, source_ref=source_ref)
+
+
+def requested_attributes(mapping: Mapping[str, Any], extra: Iterable[str] = ()) -> list[str]:
+    """Attributes to ask the server for: every user attribute (``*``, for raw_attributes)
+    plus the operational ones the mapping needs, which ``*`` leaves out."""
+    return sorted({"*", *source_attributes(mapping), *extra})

@@ -1,0 +1,77 @@
+"""Writing events: the outbox row and its deliveries go in the caller's transaction."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from dirhook.db.schema import Delivery, Directory, Endpoint, EventRow, utcnow
+from dirhook.ids import new_id
+from dirhook.models import Event
+from dirhook.subscriptions import endpoint_wants
+
+
+class Outbox:
+    """Collects the events of one transaction; ``flush`` assigns sequences and fans out deliveries."""
+
+    def __init__(self, session: Session, directory: Directory):
+        self.session = session
+        self.directory = directory
+        self._pending: list[tuple[str, dict[str, Any], dict[str, Any] | None, str | None, datetime]] = []
+        self.counts: dict[str, int] = {}
+        self.endpoint_ids_touched: set[str] = set()
+
+    def emit(self, type_: str, data: dict[str, Any], previous: dict[str, Any] | None = None,
+             object_id: str | None = None) -> None:
+        self._pending.append((type_, data, previous, object_id, utcnow()))
+        self.counts[type_] = self.counts.get(type_, 0) + 1
+
+    def flush(self) -> int:
+        if not self._pending:
+            return 0
+        n = len(self._pending)
+        # Reserve the sequence range with one UPDATE so concurrent writers (SCIM pushes)
+        # serialize on the directory row instead of handing out the same numbers.
+        self.session.execute(
+            update(Directory).where(Directory.id == self.directory.id)
+            .values(last_sequence=Directory.last_sequence + n)
+        )
+        last = self.session.execute(
+            select(Directory.last_sequence).where(Directory.id == self.directory.id)
+        ).scalar_one()
+        first = last - n + 1
+        endpoints = self.session.execute(
+            select(Endpoint.id, Endpoint.event_types, Endpoint.directory_ids).where(
+                Endpoint.organization_id == self.directory.organization_id, Endpoint.enabled.is_(True)
+            )
+        ).all()
+        rows = []
+        for i, (type_, data, previous, object_id, ts) in enumerate(self._pending):
+            event = Event(
+                id=new_id("evt"), type=type_, timestamp=ts, organization_id=self.directory.organization_id,
+                directory_id=self.directory.id, sequence=first + i, data=data,
+                previous_attributes=previous,
+            )
+            envelope = event.model_dump(mode="json")
+            if previous is None:
+                del envelope["previous_attributes"]  # only *.updated events carry it
+            body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
+            rows.append(EventRow(id=event.id, directory_id=self.directory.id,
+                                 organization_id=self.directory.organization_id, sequence=event.sequence,
+                                 type=type_, object_id=object_id, created_at=ts, body=body))
+        self.session.add_all(rows)
+        self.session.flush()
+        deliveries = []
+        for row in rows:
+            for endpoint_id, types, directory_ids in endpoints:
+                if endpoint_wants(types, directory_ids, row.type, row.directory_id):
+                    deliveries.append(Delivery(endpoint_id=endpoint_id, event_pk=row.pk, event_id=row.id,
+                                               event_type=row.type, directory_id=row.directory_id))
+                    self.endpoint_ids_touched.add(endpoint_id)
+        self.session.add_all(deliveries)
+        self._pending.clear()
+        return n

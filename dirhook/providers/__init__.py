@@ -1,0 +1,1 @@
+"""Directory sources. Each yields raw records; normalization and diffing are shared."""

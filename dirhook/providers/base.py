@@ -1,0 +1,58 @@
+"""What the sync engine needs from a directory source, and the errors a source raises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Protocol
+
+from dirhook.normalize import SourceRecord
+
+
+class SourceError(Exception):
+    """A source failure with a message fit for an operator (no secret in it)."""
+
+    retryable = True
+
+
+class SourceUnavailable(SourceError):
+    """The server could not be reached or timed out; worth retrying."""
+
+
+class SourceAuthError(SourceError):
+    """The server refused our credentials; retrying will not help until someone fixes them."""
+
+    retryable = False
+
+
+class SourceConfigError(SourceError):
+    """The configuration points at something that does not exist (base DN, filter…)."""
+
+    retryable = False
+
+
+@dataclass
+class SourceEntry:
+    ref: str  # where the source points at it (an LDAP DN)
+    attributes: SourceRecord
+
+
+@dataclass
+class Changes:
+    """What a source reports for one pass."""
+
+    full: bool
+    # Streams (consumed once, page by page) of changed or, when full, all objects.
+    groups: Iterator[SourceEntry]
+    users: Iterator[SourceEntry]
+    # On incremental passes: callables listing every external id now present, for
+    # deletion detection (None when the source reports deletions itself).
+    user_ids: Any = None
+    group_ids: Any = None
+    # The cursor to store once the state these changes produce is committed.
+    next_cursor: dict[str, Any] = field(default_factory=dict)
+
+
+class DirectorySource(Protocol):
+    def connect(self) -> None: ...
+    def changes(self, cursor: dict[str, Any] | None, full: bool) -> Changes: ...
+    def close(self) -> None: ...

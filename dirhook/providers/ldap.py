@@ -1,0 +1,206 @@
+"""LDAP / Active Directory source over ldap3: paged full listings and modifyTimestamp deltas.
+
+Reads ``raw_attributes`` from ldap3's responses and decodes them in ``dirhook.normalize``:
+building ldap3 ``Entry`` objects costs several times the read itself (peers.md).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, Field, field_validator
+
+from dirhook.normalize import effective_mapping, requested_attributes
+from dirhook.providers.base import (
+    Changes,
+    SourceAuthError,
+    SourceConfigError,
+    SourceEntry,
+    SourceUnavailable,
+)
+
+PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
+GENERALIZED_TIME = "%Y%m%d%H%M%SZ"
+
+
+class LdapConfig(BaseModel):
+    """Connection settings of an LDAP or AD directory (the bind password is stored apart)."""
+
+    url: str = Field(description="ldap://host:port or ldaps://host:port")
+    bind_dn: str = Field(description="DN (or user@domain on AD) to bind as")
+    start_tls: bool = False
+    verify_tls: bool = True
+    user_base_dn: str
+    user_filter: str = "(objectClass=inetOrgPerson)"
+    group_base_dn: str | None = Field(default=None, description="defaults to user_base_dn")
+    group_filter: str = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"
+    flavour: str = Field(default="openldap", description="openldap | active_directory (attribute defaults)")
+    page_size: int = Field(default=500, ge=1, le=5000)
+    timeout_seconds: float = Field(default=10, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parsed = urlparse(v)
+        if parsed.scheme not in ("ldap", "ldaps") or not parsed.hostname:
+            raise ValueError("must be ldap://host[:port] or ldaps://host[:port]")
+        return v
+
+    @field_validator("flavour")
+    @classmethod
+    def _flavour(cls, v: str) -> str:
+        if v not in ("openldap", "active_directory"):
+            raise ValueError("must be 'openldap' or 'active_directory'")
+        return v
+
+    @field_validator("user_filter", "group_filter")
+    @classmethod
+    def _filter(cls, v: str) -> str:
+        from ldap3.operation.search import parse_filter
+
+        try:
+            parse_filter(v, None, auto_escape=True, auto_encode=True, validator=None, check_names=False)
+        except Exception as exc:  # ldap3 raises several unrelated kinds for malformed filters
+            raise ValueError(f"invalid LDAP filter: {exc}") from None
+        return v
+
+    @property
+    def external_id_attribute(self) -> str:
+        return "objectGUID" if self.flavour == "active_directory" else "entryUUID"
+
+
+def _parse_time(value: str) -> datetime:
+    # modifyTimestamp may carry fractions ("20261129014416.0Z" on AD).
+    return datetime.strptime(value.split(".")[0].rstrip("Z") + "Z", GENERALIZED_TIME).replace(tzinfo=timezone.utc)
+
+
+class LdapSource:
+    def __init__(self, config: LdapConfig, password: str | None, mapping_overrides: dict[str, Any] | None,
+                 timestamp_overlap_seconds: int = 300):
+        self.config = config
+        self._password = password
+        self.mapping = effective_mapping(config.flavour, mapping_overrides)
+        self.overlap = timedelta(seconds=timestamp_overlap_seconds)
+        self._conn = None
+
+    # -- connection -------------------------------------------------------------------------
+    def connect(self) -> None:
+        import ssl
+
+        import ldap3
+        from ldap3.core.exceptions import LDAPException
+
+        parsed = urlparse(self.config.url)
+        use_ssl = parsed.scheme == "ldaps"
+        tls = ldap3.Tls(validate=ssl.CERT_REQUIRED if self.config.verify_tls else ssl.CERT_NONE)
+        server = ldap3.Server(
+            parsed.hostname, port=parsed.port or (636 if use_ssl else 389), use_ssl=use_ssl, tls=tls,
+            get_info=ldap3.NONE, connect_timeout=self.config.timeout_seconds,
+        )
+        conn = ldap3.Connection(
+            server, user=self.config.bind_dn, password=self._password, auto_bind=ldap3.AUTO_BIND_NONE,
+            read_only=True, raise_exceptions=False, receive_timeout=self.config.timeout_seconds * 6,
+            auto_referrals=False, return_empty_attributes=False,
+        )
+        where = f"{parsed.hostname}:{server.port}"
+        try:
+            conn.open()
+            if self.config.start_tls and not conn.start_tls():
+                raise SourceUnavailable(f"StartTLS with {where} failed: {conn.result.get('description')}")
+            if not conn.bind():
+                desc = conn.result.get("description") or "bind refused"
+                if desc in ("invalidCredentials", "inappropriateAuthentication", "invalidDNSyntax",
+                            "strongerAuthRequired", "confidentialityRequired"):
+                    raise SourceAuthError(f"LDAP bind as {self.config.bind_dn!r} to {where} failed: {desc}")
+                raise SourceUnavailable(f"LDAP bind as {self.config.bind_dn!r} to {where} failed: {desc}")
+        except LDAPException as exc:
+            raise SourceUnavailable(f"cannot reach LDAP server {where}: {exc}") from None
+        self._conn = conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.unbind()
+            finally:
+                self._conn = None
+
+    # -- reading ----------------------------------------------------------------------------
+    def _paged(self, base: str, ldap_filter: str, attributes: list[str]) -> Iterator[tuple[str, dict[str, list[bytes]]]]:
+        import ldap3
+        from ldap3.core.exceptions import LDAPException
+
+        conn = self._conn
+        cookie = None
+        while True:
+            try:
+                ok = conn.search(
+                    base, ldap_filter, search_scope=ldap3.SUBTREE, attributes=attributes,
+                    paged_size=self.config.page_size, paged_cookie=cookie,
+                    dereference_aliases=ldap3.DEREF_NEVER,
+                )
+            except LDAPException as exc:
+                raise SourceUnavailable(f"LDAP search under {base!r} failed: {exc}") from None
+            result = conn.result
+            if not ok and result.get("result") not in (0, None):
+                desc = result.get("description")
+                if desc == "noSuchObject":
+                    raise SourceConfigError(f"base DN {base!r} does not exist on the server")
+                if desc in ("filterError", "protocolError"):
+                    raise SourceConfigError(f"the server rejected the search under {base!r}: {desc}")
+                raise SourceUnavailable(f"LDAP search under {base!r} failed: {desc} {result.get('message')}")
+            for item in conn.response or ():
+                if item.get("type") == "searchResEntry":
+                    yield item["dn"], item["raw_attributes"]
+            try:
+                cookie = result["controls"][PAGED_RESULTS_OID]["value"]["cookie"]
+            except (KeyError, TypeError):
+                cookie = None
+            if not cookie:
+                return
+
+    def _entries(self, base: str, ldap_filter: str, attributes: list[str], cursor: dict[str, Any]) -> Iterator[SourceEntry]:
+        for dn, raw in self._paged(base, ldap_filter, attributes):
+            stamp = raw.get("modifyTimestamp") or raw.get("whenChanged")
+            if stamp:
+                value = stamp[0].decode() if isinstance(stamp[0], bytes) else str(stamp[0])
+                if value > cursor.get("modify_timestamp", ""):
+                    cursor["modify_timestamp"] = value
+            yield SourceEntry(ref=dn, attributes=raw)
+
+    def _ids(self, base: str, ldap_filter: str) -> Iterator[str]:
+        from dirhook.normalize import TRANSFORMS
+
+        attr = self.config.external_id_attribute
+        transform = TRANSFORMS["guid" if attr == "objectGUID" else "first"]
+        for _dn, raw in self._paged(base, ldap_filter, [attr]):
+            values = next((v for k, v in raw.items() if k.lower() == attr.lower()), [])
+            ext = transform(values)
+            if ext:
+                yield ext
+
+    def changes(self, cursor: dict[str, Any] | None, full: bool) -> Changes:
+        cfg = self.config
+        group_base = cfg.group_base_dn or cfg.user_base_dn
+        stamp_attr = "whenChanged" if cfg.flavour == "active_directory" else "modifyTimestamp"
+        user_attrs = requested_attributes(self.mapping["user"], [stamp_attr])
+        group_attrs = requested_attributes(self.mapping["group"], [stamp_attr])
+        since = (cursor or {}).get("modify_timestamp")
+        full = full or not since
+        user_filter, group_filter = cfg.user_filter, cfg.group_filter
+        if not full:
+            start = (_parse_time(since) - self.overlap).strftime(GENERALIZED_TIME)
+            if cfg.flavour == "active_directory":
+                start = start[:-1] + ".0Z"
+            user_filter = f"(&{cfg.user_filter}({stamp_attr}>={start}))"
+            group_filter = f"(&{cfg.group_filter}({stamp_attr}>={start}))"
+        next_cursor: dict[str, Any] = {"modify_timestamp": since or ""}
+        return Changes(
+            full=full,
+            groups=self._entries(group_base, group_filter, group_attrs, next_cursor),
+            users=self._entries(cfg.user_base_dn, user_filter, user_attrs, next_cursor),
+            user_ids=None if full else (lambda: self._ids(cfg.user_base_dn, cfg.user_filter)),
+            group_ids=None if full else (lambda: self._ids(group_base, cfg.group_filter)),
+            next_cursor=next_cursor,
+        )
