@@ -23,6 +23,7 @@ from dirhook.ids import new_id
 from dirhook.models import NormalizedGroup, NormalizedUser
 from dirhook.normalize import normalize_group, normalize_user
 from dirhook.outbox import Outbox
+from dirhook.payloads import group_payload, user_payload
 from dirhook.providers.base import Changes
 
 log = logging.getLogger(__name__)
@@ -55,18 +56,6 @@ class PassResult:
     def as_dict(self) -> dict[str, Any]:
         return {"full": self.full, "users_read": self.users_read, "groups_read": self.groups_read,
                 "events": dict(self.events), "events_total": self.events_total, "warnings": list(self.warnings)}
-
-
-def user_payload(row: User, directory: Directory) -> dict[str, Any]:
-    return {"object": "user", "id": row.id, "directory_id": directory.id,
-            "organization_id": directory.organization_id, **row.state,
-            "updated_at": row.updated_at.isoformat().replace("+00:00", "Z"), "version": row.version}
-
-
-def group_payload(row: Group, directory: Directory) -> dict[str, Any]:
-    return {"object": "group", "id": row.id, "directory_id": directory.id,
-            "organization_id": directory.organization_id, **row.state,
-            "updated_at": row.updated_at.isoformat().replace("+00:00", "Z"), "version": row.version}
 
 
 class SyncEngine:

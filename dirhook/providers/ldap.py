@@ -97,11 +97,11 @@ class LdapSource:
         tls = ldap3.Tls(validate=ssl.CERT_REQUIRED if self.config.verify_tls else ssl.CERT_NONE)
         server = ldap3.Server(
             parsed.hostname, port=parsed.port or (636 if use_ssl else 389), use_ssl=use_ssl, tls=tls,
-            get_info=ldap3.NONE, connect_timeout=self.config.timeout_seconds,
+            get_info=ldap3.NONE, connect_timeout=int(self.config.timeout_seconds),
         )
         conn = ldap3.Connection(
             server, user=self.config.bind_dn, password=self._password, auto_bind=ldap3.AUTO_BIND_NONE,
-            read_only=True, raise_exceptions=False, receive_timeout=self.config.timeout_seconds * 6,
+            read_only=True, raise_exceptions=False, receive_timeout=int(self.config.timeout_seconds * 6),
             auto_referrals=False, return_empty_attributes=False,
         )
         where = f"{parsed.hostname}:{server.port}"

@@ -1,0 +1,108 @@
+"""Sync activities: one pass of one directory, and waking delivery afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import sessionmaker
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+
+from dirhook.config import Settings
+from dirhook.db.schema import Directory, SyncRun, utcnow
+from dirhook.providers.base import SourceError
+from dirhook.providers.factory import build_source
+from dirhook.sync_engine import SyncEngine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PassInput:
+    directory_id: str
+    mode: str  # "incremental" | "full"
+    workflow_id: str
+
+
+@dataclass
+class PassSummary:
+    sync_run_id: int
+    full: bool
+    users_read: int
+    groups_read: int
+    events_total: int
+    events: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+class SyncActivities:
+    def __init__(self, sessions: sessionmaker, settings: Settings, client: Client,
+                 loop: asyncio.AbstractEventLoop):
+        self.sessions = sessions
+        self.settings = settings
+        self.client = client
+        self.loop = loop  # the worker's loop, for signals sent from the activity thread
+
+    @activity.defn(name="run_sync_pass")
+    def run_pass(self, req: PassInput) -> PassSummary:
+        info = activity.info()
+        with self.sessions.begin() as s:
+            directory = s.get(Directory, req.directory_id)
+            if directory is None:
+                raise ApplicationError(f"directory {req.directory_id} does not exist", type="DirectoryNotFound",
+                                       non_retryable=True)
+            run = SyncRun(directory_id=directory.id, workflow_id=req.workflow_id, run_id=info.workflow_run_id,
+                          mode=req.mode, status="running", started_at=utcnow())
+            s.add(run)
+            s.flush()
+            run_id = run.id
+            cursor, provider = directory.cursor, directory.provider
+            source = build_source(directory, self.settings)
+
+        handle = self.client.get_workflow_handle(req.workflow_id, run_id=info.workflow_run_id)
+        last_signal = 0.0
+
+        def on_progress(progress: dict[str, Any]) -> None:
+            nonlocal last_signal
+            activity.heartbeat(progress)
+            # The workflow shows progress in its current details and answers queries with it;
+            # at most one signal a second keeps its history small.
+            now = time.monotonic()
+            if now - last_signal >= 1.0 or progress.get("stage") == "done":
+                last_signal = now
+                fut = asyncio.run_coroutine_threadsafe(handle.signal("report_progress", progress), self.loop)
+                try:
+                    fut.result(timeout=10)
+                except Exception:  # progress is best effort; the pass itself must go on
+                    log.warning("could not report progress to %s", req.workflow_id, exc_info=True)
+
+        try:
+            source.connect()
+            changes = source.changes(cursor, full=req.mode == "full")
+            engine = SyncEngine(self.sessions, req.directory_id, source.mapping,
+                                chunk_size=self.settings.sync_chunk_size, on_progress=on_progress)
+            result = engine.run(changes)
+        except SourceError as exc:
+            self._finish(run_id, "failed", str(exc), {})
+            log.warning("sync of %s failed: %s", req.directory_id, exc)
+            raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=not exc.retryable) from None
+        except Exception as exc:
+            self._finish(run_id, "failed", f"{type(exc).__name__}: {exc}", {})
+            raise
+        finally:
+            source.close()
+        self._finish(run_id, "succeeded", None, result.as_dict())
+        log.info("sync of %s (%s) committed %d events", req.directory_id, provider, result.events_total)
+        return PassSummary(sync_run_id=run_id, full=result.full, users_read=result.users_read,
+                           groups_read=result.groups_read, events_total=result.events_total,
+                           events=dict(result.events), warnings=list(result.warnings))
+
+    def _finish(self, run_id: int, status: str, error: str | None, counts: dict[str, Any]) -> None:
+        with self.sessions.begin() as s:
+            run = s.get(SyncRun, run_id)
+            run.status, run.error, run.counts, run.finished_at = status, error, counts, utcnow()

@@ -1,0 +1,50 @@
+"""The HTTP API (FastAPI). ``create_app`` is the uvicorn factory: ``dirhook.api.app:create_app``."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+
+from dirhook import __version__
+from dirhook.api.deps import TemporalConnector, require_admin
+from dirhook.api.routers import directories, endpoints, events, health, organizations
+from dirhook.config import Settings
+from dirhook.db.engine import make_engine, make_sessionmaker
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    engine = make_engine(settings.sqlalchemy_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="dirhook",
+        version=__version__,
+        description="Directory sync (LDAP, Active Directory) delivered as signed webhooks. "
+                    "Authenticate with `Authorization: Bearer <admin token>`.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.sessions = make_sessionmaker(engine)
+    app.state.admin_token = settings.resolved_admin_token
+    app.state.temporal = TemporalConnector(settings)
+
+    @app.exception_handler(IntegrityError)
+    async def _conflict(_request: Request, exc: IntegrityError):
+        # A unique or foreign key constraint caught what validation could not (a race).
+        return JSONResponse(status_code=409, content={"detail": "conflicts with existing data"})
+
+    app.include_router(health.router)
+    admin = [Depends(require_admin)]
+    app.include_router(organizations.router, dependencies=admin)
+    app.include_router(directories.router, dependencies=admin)
+    app.include_router(endpoints.router, dependencies=admin)
+    app.include_router(events.router, dependencies=admin)
+    return app

@@ -1,0 +1,159 @@
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
+
+from dirhook import temporal as t
+from dirhook.api.deps import SessionDep, SettingsDep, TemporalDep
+from dirhook.api.routers.organizations import resolve_organization
+from dirhook.api.schemas import DirectoryIn, DirectoryOut, Page, SyncRunOut, SyncStarted, SyncStatusOut
+from dirhook.db.schema import Directory, Group, SyncRun, User
+from dirhook.ids import new_id
+from dirhook.normalize import MappingError, effective_mapping
+from dirhook.payloads import group_payload, user_payload
+from workflows.directory_sync import DirectorySyncWorkflow, SyncRequest
+
+router = APIRouter(prefix="/v1/directories", tags=["directories"])
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+def directory_out(d: Directory) -> DirectoryOut:
+    return DirectoryOut(id=d.id, organization_id=d.organization_id, name=d.name, provider=d.provider,
+                        config=d.config, has_bind_password=bool(d.secret), attribute_mapping=d.attribute_mapping,
+                        cursor=d.cursor, created_at=d.created_at)
+
+
+def get_directory(session: Session, directory_id: str) -> Directory:
+    d = session.get(Directory, directory_id)
+    if d is None:
+        raise HTTPException(404, f"directory {directory_id} not found")
+    return d
+
+
+@router.post("", response_model=DirectoryOut, status_code=201)
+def create_directory(body: DirectoryIn, session: SessionDep):
+    try:
+        effective_mapping(body.ldap.flavour, body.attribute_mapping)
+    except MappingError as exc:
+        raise HTTPException(422, f"attribute_mapping: {exc}") from None
+    org = resolve_organization(session, body.organization_id)
+    d = Directory(id=new_id("dir"), organization_id=org.id, name=body.name, provider=body.provider,
+                  config=body.ldap.model_dump(mode="json"), secret=body.bind_password,
+                  attribute_mapping=body.attribute_mapping or {})
+    session.add(d)
+    session.commit()
+    return directory_out(d)
+
+
+@router.get("", response_model=list[DirectoryOut])
+def list_directories(session: SessionDep, organization_id: str | None = None):
+    q = select(Directory).order_by(Directory.id)
+    if organization_id:
+        q = q.where(Directory.organization_id == organization_id)
+    return [directory_out(d) for d in session.scalars(q)]
+
+
+@router.get("/{directory_id}", response_model=DirectoryOut)
+def read_directory(directory_id: str, session: SessionDep):
+    return directory_out(get_directory(session, directory_id))
+
+
+@router.delete("/{directory_id}", status_code=204)
+async def delete_directory(directory_id: str, session: SessionDep, client: TemporalDep):
+    """Deletes the directory, its users, groups and events. A running sync is cancelled first."""
+    d = get_directory(session, directory_id)
+    try:
+        await client.get_workflow_handle(t.sync_workflow_id(d.id)).terminate(reason="directory deleted")
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+    session.delete(d)
+    session.commit()
+    return Response(status_code=204)
+
+
+@router.post("/{directory_id}/sync", response_model=SyncStarted, status_code=202)
+async def start_sync(directory_id: str, session: SessionDep, settings: SettingsDep, client: TemporalDep,
+                     mode: Literal["incremental", "full"] = "incremental"):
+    """Starts a pass, or queues one after the pass that is running (requests collapse into one)."""
+    d = get_directory(session, directory_id)
+    session.close()
+    handle = await client.start_workflow(
+        DirectorySyncWorkflow.run,
+        SyncRequest(directory_id=d.id, mode=mode, delivery_task_queue=settings.delivery_task_queue),
+        id=t.sync_workflow_id(d.id), task_queue=settings.sync_task_queue,
+        start_signal="request_sync", start_signal_args=[mode],
+        search_attributes=TypedSearchAttributes([
+            SearchAttributePair(t.DIRECTORY_ID, d.id), SearchAttributePair(t.ORGANIZATION_ID, d.organization_id),
+            SearchAttributePair(t.SYNC_MODE, mode), SearchAttributePair(t.PROVIDER, d.provider),
+        ]),
+        static_summary=f"Sync directory {d.name} ({d.provider})",
+        static_details=f"directory `{d.id}` of organization `{d.organization_id}`",
+    )
+    return SyncStarted(directory_id=d.id, workflow_id=handle.id, run_id=handle.result_run_id, mode=mode,
+                       temporal_ui_url=f"http://127.0.0.1:{settings.temporal_ui_port}/namespaces/"
+                                       f"{settings.temporal_namespace}/workflows/{handle.id}")
+
+
+@router.get("/{directory_id}/sync", response_model=SyncStatusOut)
+async def sync_status(directory_id: str, session: SessionDep, client: TemporalDep):
+    """The directory's current or last pass: workflow state, live progress, last error."""
+    d = get_directory(session, directory_id)
+    last = session.scalars(select(SyncRun).where(SyncRun.directory_id == d.id).order_by(SyncRun.id.desc()).limit(1)).first()
+    session.close()
+    out = SyncStatusOut(directory_id=d.id, workflow_id=t.sync_workflow_id(d.id), workflow_status=None, state=None,
+                        last_run=SyncRunOut.model_validate(last, from_attributes=True) if last else None)
+    handle = client.get_workflow_handle(t.sync_workflow_id(d.id))
+    try:
+        desc = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return out
+        raise
+    out.workflow_status = desc.status.name if desc.status else None
+    if desc.status == WorkflowExecutionStatus.RUNNING:
+        status = await handle.query(DirectorySyncWorkflow.status)
+        if status is not None:
+            out.state, out.progress, out.error = status.state, status.progress, status.error
+    else:
+        out.state = {"COMPLETED": "succeeded", "FAILED": "failed"}.get(out.workflow_status, out.workflow_status.lower())
+        if out.state == "failed" and last is not None:
+            out.error = last.error
+    return out
+
+
+@router.get("/{directory_id}/sync-runs", response_model=list[SyncRunOut])
+def list_sync_runs(directory_id: str, session: SessionDep, limit: Limit = 20):
+    get_directory(session, directory_id)
+    runs = session.scalars(select(SyncRun).where(SyncRun.directory_id == directory_id)
+                           .order_by(SyncRun.id.desc()).limit(limit))
+    return [SyncRunOut.model_validate(r, from_attributes=True) for r in runs]
+
+
+@router.get("/{directory_id}/users", response_model=Page[dict])
+def list_users(directory_id: str, session: SessionDep, limit: Limit = 100, after: str | None = None):
+    d = get_directory(session, directory_id)
+    q = select(User).where(User.directory_id == d.id).order_by(User.id).limit(limit + 1)
+    if after:
+        q = q.where(User.id > after)
+    rows = list(session.scalars(q))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(data=[user_payload(r, d) for r in rows], next_cursor=rows[-1].id if rows else after, has_more=more)
+
+
+@router.get("/{directory_id}/groups", response_model=Page[dict])
+def list_groups(directory_id: str, session: SessionDep, limit: Limit = 100, after: str | None = None):
+    d = get_directory(session, directory_id)
+    q = select(Group).where(Group.directory_id == d.id).order_by(Group.id).limit(limit + 1)
+    if after:
+        q = q.where(Group.id > after)
+    rows = list(session.scalars(q))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(data=[group_payload(r, d) for r in rows], next_cursor=rows[-1].id if rows else after, has_more=more)

@@ -1,0 +1,37 @@
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from sqlalchemy import select
+
+from dirhook.api.deps import SessionDep
+from dirhook.api.schemas import Page
+from dirhook.db.schema import Directory, EventRow
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+
+@router.get("", response_model=Page[dict])
+def list_events(session: SessionDep, directory_id: str | None = None, organization_id: str | None = None,
+                after: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                type: Annotated[str | None, Query(description="only this event type")] = None):
+    """Events oldest first, exactly as receivers get them. Follow by passing `next_cursor` back as `after`."""
+    q = select(EventRow.pk, EventRow.body).order_by(EventRow.pk).limit(limit + 1)
+    if directory_id:
+        if session.get(Directory, directory_id) is None:
+            raise HTTPException(404, f"directory {directory_id} not found")
+        q = q.where(EventRow.directory_id == directory_id)
+    if organization_id:
+        q = q.where(EventRow.organization_id == organization_id)
+    if type:
+        q = q.where(EventRow.type == type)
+    if after:
+        if not after.isdigit():
+            raise HTTPException(422, "after: not a cursor returned by this API")
+        q = q.where(EventRow.pk > int(after))
+    rows = session.execute(q).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(data=[json.loads(body) for _pk, body in rows],
+                next_cursor=str(rows[-1][0]) if rows else after, has_more=more)

@@ -1,0 +1,27 @@
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from dirhook.api.schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz(request: Request):
+    """Liveness and dependencies: 200 when the database answers, with Temporal's state beside it."""
+    db = "ok"
+    try:
+        with request.app.state.sessions() as s:
+            s.execute(text("SELECT 1"))
+    except Exception as exc:  # report, don't raise: this is the health endpoint
+        db = f"error: {type(exc).__name__}"
+    try:
+        client = await request.app.state.temporal.get()
+        await client.service_client.check_health()
+        temporal = "ok"
+    except Exception as exc:
+        temporal = f"unreachable: {type(exc).__name__}"
+    status = "ok" if db == "ok" and temporal == "ok" else "degraded"
+    body = Health(status=status, database=db, temporal=temporal)
+    return JSONResponse(body.model_dump(), status_code=200 if db == "ok" else 503)

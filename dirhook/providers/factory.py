@@ -1,0 +1,17 @@
+"""Builds the source for a directory row; the only place that reads its secret."""
+
+from __future__ import annotations
+
+from dirhook.config import Settings
+from dirhook.db.schema import Directory
+from dirhook.providers.base import SourceConfigError
+
+
+def build_source(directory: Directory, settings: Settings):
+    if directory.provider == "ldap":
+        from dirhook.providers.ldap import LdapConfig, LdapSource
+
+        return LdapSource(LdapConfig.model_validate(directory.config), directory.secret,
+                          directory.attribute_mapping or None,
+                          timestamp_overlap_seconds=settings.ldap_timestamp_overlap_seconds)
+    raise SourceConfigError(f"provider {directory.provider!r} cannot be synced by polling")

@@ -1,0 +1,55 @@
+"""Temporal connection, workflow IDs and dirhook's custom search attributes."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+
+from dirhook.config import Settings
+
+DIRECTORY_ID = SearchAttributeKey.for_keyword("DirectoryId")
+ORGANIZATION_ID = SearchAttributeKey.for_keyword("OrganizationId")
+ENDPOINT_ID = SearchAttributeKey.for_keyword("EndpointId")
+EVENT_TYPE = SearchAttributeKey.for_keyword("EventType")
+SYNC_MODE = SearchAttributeKey.for_keyword("SyncMode")
+PROVIDER = SearchAttributeKey.for_keyword("Provider")
+
+SEARCH_ATTRIBUTES = (DIRECTORY_ID, ORGANIZATION_ID, ENDPOINT_ID, EVENT_TYPE, SYNC_MODE, PROVIDER)
+
+
+def sync_workflow_id(directory_id: str) -> str:
+    return f"dirsync/{directory_id}"
+
+
+def dispatch_workflow_id(endpoint_id: str) -> str:
+    return f"dispatch/{endpoint_id}"
+
+
+def delivery_workflow_id(endpoint_id: str, event_id: str) -> str:
+    return f"delivery/{endpoint_id}/{event_id}"
+
+
+def dev_server_search_attribute_args() -> list[str]:
+    args = []
+    for key in SEARCH_ATTRIBUTES:
+        args += ["--search-attribute", f"{key.name}=Keyword"]
+    return args
+
+
+async def connect(settings: Settings) -> Client:
+    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+
+
+async def register_search_attributes(client: Client, namespace: str) -> None:
+    """Add dirhook's search attributes where the server lacks them (the time-skipping
+    server and a fresh cluster). A workflow that upserts an unknown attribute fails its
+    task forever, so every stack registers them before any worker runs."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+
+    existing = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
+    missing = {k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in SEARCH_ATTRIBUTES
+               if k.name not in existing.custom_attributes}
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing))

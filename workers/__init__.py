@@ -1,0 +1,88 @@
+"""Worker processes: ``python -m workers`` (or ``dirhook worker``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
+from datetime import timedelta
+from typing import Iterable
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.delivery import DeliveryActivities
+from activities.sync import SyncActivities
+from dirhook.config import Settings
+from dirhook.db.engine import make_engine, make_sessionmaker
+from dirhook.delivery import WebhookSender
+from workflows.directory_sync import DirectorySyncWorkflow
+from workflows.endpoint_dispatch import EndpointDispatchWorkflow
+from workflows.webhook_delivery import WebhookDeliveryWorkflow
+
+log = logging.getLogger(__name__)
+
+QUEUES = ("sync", "delivery")
+
+
+def build_workers(client: Client, settings: Settings, queues: Iterable[str] = QUEUES) -> tuple[list[Worker], list]:
+    """Workers for the chosen queues, and the resources to close after they stop."""
+    queues = list(queues)
+    unknown = set(queues) - set(QUEUES)
+    if unknown:
+        raise ValueError(f"unknown queue(s) {', '.join(sorted(unknown))}; choose among {', '.join(QUEUES)}")
+    engine = make_engine(settings.sqlalchemy_url)
+    sessions = make_sessionmaker(engine)
+    workers: list[Worker] = []
+    closers: list = [engine.dispose]
+    loop = asyncio.get_running_loop()
+    if "sync" in queues:
+        # Sync passes run ldap3 and SQLAlchemy, which block: they get threads of their own.
+        executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sync-activity")
+        closers.append(lambda: executor.shutdown(wait=False))
+        sync = SyncActivities(sessions, settings, client, loop)
+        workers.append(Worker(
+            client, task_queue=settings.sync_task_queue, workflows=[DirectorySyncWorkflow],
+            activities=[sync.run_pass], activity_executor=executor, max_concurrent_activities=8,
+            graceful_shutdown_timeout=timedelta(seconds=30),
+        ))
+    if "delivery" in queues:
+        sender = WebhookSender(timeout_seconds=settings.delivery_timeout_seconds)
+        closers.append(sender.close)
+        delivery = DeliveryActivities(sessions, settings, client, sender)
+        workers.append(Worker(
+            client, task_queue=settings.delivery_task_queue,
+            workflows=[EndpointDispatchWorkflow, WebhookDeliveryWorkflow],
+            activities=[delivery.deliver_pending, delivery.attempt_delivery, delivery.schedule_next_attempt,
+                        delivery.give_up, delivery.wake_dispatchers],
+            max_concurrent_activities=100,
+            graceful_shutdown_timeout=timedelta(seconds=30),
+        ))
+    return workers, closers
+
+
+async def close_all(closers: list) -> None:
+    for close in reversed(closers):
+        result = close()
+        if asyncio.iscoroutine(result):
+            await result
+
+
+async def run_workers(settings: Settings, queues: Iterable[str] = QUEUES) -> None:
+    from dirhook import temporal as t
+
+    client = await t.connect(settings)
+    workers, closers = build_workers(client, settings, queues)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with AsyncExitStack() as stack:
+        for w in workers:
+            await stack.enter_async_context(w)
+        log.info("worker serving %s", ", ".join(w.task_queue for w in workers))
+        await stop.wait()
+        log.info("worker stopping: letting in-flight activities finish")
+    await close_all(closers)

@@ -1,0 +1,19 @@
+import argparse
+import asyncio
+import logging
+
+from dirhook.config import Settings
+from workers import QUEUES, run_workers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="dirhook worker")
+    parser.add_argument("--queues", default=",".join(QUEUES), help="comma-separated: sync,delivery")
+    args = parser.parse_args()
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_workers(settings, [q.strip() for q in args.queues.split(",") if q.strip()]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""DirectorySyncWorkflow: sync passes of one directory, never two at once.
+
+Its workflow ID is ``dirsync/<directory_id>`` and callers start it with signal-with-start:
+a request while a pass runs is a signal to the running workflow, which runs one more
+pass afterwards. Concurrent requests thus collapse into at most one queued pass (a full
+request wins over an incremental one), and two passes of a directory never overlap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.sync import PassInput, PassSummary
+
+# Passes one workflow run performs before continuing as new, to keep its history short.
+MAX_PASSES_PER_RUN = 50
+NON_RETRYABLE = ["SourceAuthError", "SourceConfigError", "DirectoryNotFound", "MappingError"]
+
+
+@dataclass
+class SyncRequest:
+    directory_id: str
+    mode: str = "incremental"
+    delivery_task_queue: str = ""
+
+
+@dataclass
+class SyncStatus:
+    directory_id: str
+    state: str = "starting"  # starting | running | succeeded | failed
+    mode: str | None = None
+    passes: int = 0
+    queued: str | None = None
+    progress: dict[str, Any] = field(default_factory=dict)
+    last_result: PassSummary | None = None
+    error: str | None = None
+
+
+@workflow.defn
+class DirectorySyncWorkflow:
+    def __init__(self) -> None:
+        self._queued: str | None = None
+        self._status: SyncStatus | None = None
+
+    @workflow.signal
+    def request_sync(self, mode: str) -> None:
+        if mode == "full" or self._queued is None:
+            self._queued = mode
+        if self._status:
+            self._status.queued = self._queued
+
+    @workflow.signal
+    def report_progress(self, progress: dict[str, Any]) -> None:
+        if self._status is None:
+            return
+        self._status.progress = progress
+        workflow.set_current_details(self._details())
+
+    @workflow.query
+    def status(self) -> SyncStatus | None:
+        return self._status
+
+    def _details(self) -> str:
+        s = self._status
+        p = s.progress
+        lines = [f"**{s.state}** — {s.mode or '?'} pass #{s.passes} of directory `{s.directory_id}`"]
+        if p:
+            lines.append(f"stage: {p.get('stage')}, users read: {p.get('users_read', 0)}, "
+                         f"groups read: {p.get('groups_read', 0)}, events: {p.get('events', 0)}")
+        if s.queued:
+            lines.append(f"queued next: {s.queued} pass")
+        if s.error:
+            lines.append(f"error: {s.error}")
+        return "\n\n".join(lines)
+
+    @workflow.run
+    async def run(self, req: SyncRequest) -> SyncStatus:
+        self._status = SyncStatus(directory_id=req.directory_id)
+        if self._queued is None or req.mode == "full":
+            self._queued = req.mode if self._queued != "full" else "full"
+        while self._queued:
+            mode, self._queued = self._queued, None
+            s = self._status
+            s.state, s.mode, s.queued, s.progress = "running", mode, None, {}
+            s.passes += 1
+            workflow.set_current_details(self._details())
+            try:
+                s.last_result = await workflow.execute_activity(
+                    "run_sync_pass", PassInput(req.directory_id, mode, workflow.info().workflow_id),
+                    result_type=PassSummary,
+                    start_to_close_timeout=timedelta(hours=6),
+                    heartbeat_timeout=timedelta(minutes=2),
+                    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3,
+                                             non_retryable_error_types=NON_RETRYABLE),
+                    summary=f"{mode} pass",
+                )
+            except ActivityError as err:
+                cause = err.cause
+                message = getattr(cause, "message", None) or str(cause or err)
+                s.state, s.error = "failed", message
+                workflow.set_current_details(self._details())
+                raise ApplicationError(f"sync of {req.directory_id} failed: {message}",
+                                       type=getattr(cause, "type", None) or "SyncFailed", non_retryable=True) from None
+            s.state, s.error = "succeeded", None
+            workflow.set_current_details(self._details())
+            if s.last_result.events_total:
+                await workflow.execute_activity(
+                    "wake_dispatchers", task_queue=req.delivery_task_queue or None,
+                    start_to_close_timeout=timedelta(minutes=1),
+                    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+                    summary="wake delivery",
+                )
+            if self._queued and (s.passes >= MAX_PASSES_PER_RUN or workflow.info().is_continue_as_new_suggested()):
+                workflow.continue_as_new(SyncRequest(req.directory_id, self._queued, req.delivery_task_queue))
+        return self._status

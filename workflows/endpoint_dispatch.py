@@ -1,0 +1,63 @@
+"""EndpointDispatchWorkflow: sends an endpoint's pending deliveries in batches.
+
+One per endpoint (``dispatch/<endpoint_id>``), woken by signal-with-start whenever events
+are committed. Temporal is the control plane here, not the data plane: one activity sends
+a whole batch (design.md), and only a failed delivery becomes a workflow of its own.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.delivery import BatchResult
+
+# How long an idle dispatcher waits for another wake-up before it completes.
+IDLE_TIMEOUT = timedelta(seconds=30)
+MAX_BATCHES_PER_RUN = 200
+
+
+@workflow.defn
+class EndpointDispatchWorkflow:
+    def __init__(self) -> None:
+        self._woken = False
+        self._sent = 0
+        self._failed = 0
+
+    @workflow.signal
+    def wake(self) -> None:
+        self._woken = True
+
+    @workflow.query
+    def counts(self) -> dict[str, int]:
+        return {"sent": self._sent, "failed": self._failed}
+
+    @workflow.run
+    async def run(self, endpoint_id: str) -> dict[str, int]:
+        batches = 0
+        while True:
+            self._woken = False
+            result: BatchResult = await workflow.execute_activity(
+                "deliver_pending", endpoint_id, result_type=BatchResult,
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=timedelta(minutes=2),
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)),
+                summary="send pending batch",
+            )
+            batches += 1
+            self._sent += result.sent
+            self._failed += result.failed
+            workflow.set_current_details(f"batches: {batches}, sent: {self._sent}, failed (retrying): {self._failed}")
+            if batches >= MAX_BATCHES_PER_RUN or workflow.info().is_continue_as_new_suggested():
+                workflow.continue_as_new(endpoint_id)
+            if result.remaining or self._woken:
+                continue
+            try:
+                await workflow.wait_condition(lambda: self._woken, timeout=IDLE_TIMEOUT)
+            except TimeoutError:
+                pass
+            if not self._woken:
+                return {"sent": self._sent, "failed": self._failed}
