@@ -43,6 +43,15 @@ class DirectoryIn(BaseModel):
         default=None, description="per kind (user/group): target field -> {source, transform}; laid over the defaults")
 
 
+class DirectoryPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    ldap: dict[str, Any] | None = Field(default=None, description="fields to change; the result is validated whole")
+    bind_password: str | None = Field(default=None, description="write-only: never returned")
+    attribute_mapping: dict[str, dict[str, Any]] | None = None
+
+
 class DirectoryOut(BaseModel):
     id: str
     organization_id: str

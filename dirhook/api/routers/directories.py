@@ -1,6 +1,7 @@
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio.client import WorkflowExecutionStatus
@@ -10,10 +11,11 @@ from temporalio.service import RPCError, RPCStatusCode
 from dirhook import temporal as t
 from dirhook.api.deps import SessionDep, SettingsDep, TemporalDep
 from dirhook.api.routers.organizations import resolve_organization
-from dirhook.api.schemas import DirectoryIn, DirectoryOut, Page, SyncRunOut, SyncStarted, SyncStatusOut
+from dirhook.api.schemas import DirectoryIn, DirectoryOut, DirectoryPatch, Page, SyncRunOut, SyncStarted, SyncStatusOut
 from dirhook.db.schema import Directory, Group, SyncRun, User
 from dirhook.ids import new_id
 from dirhook.normalize import MappingError, effective_mapping
+from dirhook.providers.ldap import LdapConfig
 from dirhook.payloads import group_payload, user_payload
 from workflows.directory_sync import DirectorySyncWorkflow, SyncRequest
 
@@ -61,6 +63,40 @@ def list_directories(session: SessionDep, organization_id: str | None = None):
 @router.get("/{directory_id}", response_model=DirectoryOut)
 def read_directory(directory_id: str, session: SessionDep):
     return directory_out(get_directory(session, directory_id))
+
+
+# Changing any of these points the directory at other entries: the stored cursor no longer
+# describes them, so the next pass is a full one.
+CURSOR_SCOPE = ("url", "user_base_dn", "group_base_dn", "user_filter", "group_filter", "flavour")
+
+
+@router.patch("/{directory_id}", response_model=DirectoryOut)
+def update_directory(directory_id: str, body: DirectoryPatch, session: SessionDep):
+    """Changes settings (a new bind password, another base DN…). Validated whole; nothing changes on error."""
+    d = get_directory(session, directory_id)
+    config = LdapConfig.model_validate(d.config)
+    if body.ldap is not None:
+        try:
+            config = LdapConfig.model_validate({**d.config, **body.ldap})
+        except ValidationError as exc:
+            raise HTTPException(422, [{"loc": ["body", "ldap", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                                      for e in exc.errors(include_url=False, include_input=False)]) from None
+    mapping = body.attribute_mapping if body.attribute_mapping is not None else d.attribute_mapping
+    try:
+        effective_mapping(config.flavour, mapping)
+    except MappingError as exc:
+        raise HTTPException(422, f"attribute_mapping: {exc}") from None
+    new_config = config.model_dump(mode="json")
+    if mapping != d.attribute_mapping or any(new_config.get(k) != d.config.get(k) for k in CURSOR_SCOPE):
+        d.cursor = None
+    d.config = new_config
+    d.attribute_mapping = mapping or {}
+    if body.name is not None:
+        d.name = body.name
+    if body.bind_password is not None:
+        d.secret = body.bind_password
+    session.commit()
+    return directory_out(d)
 
 
 @router.delete("/{directory_id}", status_code=204)

@@ -1,0 +1,121 @@
+"""Real servers for the test session: slapd, Temporal dev server, PostgreSQL, a receiver,
+and dirhook itself (worker + API on a real port), once per database."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+from sqlalchemy.orm import sessionmaker
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from dirhook.api.app import create_app
+from dirhook.config import Settings
+from dirhook.db.engine import make_engine, make_sessionmaker, migrate
+from dirhook.devstack import temporal_cli
+from dirhook.temporal import SEARCH_ATTRIBUTES
+from tests.support.ports import free_port
+from tests.support.postgres import PostgresCluster
+from tests.support.receiver import Receiver
+from tests.support.slapd import Slapd
+from workers import build_workers, close_all
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+@pytest.fixture(scope="session")
+def slapd():
+    server = Slapd()
+    server.prepare()
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    cluster = PostgresCluster()
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_env():
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(), search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_log_level="error", ui=False,
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def receiver():
+    r = Receiver()
+    await r.start()
+    yield r
+    await r.stop()
+
+
+@dataclass
+class Stack:
+    name: str
+    settings: Settings
+    api: httpx.AsyncClient
+    api_url: str
+    sessions: sessionmaker
+    client: Client
+
+
+_counter = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{next(_counter)}"
+
+
+@pytest_asyncio.fixture(scope="session", params=["sqlite", "postgresql"])
+async def stack(request, temporal_env, tmp_path_factory):
+    """dirhook's worker and API, on SQLite or on PostgreSQL, sharing the session's Temporal server."""
+    data_dir = tmp_path_factory.mktemp(f"dirhook-{request.param}")
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres").create_database("dirhook_e2e")
+    else:
+        url = f"sqlite:///{data_dir / 'dirhook.db'}"
+    api_port = free_port()
+    settings = Settings(
+        data_dir=data_dir, database_url=url, admin_token=ADMIN_TOKEN,
+        temporal_address=temporal_env.client.service_client.config.target_host,
+        task_queue=f"dirhook-{request.param}", allow_private_endpoints=True,
+        api_port=api_port, ldap_timestamp_overlap_seconds=0,
+    )
+    migrate(url)
+    client = temporal_env.client
+    workers, closers = build_workers(client, settings)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=api_port,
+                                           log_level="warning", lifespan="on"))
+    async with AsyncExitStack() as stack:
+        for w in workers:
+            await stack.enter_async_context(w)
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            if serving.done():
+                serving.result()
+            await asyncio.sleep(0.02)
+        api_url = f"http://127.0.0.1:{api_port}"
+        async with httpx.AsyncClient(base_url=api_url, timeout=30,
+                                     headers={"authorization": f"Bearer {ADMIN_TOKEN}"}) as api:
+            engine = make_engine(url)
+            yield Stack(request.param, settings, api, api_url, make_sessionmaker(engine), client)
+            engine.dispose()
+        server.should_exit = True
+        await asyncio.wait_for(serving, 30)
+    await close_all(closers)

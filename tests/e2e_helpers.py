@@ -1,0 +1,104 @@
+"""Steps the end-to-end tests share: connect a fresh LDAP subtree, subscribe, sync, wait."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Callable
+
+from tests.conftest import Stack, unique
+from tests.support.receiver import Receiver, Route
+from tests.support.slapd import ROOT_DN, ROOT_PW, SUFFIX, Slapd, ldap_tool, people_ldif
+from tests.support.wait import wait_for
+
+USER_FIELDS = {"object", "id", "directory_id", "organization_id", "external_id", "username", "emails", "given_name",
+               "family_name", "display_name", "title", "department", "manager_id", "active", "groups", "roles",
+               "custom_attributes", "raw_attributes", "updated_at", "version"}
+GROUP_FIELDS = {"object", "id", "directory_id", "organization_id", "external_id", "name", "description", "version"}
+
+
+@dataclass
+class Connected:
+    ou: str
+    directory: dict
+    endpoint: dict
+    route: Route
+
+    @property
+    def id(self) -> str:
+        return self.directory["id"]
+
+    def user_dn(self, i: int) -> str:
+        return f"uid=user{i:05d},ou=people,ou={self.ou},{SUFFIX}"
+
+    def group_dn(self, g: int) -> str:
+        return f"cn=group{g:03d},ou=groups,ou={self.ou},{SUFFIX}"
+
+
+def ldap_body(slapd: Slapd, ou: str, **overrides) -> dict:
+    return {
+        "url": slapd.url, "bind_dn": ROOT_DN,
+        "user_base_dn": f"ou=people,ou={ou},{SUFFIX}", "group_base_dn": f"ou=groups,ou={ou},{SUFFIX}",
+        **overrides,
+    }
+
+
+async def connect_directory(stack: Stack, slapd: Slapd, receiver: Receiver, n_users: int, n_groups: int, *,
+                            respond: Callable[[dict, int], int] | None = None,
+                            retry_schedule: list[float] | None = None, password: str = ROOT_PW,
+                            ldap_overrides: dict | None = None) -> Connected:
+    ou = unique(f"{stack.name}-")
+    await asyncio.to_thread(ldap_tool, "ldapadd", slapd, people_ldif(ou, n_users, n_groups))
+    r = await stack.api.post("/v1/directories", json={
+        "name": f"Directory {ou}", "ldap": ldap_body(slapd, ou, **(ldap_overrides or {})), "bind_password": password})
+    assert r.status_code == 201, r.text
+    directory = r.json()
+    body = {"url": receiver.url(ou), "directory_ids": [directory["id"]]}
+    if retry_schedule:
+        body["retry_schedule"] = retry_schedule
+    r = await stack.api.post("/v1/endpoints", json=body)
+    assert r.status_code == 201, r.text
+    endpoint = r.json()
+    route = receiver.route(ou, endpoint["secret"], respond)
+    return Connected(ou, directory, endpoint, route)
+
+
+async def sync(stack: Stack, directory_id: str, mode: str = "incremental", timeout: float = 90) -> dict:
+    """Request a pass, wait for its workflow to finish, and return the API's view of it."""
+    r = await stack.api.post(f"/v1/directories/{directory_id}/sync", params={"mode": mode})
+    assert r.status_code == 202, r.text
+    started = r.json()
+    handle = stack.client.get_workflow_handle(started["workflow_id"], run_id=started["run_id"])
+    await asyncio.wait_for(handle.result(), timeout)
+    status = (await stack.api.get(f"/v1/directories/{directory_id}/sync")).json()
+    return status
+
+
+async def all_events(stack: Stack, directory_id: str) -> list[dict]:
+    events, after = [], None
+    while True:
+        params = {"directory_id": directory_id, "limit": 1000}
+        if after:
+            params["after"] = after
+        page = (await stack.api.get("/v1/events", params=params)).json()
+        events += page["data"]
+        after = page["next_cursor"]
+        if not page["has_more"]:
+            return events
+
+
+async def wait_delivered(stack: Stack, conn: Connected, timeout: float = 60) -> list[dict]:
+    """Wait until every committed event of the directory reached the receiver; returns them (deduplicated)."""
+    expected = await all_events(stack, conn.id)
+    await wait_for(lambda: len(conn.route.events()) >= len(expected), timeout,
+                   f"{len(expected)} events at the receiver")
+    got = conn.route.events()
+    assert sorted(e["id"] for e in got) == sorted(e["id"] for e in expected)
+    return got
+
+
+def count_types(events: list[dict]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for e in events:
+        out[e["type"]] = out.get(e["type"], 0) + 1
+    return out
