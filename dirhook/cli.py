@@ -117,6 +117,24 @@ def migrate() -> None:
 
 
 @app.command()
+def setup() -> None:
+    """Prepare a deployment: database migrations, and dirhook's search attributes on the Temporal cluster."""
+    from dirhook import temporal as t
+    from dirhook.db.engine import migrate as run_migrate
+
+    settings = Settings()
+    settings.ensure_data_dir()
+    run_migrate(settings.sqlalchemy_url)
+
+    async def register() -> None:
+        client = await t.connect(settings)
+        await t.register_search_attributes(client, settings.temporal_namespace)
+
+    asyncio.run(register())
+    console.print("database migrated; search attributes registered")
+
+
+@app.command()
 def receiver(secret: str = typer.Option(..., envvar="DIRHOOK_RECEIVER_SECRET", help="the endpoint's whsec_ secret"),
              port: int = typer.Option(9000), host: str = typer.Option("127.0.0.1")) -> None:
     """A tiny webhook receiver that verifies signatures and prints each event."""
