@@ -56,7 +56,7 @@ def _call(method: str, path: str, **kw) -> Any:
         try:
             resp = client.request(method, path, **kw)
         except httpx.HTTPError as exc:
-            raise ApiError(f"cannot reach the dirhook API at {client.base_url}: {exc} (is `dirhook dev` running?)")
+            raise ApiError(f"cannot reach the dirhook API at {client.base_url}: {exc} (is `dirhook dev` running?)") from None
     if resp.status_code >= 400:
         try:
             detail = resp.json().get("detail")
@@ -73,7 +73,7 @@ def _run(fn, *args, **kw):
         return fn(*args, **kw)
     except ApiError as exc:
         err.print(f"[red]error[/red] {exc}")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
 
 
 # -- processes --------------------------------------------------------------------------------
@@ -242,7 +242,7 @@ def sync(directory_id: str, full: bool = typer.Option(False, "--full", help="ful
             time.sleep(0.5)
     if status["state"] == "failed":
         err.print(f"[red]sync failed[/red]: {status.get('error') or run.get('error')}")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     counts = run.get("counts") or {}
     console.print(f"[green]sync completed[/green]: {counts.get('users_read', 0)} users, "
                   f"{counts.get('groups_read', 0)} groups read; events: {json.dumps(counts.get('events', {}))}")

@@ -9,7 +9,10 @@ from datetime import datetime, timezone
 import pytest
 from temporalio.client import WorkflowFailureError
 
+from temporalio.api.sdk.v1 import WorkflowMetadata
+
 from dirhook.models import Event
+from workflows.directory_sync import DirectorySyncWorkflow
 from tests.e2e_helpers import (
     GROUP_FIELDS,
     USER_FIELDS,
@@ -28,6 +31,13 @@ async def test_full_sync_delivers_every_user_group_and_membership(stack, slapd, 
     conn = await connect_directory(stack, slapd, receiver, 200, 20)
     status = await sync(stack, conn.id, "full")
     assert status["state"] == "succeeded"
+    # Operators see the pass's progress through a query and in the UI's current details.
+    handle = stack.client.get_workflow_handle(f"dirsync/{conn.id}")
+    wf_status = await handle.query(DirectorySyncWorkflow.status)
+    assert wf_status.state == "succeeded" and wf_status.progress["users_read"] == 200
+    assert wf_status.progress["stage"] == "done" and wf_status.last_result.events_total > 200
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    assert "succeeded" in metadata.current_details and "users read: 200" in metadata.current_details
     events = await wait_delivered(stack, conn)
 
     counts = count_types(events)

@@ -27,7 +27,9 @@ NON_RETRYABLE = ["SourceAuthError", "SourceConfigError", "DirectoryNotFound", "M
 @dataclass
 class SyncRequest:
     directory_id: str
-    mode: str = "incremental"
+    # None: the pass to run comes as the ``request_sync`` start signal (the API's
+    # signal-with-start); a mode here is for starts without a signal (schedules).
+    mode: str | None = "incremental"
     delivery_task_queue: str = ""
 
 
@@ -83,8 +85,13 @@ class DirectorySyncWorkflow:
     @workflow.run
     async def run(self, req: SyncRequest) -> SyncStatus:
         self._status = SyncStatus(directory_id=req.directory_id)
-        if self._queued is None or req.mode == "full":
-            self._queued = req.mode if self._queued != "full" else "full"
+        if req.mode is not None:
+            self.request_sync(req.mode)
+        else:
+            try:
+                await workflow.wait_condition(lambda: self._queued is not None, timeout=timedelta(minutes=1))
+            except TimeoutError:
+                pass  # started without a request: nothing to do
         while self._queued:
             mode, self._queued = self._queued, None
             s = self._status

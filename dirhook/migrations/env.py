@@ -1,5 +1,4 @@
 from alembic import context
-from sqlalchemy import pool
 
 from dirhook.db.engine import make_engine
 from dirhook.db.schema import Base

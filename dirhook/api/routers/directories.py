@@ -121,7 +121,7 @@ async def start_sync(directory_id: str, session: SessionDep, settings: SettingsD
     session.close()
     handle = await client.start_workflow(
         DirectorySyncWorkflow.run,
-        SyncRequest(directory_id=d.id, mode=mode, delivery_task_queue=settings.delivery_task_queue),
+        SyncRequest(directory_id=d.id, mode=None, delivery_task_queue=settings.delivery_task_queue),
         id=t.sync_workflow_id(d.id), task_queue=settings.sync_task_queue,
         start_signal="request_sync", start_signal_args=[mode],
         search_attributes=TypedSearchAttributes([
@@ -171,25 +171,25 @@ def list_sync_runs(directory_id: str, session: SessionDep, limit: Limit = 20):
     return [SyncRunOut.model_validate(r, from_attributes=True) for r in runs]
 
 
-@router.get("/{directory_id}/users", response_model=Page[dict])
-def list_users(directory_id: str, session: SessionDep, limit: Limit = 100, after: str | None = None):
-    d = get_directory(session, directory_id)
-    q = select(User).where(User.directory_id == d.id).order_by(User.id).limit(limit + 1)
+def _objects_page(session: Session, directory: Directory, model: type[User] | type[Group], payload,
+                  limit: int, after: str | None) -> Page[dict]:
+    q = select(model).where(model.directory_id == directory.id).order_by(model.id).limit(limit + 1)
     if after:
-        q = q.where(User.id > after)
+        q = q.where(model.id > after)
     rows = list(session.scalars(q))
     more = len(rows) > limit
     rows = rows[:limit]
-    return Page(data=[user_payload(r, d) for r in rows], next_cursor=rows[-1].id if rows else after, has_more=more)
+    return Page(data=[payload(r, directory) for r in rows], next_cursor=rows[-1].id if rows else after,
+                has_more=more)
+
+
+@router.get("/{directory_id}/users", response_model=Page[dict])
+def list_users(directory_id: str, session: SessionDep, limit: Limit = 100, after: str | None = None):
+    """Users as receivers see them, by ID; pass `next_cursor` back as `after` for the next page."""
+    return _objects_page(session, get_directory(session, directory_id), User, user_payload, limit, after)
 
 
 @router.get("/{directory_id}/groups", response_model=Page[dict])
 def list_groups(directory_id: str, session: SessionDep, limit: Limit = 100, after: str | None = None):
-    d = get_directory(session, directory_id)
-    q = select(Group).where(Group.directory_id == d.id).order_by(Group.id).limit(limit + 1)
-    if after:
-        q = q.where(Group.id > after)
-    rows = list(session.scalars(q))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(data=[group_payload(r, d) for r in rows], next_cursor=rows[-1].id if rows else after, has_more=more)
+    """Groups as receivers see them, by ID; pass `next_cursor` back as `after` for the next page."""
+    return _objects_page(session, get_directory(session, directory_id), Group, group_payload, limit, after)

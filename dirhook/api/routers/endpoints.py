@@ -4,7 +4,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dirhook.api.deps import SessionDep, SettingsDep, TemporalDep
+from dirhook.api.deps import SessionDep
 from dirhook.api.routers.organizations import resolve_organization
 from dirhook.api.schemas import AttemptOut, DeliveryOut, EndpointCreated, EndpointIn, EndpointOut, Page
 from dirhook.db.schema import Delivery, DeliveryAttempt, Directory, Endpoint
