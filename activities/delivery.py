@@ -1,25 +1,36 @@
-"""Delivery activities: batches on the happy path, single attempts for retries."""
+"""Delivery activities: batches on the happy path, single attempts for retries, FIFO chains."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import sessionmaker
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.common import TypedSearchAttributes, SearchAttributePair, WorkflowIDConflictPolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 
+from dirhook import temporal as t
 from dirhook.config import Settings
 from dirhook.db.schema import Delivery, DeliveryAttempt, Endpoint, EventRow, utcnow
-from dirhook.delivery import AttemptResult, WebhookSender
+from dirhook.delivery import AttemptResult, Pacer, WebhookSender, retry_delay
+from dirhook.endpoint_state import record_health, set_enabled, signing_secrets
 from dirhook.signing import Signer
-from dirhook import temporal as t
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class DispatchInput:
+    endpoint_id: str
+    # Epoch seconds of the next send the endpoint's rate limit allows, carried between batches.
+    next_slot: float | None = None
 
 
 @dataclass
@@ -27,6 +38,10 @@ class BatchResult:
     sent: int
     failed: int
     remaining: bool
+    next_slot: float | None = None
+    # FIFO: seconds until a blocked chain may be retried, and what blocks it.
+    retry_in: float | None = None
+    blocked: str | None = None
 
 
 @dataclass
@@ -41,6 +56,12 @@ class RetryInput:
 
 
 @dataclass
+class AttemptInput:
+    delivery_id: int
+    scheduled_for: str | None = None  # ISO time the schedule planned this attempt for
+
+
+@dataclass
 class AttemptOutcome:
     succeeded: bool
     attempt: int
@@ -51,6 +72,33 @@ class AttemptOutcome:
     endpoint_disabled: bool
 
 
+@dataclass
+class EndpointSnapshot:
+    """What one batch needs to know of an endpoint (secrets stay in this process, never in history)."""
+
+    id: str
+    url: str
+    enabled: bool
+    fifo: bool
+    rate: float | None
+    concurrency: int
+    timeout: float
+    schedule: list[float]
+    secrets: list[str] = field(repr=False, default_factory=list)
+
+
+@dataclass
+class Pending:
+    id: int
+    event_id: str
+    body: str
+    event_type: str
+    directory_id: str
+    attempts: int
+    status: str
+    next_attempt_at: datetime | None
+
+
 class DeliveryActivities:
     def __init__(self, sessions: sessionmaker, settings: Settings, client: Client, sender: WebhookSender):
         self.sessions = sessions
@@ -58,65 +106,105 @@ class DeliveryActivities:
         self.client = client
         self.sender = sender
 
+    # -- loading -------------------------------------------------------------------------------
+    def _snapshot(self, endpoint_id: str) -> EndpointSnapshot | None:
+        with self.sessions() as s:
+            e = s.get(Endpoint, endpoint_id)
+            if e is None:
+                return None
+            return EndpointSnapshot(
+                id=e.id, url=e.url, enabled=e.enabled, fifo=e.fifo, rate=e.rate_limit_per_second,
+                concurrency=e.max_concurrency or self.settings.delivery_concurrency,
+                timeout=e.timeout_seconds or self.settings.delivery_timeout_seconds,
+                schedule=[float(x) for x in (e.retry_schedule or self.settings.retry_schedule_seconds)],
+                secrets=signing_secrets(s, e),
+            )
+
+    def _load(self, endpoint_id: str, statuses: tuple[str, ...]) -> list[Pending]:
+        with self.sessions() as s:
+            rows = s.execute(
+                select(Delivery.id, Delivery.event_id, EventRow.body, Delivery.event_type, Delivery.directory_id,
+                       Delivery.attempts, Delivery.status, Delivery.next_attempt_at)
+                .join(EventRow, EventRow.pk == Delivery.event_pk)
+                .where(Delivery.endpoint_id == endpoint_id, Delivery.status.in_(statuses))
+                .order_by(Delivery.event_pk).limit(self.settings.delivery_batch_size)
+            ).all()
+        return [Pending(*r) for r in rows]
+
+    # -- recording -----------------------------------------------------------------------------
+    def _record(self, endpoint_id: str, outcomes: list[tuple[Pending, AttemptResult, dict[str, Any]]],
+                scheduled_for: datetime | None = None) -> str | None:
+        """Attempts and their deliveries' new state in one transaction, plus endpoint health.
+        ``outcomes`` pairs each delivery with its result and the column values to set.
+        Returns why the endpoint was disabled, if this disabled it."""
+        if not outcomes:
+            return None
+        now = utcnow()
+        with self.sessions.begin() as s:
+            s.execute(insert(DeliveryAttempt), [
+                {"delivery_id": d.id, "attempt": d.attempts + 1, "scheduled_for": scheduled_for,
+                 "started_at": r.started_at, "status_code": r.status_code, "latency_ms": r.latency_ms,
+                 "response_body": r.response_body, "error": r.error} for d, r, _v in outcomes])
+            # One UPDATE per distinct outcome rather than per delivery: a batch is mostly alike.
+            groups: dict[tuple, list[int]] = defaultdict(list)
+            for d, r, values in outcomes:
+                key = tuple(sorted({"attempts": d.attempts + 1, "last_status_code": r.status_code,
+                                    "last_error": r.error, **values}.items(), key=lambda kv: kv[0]))
+                groups[key].append(d.id)
+            for key, ids in groups.items():
+                s.execute(update(Delivery).where(Delivery.id.in_(ids)).values(**dict(key), updated_at=now))
+            endpoint = s.get(Endpoint, endpoint_id)
+            if endpoint is None:
+                return None
+            if any(r.gone for _d, r, _v in outcomes):
+                set_enabled(s, endpoint, False, "receiver answered 410 Gone")
+                return "receiver answered 410 Gone"
+            disable_after = timedelta(seconds=endpoint.disable_after_seconds
+                                      or self.settings.endpoint_disable_after_seconds)
+            return record_health(s, endpoint, any(r.succeeded for _d, r, _v in outcomes), now, disable_after)
+
+    def _set_status(self, delivery_id: int, **values: Any) -> None:
+        with self.sessions.begin() as s:
+            s.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values, updated_at=utcnow()))
+
     # -- happy path ---------------------------------------------------------------------------
     @activity.defn(name="deliver_pending")
-    async def deliver_pending(self, endpoint_id: str) -> BatchResult:
-        endpoint, batch = await asyncio.to_thread(self._load_batch, endpoint_id)
-        if endpoint is None or not batch:
-            return BatchResult(0, 0, False)
-        signer = Signer([endpoint.secret])
-        limit = asyncio.Semaphore(self.settings.delivery_concurrency)
+    async def deliver_pending(self, req: DispatchInput) -> BatchResult:
+        ep = await asyncio.to_thread(self._snapshot, req.endpoint_id)
+        if ep is None or not ep.enabled:
+            return BatchResult(0, 0, False, req.next_slot)
+        pacer = Pacer(ep.rate, req.next_slot)
+        if ep.fifo:
+            return await self._deliver_fifo(ep, pacer)
+        batch = await asyncio.to_thread(self._load, ep.id, ("pending",))
+        if not batch:
+            return BatchResult(0, 0, False, req.next_slot)
+        signer = Signer(ep.secrets)
+        limit = asyncio.Semaphore(ep.concurrency)
 
-        async def send(delivery_id: int, event_id: str, body: str) -> tuple[int, AttemptResult]:
+        async def send(d: Pending) -> tuple[Pending, AttemptResult]:
             async with limit:
-                return delivery_id, await self.sender.post(endpoint.url, signer.headers(event_id, body), body)
+                await pacer.wait()
+                return d, await self.sender.post(ep.url, signer.headers(d.event_id, d.body), d.body, ep.timeout)
 
-        results = await asyncio.gather(*(send(d, e, b) for d, e, b, _t, _dir in batch))
-        meta = {d: (e, typ, dir_) for d, e, _b, typ, dir_ in batch}
+        results = await asyncio.gather(*(send(d) for d in batch))
+        outcomes = [(d, r, {"status": "succeeded" if r.succeeded else "retrying", "next_attempt_at": None})
+                    for d, r in results]
+        disabled = await asyncio.to_thread(self._record, ep.id, outcomes)
+        if disabled:
+            log.warning("endpoint %s disabled: %s", ep.id, disabled)
         failed = [(d, r) for d, r in results if not r.succeeded]
-        await asyncio.to_thread(self._record_batch, endpoint_id, results)
-        schedule = [float(x) for x in (endpoint.retry_schedule or self.settings.retry_schedule_seconds)]
-        for delivery_id, result in failed:
-            event_id, event_type, directory_id = meta[delivery_id]
-            if result.gone:
-                await asyncio.to_thread(self._disable_endpoint, endpoint_id, "receiver answered 410 Gone")
-            await self._start_retry(RetryInput(delivery_id, endpoint_id, event_id, event_type, directory_id, schedule))
+        for d, _r in failed:
+            await self._start_retry(RetryInput(d.id, ep.id, d.event_id, d.event_type, d.directory_id, ep.schedule,
+                                               attempts_made=d.attempts + 1))
         activity.heartbeat(len(results))
         return BatchResult(sent=len(results) - len(failed), failed=len(failed),
-                           remaining=len(batch) >= self.settings.delivery_batch_size)
-
-    def _load_batch(self, endpoint_id: str):
-        with self.sessions() as s:
-            endpoint = s.get(Endpoint, endpoint_id)
-            if endpoint is None or not endpoint.enabled:
-                return None, []
-            rows = s.execute(
-                select(Delivery.id, Delivery.event_id, EventRow.body, Delivery.event_type, Delivery.directory_id)
-                .join(EventRow, EventRow.pk == Delivery.event_pk)
-                .where(Delivery.endpoint_id == endpoint_id, Delivery.status == "pending")
-                .order_by(Delivery.id).limit(self.settings.delivery_batch_size)
-            ).all()
-            return endpoint, [tuple(r) for r in rows]
-
-    def _record_batch(self, endpoint_id: str, results: list[tuple[int, AttemptResult]]) -> None:
-        with self.sessions.begin() as s:
-            s.add_all([self._attempt_row(d, 1, r) for d, r in results])
-            for delivery_id, r in results:
-                s.execute(update(Delivery).where(Delivery.id == delivery_id).values(
-                    status="succeeded" if r.succeeded else "retrying", attempts=1,
-                    last_status_code=r.status_code, last_error=r.error, updated_at=utcnow()))
-
-    @staticmethod
-    def _attempt_row(delivery_id: int, attempt: int, r: AttemptResult) -> DeliveryAttempt:
-        return DeliveryAttempt(delivery_id=delivery_id, attempt=attempt, started_at=r.started_at,
-                               status_code=r.status_code, latency_ms=r.latency_ms,
-                               response_body=r.response_body, error=r.error)
+                           remaining=len(batch) >= self.settings.delivery_batch_size and not disabled,
+                           next_slot=pacer.next_slot or None)
 
     async def _start_retry(self, req: RetryInput) -> None:
-        from workflows.webhook_delivery import WebhookDeliveryWorkflow
-
         await self.client.start_workflow(
-            WebhookDeliveryWorkflow.run, req,
+            "WebhookDeliveryWorkflow", req,
             id=t.delivery_workflow_id(req.endpoint_id, req.event_id),
             task_queue=self.settings.delivery_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -128,94 +216,120 @@ class DeliveryActivities:
             static_summary=f"Retry {req.event_type} {req.event_id} to endpoint {req.endpoint_id}",
         )
 
+    # -- FIFO ---------------------------------------------------------------------------------
+    async def _deliver_fifo(self, ep: EndpointSnapshot, pacer: Pacer) -> BatchResult:
+        """Strict per-directory order: each directory's deliveries go one at a time, in sequence;
+        a failing one blocks those after it (retried on the schedule here, by the dispatcher's
+        timer) until it succeeds or an operator skips it."""
+        rows = await asyncio.to_thread(self._load, ep.id, ("pending", "retrying", "failed"))
+        chains: dict[str, list[Pending]] = defaultdict(list)
+        for d in rows:
+            chains[d.directory_id].append(d)
+        signer = Signer(ep.secrets)
+        limit = asyncio.Semaphore(ep.concurrency)
+        rng = random.Random()
+        counts = {"sent": 0, "failed": 0}
+        waits: list[tuple[float, str]] = []
+        stopped: list[str] = []
+
+        async def run_chain(chain: list[Pending]) -> bool:
+            """True when the chain was sent to its end."""
+            for d in chain:
+                now = datetime.now(timezone.utc)
+                if d.status == "failed":
+                    stopped.append(f"{d.event_id} failed after {d.attempts} attempts: skip or resend it")
+                    return False
+                if d.next_attempt_at and d.next_attempt_at > now:
+                    waits.append(((d.next_attempt_at - now).total_seconds(), d.event_id))
+                    return False
+                async with limit:
+                    await pacer.wait()
+                    r = await self.sender.post(ep.url, signer.headers(d.event_id, d.body), d.body, ep.timeout)
+                if r.succeeded:
+                    counts["sent"] += 1
+                    await asyncio.to_thread(self._record, ep.id, [(d, r, {"status": "succeeded", "next_attempt_at": None})])
+                    continue
+                counts["failed"] += 1
+                delay = None if r.gone else retry_delay(ep.schedule, d.attempts + 1, r.retry_after, rng)
+                if delay is None:
+                    values = {"status": "failed", "next_attempt_at": None}
+                    stopped.append(f"{d.event_id} failed after {d.attempts + 1} attempts: skip or resend it")
+                else:
+                    values = {"status": "retrying", "next_attempt_at": now + timedelta(seconds=delay)}
+                    waits.append((delay, d.event_id))
+                disabled = await asyncio.to_thread(self._record, ep.id, [(d, r, values)])
+                if disabled:
+                    stopped.append(f"endpoint disabled: {disabled}")
+                return False
+            return True
+
+        finished = await asyncio.gather(*(run_chain(c) for c in chains.values()))
+        retry_in, blocked = None, None
+        if waits:
+            retry_in, event_id = min(waits)
+            blocked = f"{event_id} waits for its retry"
+        if stopped:
+            blocked = "; ".join(stopped)
+        return BatchResult(sent=counts["sent"], failed=counts["failed"],
+                           remaining=len(rows) >= self.settings.delivery_batch_size and all(finished),
+                           next_slot=pacer.next_slot or None, retry_in=retry_in, blocked=blocked)
+
     # -- retries --------------------------------------------------------------------------------
     @activity.defn(name="attempt_delivery")
-    async def attempt_delivery(self, delivery_id: int) -> AttemptOutcome:
-        loaded = await asyncio.to_thread(self._load_one, delivery_id)
+    async def attempt_delivery(self, req: AttemptInput) -> AttemptOutcome:
+        loaded = await asyncio.to_thread(self._load_one, req.delivery_id)
         if loaded is None:
             return AttemptOutcome(False, 0, None, "delivery or endpoint no longer exists", None, False, True)
-        delivery_attempts, event_id, body, url, secret, enabled, status = loaded
-        if status == "succeeded":
-            return AttemptOutcome(True, delivery_attempts, None, None, None, False, False)
-        if not enabled:
-            return AttemptOutcome(False, delivery_attempts, None, "endpoint is disabled", None, False, True)
-        result = await self.sender.post(url, Signer([secret]).headers(event_id, body), body)
-        attempt = delivery_attempts + 1
-        await asyncio.to_thread(self._record_one, delivery_id, attempt, result)
-        disabled = False
-        if result.gone:
-            await asyncio.to_thread(self._disable_endpoint_of, delivery_id, "receiver answered 410 Gone")
-            disabled = True
-        return AttemptOutcome(result.succeeded, attempt, result.status_code, result.error, result.retry_after,
-                              result.gone, disabled)
+        d, ep = loaded
+        if d.status == "succeeded":
+            return AttemptOutcome(True, d.attempts, None, None, None, False, False)
+        if not ep.enabled:
+            # Kept for an operator's recovery once the endpoint is enabled again.
+            await asyncio.to_thread(self._set_status, d.id, status="skipped", next_attempt_at=None,
+                                    last_error="endpoint disabled")
+            return AttemptOutcome(False, d.attempts, None, "endpoint is disabled", None, False, True)
+        r = await self.sender.post(ep.url, Signer(ep.secrets).headers(d.event_id, d.body), d.body, ep.timeout)
+        scheduled = datetime.fromisoformat(req.scheduled_for) if req.scheduled_for else None
+        disabled = await asyncio.to_thread(
+            self._record, ep.id, [(d, r, {"status": "succeeded" if r.succeeded else "retrying", "next_attempt_at": None})],
+            scheduled)
+        return AttemptOutcome(r.succeeded, d.attempts + 1, r.status_code, r.error, r.retry_after, r.gone,
+                              disabled is not None)
 
-    def _load_one(self, delivery_id: int):
+    def _load_one(self, delivery_id: int) -> tuple[Pending, EndpointSnapshot] | None:
         with self.sessions() as s:
             row = s.execute(
-                select(Delivery.attempts, Delivery.event_id, EventRow.body, Endpoint.url, Endpoint.secret,
-                       Endpoint.enabled, Delivery.status)
-                .join(EventRow, EventRow.pk == Delivery.event_pk).join(Endpoint, Endpoint.id == Delivery.endpoint_id)
-                .where(Delivery.id == delivery_id)).first()
-            return tuple(row) if row else None
-
-    def _record_one(self, delivery_id: int, attempt: int, r: AttemptResult) -> None:
-        with self.sessions.begin() as s:
-            s.add(self._attempt_row(delivery_id, attempt, r))
-            s.execute(update(Delivery).where(Delivery.id == delivery_id).values(
-                status="succeeded" if r.succeeded else "retrying", attempts=attempt,
-                last_status_code=r.status_code, last_error=r.error, updated_at=utcnow()))
+                select(Delivery.id, Delivery.event_id, EventRow.body, Delivery.event_type, Delivery.directory_id,
+                       Delivery.attempts, Delivery.status, Delivery.next_attempt_at, Delivery.endpoint_id)
+                .join(EventRow, EventRow.pk == Delivery.event_pk).where(Delivery.id == delivery_id)).first()
+        if row is None:
+            return None
+        ep = self._snapshot(row[-1])
+        return (Pending(*row[:-1]), ep) if ep else None
 
     @activity.defn(name="schedule_next_attempt")
     async def schedule_next_attempt(self, delivery_id: int, delay_seconds: float) -> None:
         when = datetime.now(timezone.utc) + timedelta(seconds=delay_seconds)
-        await asyncio.to_thread(self._set_next, delivery_id, when)
-
-    def _set_next(self, delivery_id: int, when: datetime | None) -> None:
-        with self.sessions.begin() as s:
-            s.execute(update(Delivery).where(Delivery.id == delivery_id).values(next_attempt_at=when))
+        await asyncio.to_thread(self._set_status, delivery_id, next_attempt_at=when)
 
     @activity.defn(name="give_up_delivery")
     async def give_up(self, delivery_id: int, reason: str) -> None:
-        def run():
+        def run() -> None:
             with self.sessions.begin() as s:
-                s.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status != "succeeded")
+                s.execute(update(Delivery).where(Delivery.id == delivery_id, Delivery.status == "retrying")
                           .values(status="failed", last_error=reason, next_attempt_at=None, updated_at=utcnow()))
         await asyncio.to_thread(run)
-
-    def _disable_endpoint(self, endpoint_id: str, reason: str) -> None:
-        with self.sessions.begin() as s:
-            s.execute(update(Endpoint).where(Endpoint.id == endpoint_id, Endpoint.enabled.is_(True))
-                      .values(enabled=False, disabled_reason=reason))
-        log.warning("endpoint %s disabled: %s", endpoint_id, reason)
-
-    def _disable_endpoint_of(self, delivery_id: int, reason: str) -> None:
-        with self.sessions() as s:
-            endpoint_id = s.scalar(select(Delivery.endpoint_id).where(Delivery.id == delivery_id))
-        if endpoint_id:
-            self._disable_endpoint(endpoint_id, reason)
 
     # -- waking dispatchers ---------------------------------------------------------------------
     @activity.defn(name="wake_dispatchers")
     async def wake_dispatchers(self) -> int:
-        """Signal (or start) the dispatcher of every endpoint that has pending deliveries."""
+        """Signal (or start) the dispatcher of every enabled endpoint that has pending deliveries."""
         def pending_endpoints() -> list[str]:
             with self.sessions() as s:
-                return list(s.scalars(select(Delivery.endpoint_id).where(Delivery.status == "pending")
-                                      .group_by(Delivery.endpoint_id)))
+                return list(s.scalars(
+                    select(Delivery.endpoint_id).join(Endpoint, Endpoint.id == Delivery.endpoint_id)
+                    .where(Delivery.status == "pending", Endpoint.enabled.is_(True)).group_by(Delivery.endpoint_id)))
         endpoint_ids = await asyncio.to_thread(pending_endpoints)
         for endpoint_id in endpoint_ids:
-            await wake_dispatcher(self.client, self.settings, endpoint_id)
+            await t.wake_dispatcher(self.client, self.settings, endpoint_id)
         return len(endpoint_ids)
-
-
-async def wake_dispatcher(client: Client, settings: Settings, endpoint_id: str) -> None:
-    from workflows.endpoint_dispatch import EndpointDispatchWorkflow
-
-    await client.start_workflow(
-        EndpointDispatchWorkflow.run, endpoint_id,
-        id=t.dispatch_workflow_id(endpoint_id),
-        task_queue=settings.delivery_task_queue,
-        start_signal="wake",
-        search_attributes=TypedSearchAttributes([SearchAttributePair(t.ENDPOINT_ID, endpoint_id)]),
-        static_summary=f"Deliver pending events to endpoint {endpoint_id}",
-    )

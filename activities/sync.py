@@ -85,7 +85,8 @@ class SyncActivities:
             source.connect()
             changes = source.changes(cursor, full=req.mode == "full")
             engine = SyncEngine(self.sessions, req.directory_id, source.mapping,
-                                chunk_size=self.settings.sync_chunk_size, on_progress=on_progress)
+                                chunk_size=self.settings.sync_chunk_size, on_progress=on_progress,
+                                max_payload_bytes=self.settings.max_payload_bytes)
             result = engine.run(changes)
         except SourceError as exc:
             self._finish(run_id, "failed", str(exc), {})

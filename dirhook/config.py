@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     delivery_batch_size: int = 500
     delivery_concurrency: int = 10
     retry_schedule_seconds: list[float] = Field(default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE))
+    # An endpoint failing without a single success for this long is disabled (its events kept).
+    endpoint_disable_after_seconds: float = 5 * 86400
+    # After a rotation, the old secret keeps signing beside the new one this long.
+    secret_rotation_overlap_seconds: float = 86400
+    max_payload_bytes: int = 512 * 1024
 
     ldap_page_size: int = 500
     sync_chunk_size: int = 500

@@ -8,10 +8,12 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from urllib.parse import urlparse
 
 import aiohttp
 
 from dirhook import __version__
+from dirhook.ssrf import GuardedResolver, address_refusal
 
 RESPONSE_BODY_KEEP = 1024
 MAX_RETRY_AFTER_SECONDS = 24 * 3600
@@ -71,6 +73,28 @@ def retry_delay(schedule: list[float], attempts_made: int, retry_after: float | 
     return delay
 
 
+class Pacer:
+    """Spaces sends to at most ``rate`` per second, across concurrent senders.
+
+    No burst allowance: a receiver that asks for 50/s gets at most one request every
+    20 ms. ``next_slot`` (epoch seconds) is handed from one batch to the next so the
+    pace holds across activities.
+    """
+
+    def __init__(self, rate: float | None, next_slot: float | None = None):
+        self.interval = 1.0 / rate if rate else 0.0
+        self.next_slot = next_slot or 0.0
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.time()
+        slot = max(now, self.next_slot)
+        self.next_slot = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
 class WebhookSender:
     """One aiohttp session for all endpoints: connections are kept alive per host.
 
@@ -79,26 +103,46 @@ class WebhookSender:
     reaches several thousand (peers.md).
     """
 
-    def __init__(self, timeout_seconds: float = 15.0, limit: int = 200):
+    def __init__(self, timeout_seconds: float = 15.0, limit: int = 200, allow_private: bool = False):
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._limit = limit
+        self.allow_private = allow_private
         self._session: aiohttp.ClientSession | None = None
 
     async def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            resolver = None if self.allow_private else GuardedResolver()
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit),
+                connector=aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit, resolver=resolver),
                 timeout=self.timeout, headers={"user-agent": f"dirhook/{__version__}"},
                 auto_decompress=True,
             )
         return self._session
 
-    async def post(self, url: str, headers: dict[str, str], body: str) -> AttemptResult:
+    def _refusal(self, url: str) -> str | None:
+        """The SSRF guard's word on a URL whose host is an address (names are checked by the resolver)."""
+        if self.allow_private:
+            return None
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https"):
+            return f"refused by the SSRF guard: {parsed.scheme}: URLs are not allowed"
+        try:
+            reason = address_refusal(parsed.hostname or "")
+        except ValueError:
+            return None
+        return f"refused by the SSRF guard: {reason}" if reason else None
+
+    async def post(self, url: str, headers: dict[str, str], body: str, timeout: float | None = None) -> AttemptResult:
         started = datetime.now(timezone.utc)
         t0 = time.perf_counter()
+        refusal = self._refusal(url)
+        if refusal:
+            return AttemptResult(started, None, 0.0, None, refusal)
         session = await self.session()
+        request_timeout = aiohttp.ClientTimeout(total=timeout) if timeout else None
         try:
-            async with session.post(url, data=body.encode(), headers=headers, allow_redirects=False) as resp:
+            async with session.post(url, data=body.encode(), headers=headers, allow_redirects=False,
+                                    timeout=request_timeout) as resp:
                 text = (await resp.content.read(RESPONSE_BODY_KEEP)).decode("utf-8", "replace")
                 retry_after = None
                 if resp.status in (429, 503):
@@ -106,7 +150,7 @@ class WebhookSender:
                 error = None if 200 <= resp.status < 300 else f"HTTP {resp.status}"
                 return AttemptResult(started, resp.status, (time.perf_counter() - t0) * 1000, text, error, retry_after)
         except asyncio.TimeoutError:
-            error = f"timed out after {self.timeout.total:g}s"
+            error = f"timed out after {(timeout or self.timeout.total):g}s"
         except aiohttp.ClientError as exc:
             error = f"{type(exc).__name__}: {exc}"
         return AttemptResult(started, None, (time.perf_counter() - t0) * 1000, None, error)

@@ -18,9 +18,10 @@ from dirhook.subscriptions import endpoint_wants
 class Outbox:
     """Collects the events of one transaction; ``flush`` assigns sequences and fans out deliveries."""
 
-    def __init__(self, session: Session, directory: Directory):
+    def __init__(self, session: Session, directory: Directory, max_payload_bytes: int = 512 * 1024):
         self.session = session
         self.directory = directory
+        self.max_payload_bytes = max_payload_bytes
         self._pending: list[tuple[str, dict[str, Any], dict[str, Any] | None, str | None, datetime]] = []
         self.counts: dict[str, int] = {}
         self.endpoint_ids_touched: set[str] = set()
@@ -44,10 +45,10 @@ class Outbox:
             select(Directory.last_sequence).where(Directory.id == self.directory.id)
         ).scalar_one()
         first = last - n + 1
+        # Disabled endpoints get their deliveries too, held as "skipped" for a later recovery.
         endpoints = self.session.execute(
-            select(Endpoint.id, Endpoint.event_types, Endpoint.directory_ids).where(
-                Endpoint.organization_id == self.directory.organization_id, Endpoint.enabled.is_(True)
-            )
+            select(Endpoint.id, Endpoint.event_types, Endpoint.directory_ids, Endpoint.enabled,
+                   Endpoint.max_payload_bytes).where(Endpoint.organization_id == self.directory.organization_id)
         ).all()
         rows = []
         for i, (type_, data, previous, object_id, ts) in enumerate(self._pending):
@@ -69,12 +70,20 @@ class Outbox:
             insert(EventRow).returning(EventRow.pk, sort_by_parameter_order=True), rows).scalars().all()
         now = utcnow()
         deliveries = []
-        for row, pk in zip(rows, pks):
-            for endpoint_id, types, directory_ids in endpoints:
-                if endpoint_wants(types, directory_ids, row["type"], row["directory_id"]):
-                    deliveries.append({"endpoint_id": endpoint_id, "event_pk": pk, "event_id": row["id"],
-                                       "event_type": row["type"], "directory_id": row["directory_id"],
-                                       "status": "pending", "attempts": 0, "created_at": now, "updated_at": now})
+        for row, pk in zip(rows, pks, strict=True):
+            size = len(row["body"].encode())
+            for endpoint_id, types, directory_ids, enabled, max_bytes in endpoints:
+                if not endpoint_wants(types, directory_ids, row["type"], row["directory_id"]):
+                    continue
+                status, error = ("pending", None) if enabled else ("skipped", "endpoint disabled")
+                limit = max_bytes or self.max_payload_bytes
+                if size > limit:
+                    status, error = "failed", f"payload of {size} bytes exceeds this endpoint's limit of {limit} bytes"
+                deliveries.append({"endpoint_id": endpoint_id, "event_pk": pk, "event_id": row["id"],
+                                   "event_type": row["type"], "directory_id": row["directory_id"],
+                                   "status": status, "last_error": error, "attempts": 0,
+                                   "created_at": now, "updated_at": now})
+                if status == "pending":
                     self.endpoint_ids_touched.add(endpoint_id)
         if deliveries:
             self.session.execute(insert(Delivery), deliveries)

@@ -60,11 +60,13 @@ class PassResult:
 
 class SyncEngine:
     def __init__(self, sessions: sessionmaker, directory_id: str, mapping: Mapping[str, Any], *,
-                 chunk_size: int = 500, on_progress: Callable[[dict[str, Any]], None] | None = None):
+                 chunk_size: int = 500, on_progress: Callable[[dict[str, Any]], None] | None = None,
+                 max_payload_bytes: int = 512 * 1024):
         self.sessions = sessions
         self.directory_id = directory_id
         self.mapping = mapping
         self.chunk_size = chunk_size
+        self.max_payload_bytes = max_payload_bytes
         self.on_progress = on_progress or (lambda _p: None)
 
     # -- the pass -------------------------------------------------------------------------------
@@ -165,7 +167,7 @@ class SyncEngine:
 
     # -- helpers --------------------------------------------------------------------------------
     def _outbox(self, s: Session) -> Outbox:
-        return Outbox(s, s.get(Directory, self.directory_id))
+        return Outbox(s, s.get(Directory, self.directory_id), self.max_payload_bytes)
 
     def _flush(self, outbox: Outbox) -> None:
         outbox.flush()

@@ -53,3 +53,17 @@ async def register_search_attributes(client: Client, namespace: str) -> None:
     if missing:
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(namespace=namespace, search_attributes=missing))
+
+
+async def wake_dispatcher(client: Client, settings: Settings, endpoint_id: str) -> None:
+    """Signal-with-start the endpoint's dispatcher: it sends whatever is pending."""
+    from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+    await client.start_workflow(
+        "EndpointDispatchWorkflow", {"endpoint_id": endpoint_id},
+        id=dispatch_workflow_id(endpoint_id),
+        task_queue=settings.delivery_task_queue,
+        start_signal="wake",
+        search_attributes=TypedSearchAttributes([SearchAttributePair(ENDPOINT_ID, endpoint_id)]),
+        static_summary=f"Deliver pending events to endpoint {endpoint_id}",
+    )

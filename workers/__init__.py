@@ -49,7 +49,8 @@ def build_workers(client: Client, settings: Settings, queues: Iterable[str] = QU
             graceful_shutdown_timeout=timedelta(seconds=30),
         ))
     if "delivery" in queues:
-        sender = WebhookSender(timeout_seconds=settings.delivery_timeout_seconds)
+        sender = WebhookSender(timeout_seconds=settings.delivery_timeout_seconds,
+                               allow_private=settings.allow_private_endpoints)
         closers.append(sender.close)
         delivery = DeliveryActivities(sessions, settings, client, sender)
         workers.append(Worker(

@@ -13,7 +13,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.delivery import AttemptOutcome, RetryInput
+    from activities.delivery import AttemptInput, AttemptOutcome, RetryInput
     from dirhook.delivery import retry_delay
 
 ACTIVITY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
@@ -58,7 +58,8 @@ class WebhookDeliveryWorkflow:
                 start_to_close_timeout=timedelta(seconds=30), retry_policy=ACTIVITY_RETRY)
             await workflow.sleep(timedelta(seconds=delay), summary=f"wait before attempt {attempts + 1}")
             outcome: AttemptOutcome = await workflow.execute_activity(
-                "attempt_delivery", req.delivery_id, result_type=AttemptOutcome,
+                "attempt_delivery", AttemptInput(req.delivery_id, scheduled_for=workflow.now().isoformat()),
+                result_type=AttemptOutcome,
                 start_to_close_timeout=timedelta(seconds=60), retry_policy=ACTIVITY_RETRY,
                 summary=f"attempt {attempts + 1}",
             )

@@ -156,9 +156,44 @@ class Endpoint(Base):
     retry_schedule: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    # The current signing secret; rotated-out ones live in endpoint_secrets until they expire.
     secret: Mapped[str] = mapped_column(String(200))
+    # Limits and modes; None means the deployment's default (Settings).
+    rate_limit_per_second: Mapped[float | None] = mapped_column(Float, default=None)
+    max_concurrency: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_payload_bytes: Mapped[int | None] = mapped_column(Integer, default=None)
+    timeout_seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    disable_after_seconds: Mapped[float | None] = mapped_column(Float, default=None)
+    fifo: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Health: when it last succeeded, and since when it has failed without a success.
+    last_success_at: Mapped[datetime | None] = mapped_column(default=None)
+    failing_since: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class EndpointSecret(Base):
+    """A rotated-out signing secret, still sent beside the new one until it expires."""
+
+    __tablename__ = "endpoint_secrets"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"), index=True)
+    secret: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+
+
+class EndpointStateChange(Base):
+    """Every enable/disable of an endpoint, with who or what caused it."""
+
+    __tablename__ = "endpoint_state_changes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(String(500))
 
 
 class Delivery(Base):
@@ -174,7 +209,8 @@ class Delivery(Base):
     event_id: Mapped[str] = mapped_column(String(40))
     event_type: Mapped[str] = mapped_column(String(40))
     directory_id: Mapped[str] = mapped_column(String(40))
-    # pending -> succeeded | retrying -> succeeded | failed
+    # pending -> succeeded | retrying -> succeeded | failed; skipped: held back (endpoint
+    # disabled, or skipped by an operator in FIFO mode), kept for recovery.
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)
@@ -190,6 +226,8 @@ class DeliveryAttempt(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
     attempt: Mapped[int] = mapped_column(Integer)
+    # When the retry schedule planned it (Temporal's clock); started_at is when it ran.
+    scheduled_for: Mapped[datetime | None] = mapped_column(default=None)
     started_at: Mapped[datetime] = mapped_column()
     status_code: Mapped[int | None] = mapped_column(Integer, default=None)
     latency_ms: Mapped[float] = mapped_column(Float)

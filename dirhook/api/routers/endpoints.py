@@ -1,20 +1,42 @@
+from datetime import timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
+from temporalio.client import Client
 
-from dirhook.api.deps import SessionDep
+from dirhook import temporal as t
+from dirhook.api.deps import SessionDep, SettingsDep, TemporalDep
 from dirhook.api.routers.organizations import resolve_organization
-from dirhook.api.schemas import AttemptOut, DeliveryOut, EndpointCreated, EndpointIn, EndpointOut, Page
-from dirhook.db.schema import Delivery, DeliveryAttempt, Directory, Endpoint
+from dirhook.api.schemas import (
+    AttemptOut,
+    DeliveryOut,
+    DisableIn,
+    EndpointCreated,
+    EndpointIn,
+    EndpointOut,
+    EndpointPatch,
+    Page,
+    RecoverIn,
+    Requeued,
+    ReplayIn,
+    RotateIn,
+    SecretRotated,
+    StateChangeOut,
+)
+from dirhook.config import Settings
+from dirhook.db.schema import Delivery, DeliveryAttempt, Directory, Endpoint, EndpointStateChange, EventRow, utcnow
+from dirhook.endpoint_state import rotate_secret, set_enabled
 from dirhook.ids import new_id
 from dirhook.signing import generate_secret
+from dirhook.ssrf import UnsafeURL, check_url
+from dirhook.subscriptions import endpoint_wants
 
 router = APIRouter(prefix="/v1/endpoints", tags=["endpoints"])
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
-DeliveryStatus = Literal["pending", "succeeded", "retrying", "failed"]
+DeliveryStatus = Literal["pending", "succeeded", "retrying", "failed", "skipped"]
 
 
 def endpoint_out(e: Endpoint) -> EndpointOut:
@@ -28,17 +50,40 @@ def get_endpoint(session: Session, endpoint_id: str) -> Endpoint:
     return e
 
 
-@router.post("", response_model=EndpointCreated, status_code=201)
-def create_endpoint(body: EndpointIn, session: SessionDep):
-    """Subscribes a URL. The response carries the signing secret: it is never shown again."""
-    org = resolve_organization(session, body.organization_id)
-    for directory_id in body.directory_ids or ():
+def get_delivery(session: Session, endpoint: Endpoint, delivery_id: int) -> Delivery:
+    d = session.get(Delivery, delivery_id)
+    if d is None or d.endpoint_id != endpoint.id:
+        raise HTTPException(404, f"delivery {delivery_id} of endpoint {endpoint.id} not found")
+    return d
+
+
+async def guard_url(url: str, settings: Settings) -> None:
+    try:
+        await check_url(url, settings.allow_private_endpoints)
+    except UnsafeURL as exc:
+        raise HTTPException(422, f"url: {exc}") from None
+
+
+def check_directories(session: Session, organization_id: str, directory_ids: list[str] | None) -> None:
+    for directory_id in directory_ids or ():
         d = session.get(Directory, directory_id)
-        if d is None or d.organization_id != org.id:
-            raise HTTPException(422, f"directory_ids: {directory_id} is not a directory of organization {org.id}")
-    e = Endpoint(id=new_id("ep"), organization_id=org.id, url=body.url, description=body.description,
-                 event_types=body.event_types, directory_ids=body.directory_ids,
-                 retry_schedule=body.retry_schedule, enabled=True, secret=generate_secret())
+        if d is None or d.organization_id != organization_id:
+            raise HTTPException(422, f"directory_ids: {directory_id} is not a directory of organization {organization_id}")
+
+
+async def wake(client: Client, settings: Settings, endpoint_id: str) -> None:
+    await t.wake_dispatcher(client, settings, endpoint_id)
+
+
+@router.post("", response_model=EndpointCreated, status_code=201)
+async def create_endpoint(body: EndpointIn, session: SessionDep, settings: SettingsDep):
+    """Subscribes a URL. The response carries the signing secret: it is never shown again."""
+    await guard_url(body.url, settings)
+    org = resolve_organization(session, body.organization_id)
+    check_directories(session, org.id, body.directory_ids)
+    values = body.model_dump(exclude={"organization_id"})
+    values["fifo"] = bool(values["fifo"])
+    e = Endpoint(id=new_id("ep"), organization_id=org.id, enabled=True, secret=generate_secret(), **values)
     session.add(e)
     session.commit()
     return EndpointCreated(**endpoint_out(e).model_dump(), secret=e.secret)
@@ -57,6 +102,23 @@ def read_endpoint(endpoint_id: str, session: SessionDep):
     return endpoint_out(get_endpoint(session, endpoint_id))
 
 
+@router.patch("/{endpoint_id}", response_model=EndpointOut)
+async def update_endpoint(endpoint_id: str, body: EndpointPatch, session: SessionDep, settings: SettingsDep):
+    """Changes what the endpoint receives and how; fields left out stay as they are."""
+    e = get_endpoint(session, endpoint_id)
+    changes = body.model_dump(exclude_unset=True)
+    if "url" in changes:
+        await guard_url(changes["url"], settings)
+    if "directory_ids" in changes:
+        check_directories(session, e.organization_id, changes["directory_ids"])
+    if changes.get("fifo") is None:
+        changes.pop("fifo", None)
+    for key, value in changes.items():
+        setattr(e, key, value)
+    session.commit()
+    return endpoint_out(e)
+
+
 @router.delete("/{endpoint_id}", status_code=204)
 def delete_endpoint(endpoint_id: str, session: SessionDep):
     session.delete(get_endpoint(session, endpoint_id))
@@ -64,10 +126,111 @@ def delete_endpoint(endpoint_id: str, session: SessionDep):
     return Response(status_code=204)
 
 
+# -- state ----------------------------------------------------------------------------------
+@router.post("/{endpoint_id}/disable", response_model=EndpointOut)
+def disable_endpoint(endpoint_id: str, body: DisableIn, session: SessionDep):
+    """Stops delivery; new events are kept as `skipped` deliveries for a later recovery."""
+    e = get_endpoint(session, endpoint_id)
+    set_enabled(session, e, False, body.reason)
+    session.commit()
+    return endpoint_out(e)
+
+
+@router.post("/{endpoint_id}/enable", response_model=EndpointOut)
+async def enable_endpoint(endpoint_id: str, session: SessionDep, settings: SettingsDep, client: TemporalDep):
+    """Resumes delivery of pending events (held-back ones need `recover`)."""
+    e = get_endpoint(session, endpoint_id)
+    set_enabled(session, e, True, "enabled by an operator")
+    session.commit()
+    await wake(client, settings, e.id)
+    return endpoint_out(e)
+
+
+@router.get("/{endpoint_id}/state-changes", response_model=list[StateChangeOut])
+def list_state_changes(endpoint_id: str, session: SessionDep):
+    get_endpoint(session, endpoint_id)
+    rows = session.scalars(select(EndpointStateChange).where(EndpointStateChange.endpoint_id == endpoint_id)
+                           .order_by(EndpointStateChange.id))
+    return [StateChangeOut.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.post("/{endpoint_id}/rotate-secret", response_model=SecretRotated)
+def rotate_endpoint_secret(endpoint_id: str, session: SessionDep, settings: SettingsDep, body: RotateIn | None = None):
+    """A new signing secret, shown once. The old one keeps signing beside it for the overlap
+    (24 h by default), so receivers can switch without losing a request."""
+    e = get_endpoint(session, endpoint_id)
+    overlap = (body.overlap_seconds if body and body.overlap_seconds is not None
+               else settings.secret_rotation_overlap_seconds)
+    secret, expires = rotate_secret(session, e, timedelta(seconds=overlap))
+    session.commit()
+    return SecretRotated(endpoint_id=e.id, secret=secret, previous_secret_expires_at=expires)
+
+
+# -- replay -----------------------------------------------------------------------------------
+@router.post("/{endpoint_id}/recover", response_model=Requeued)
+async def recover(endpoint_id: str, body: RecoverIn, session: SessionDep, settings: SettingsDep, client: TemporalDep):
+    """Requeues every failed or held-back (`skipped`) delivery created since `since`."""
+    e = get_endpoint(session, endpoint_id)
+    if not e.enabled:
+        raise HTTPException(409, f"endpoint {e.id} is disabled: enable it first")
+    result = session.execute(update(Delivery).where(
+        Delivery.endpoint_id == e.id, Delivery.status.in_(("failed", "skipped")), Delivery.created_at >= body.since,
+    ).values(status="pending", next_attempt_at=None, updated_at=utcnow()))
+    session.commit()
+    await wake(client, settings, e.id)
+    return Requeued(endpoint_id=e.id, requeued=result.rowcount)
+
+
+@router.post("/{endpoint_id}/replay", response_model=Requeued)
+async def replay(endpoint_id: str, body: ReplayIn, session: SessionDep, settings: SettingsDep, client: TemporalDep):
+    """Sends again every event of a directory since a sequence or a time (for a receiver that
+    lost its data). Same `webhook-id`s as before, so a deduplicating receiver sees each once."""
+    e = get_endpoint(session, endpoint_id)
+    d = session.get(Directory, body.directory_id)
+    if d is None or d.organization_id != e.organization_id:
+        raise HTTPException(404, f"directory {body.directory_id} not found in the endpoint's organization")
+    if body.since_sequence is None and body.since is None:
+        raise HTTPException(422, "give since_sequence or since")
+    q = select(EventRow.pk, EventRow.id, EventRow.type).where(EventRow.directory_id == d.id).order_by(EventRow.pk)
+    if body.since_sequence is not None:
+        q = q.where(EventRow.sequence >= body.since_sequence)
+    if body.since is not None:
+        q = q.where(EventRow.created_at >= body.since)
+    events = [ev for ev in session.execute(q) if endpoint_wants(e.event_types, e.directory_ids, ev.type, d.id)]
+    known = set(session.scalars(select(Delivery.event_pk).where(
+        Delivery.endpoint_id == e.id, Delivery.event_pk.in_([ev.pk for ev in events]))))
+    now = utcnow()
+    session.execute(update(Delivery).where(Delivery.endpoint_id == e.id, Delivery.event_pk.in_(known))
+                    .values(status="pending", next_attempt_at=None, updated_at=now))
+    fresh = [{"endpoint_id": e.id, "event_pk": ev.pk, "event_id": ev.id, "event_type": ev.type, "directory_id": d.id,
+              "status": "pending", "attempts": 0, "created_at": now, "updated_at": now}
+             for ev in events if ev.pk not in known]
+    if fresh:
+        session.execute(insert(Delivery), fresh)
+    session.commit()
+    await wake(client, settings, e.id)
+    return Requeued(endpoint_id=e.id, requeued=len(events))
+
+
+# -- deliveries ---------------------------------------------------------------------------------
+def delivery_out(session: Session, rows: list[Delivery]) -> list[DeliveryOut]:
+    attempts: dict[int, list[AttemptOut]] = {}
+    if rows:
+        for a in session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_([r.id for r in rows]))
+                                 .order_by(DeliveryAttempt.delivery_id, DeliveryAttempt.id)):
+            attempts.setdefault(a.delivery_id, []).append(AttemptOut.model_validate(a, from_attributes=True))
+    return [DeliveryOut(id=r.id, endpoint_id=r.endpoint_id, event_id=r.event_id, event_type=r.event_type,
+                        directory_id=r.directory_id, status=r.status, attempts=r.attempts,
+                        last_status_code=r.last_status_code, last_error=r.last_error,
+                        next_attempt_at=r.next_attempt_at, created_at=r.created_at,
+                        attempt_log=attempts.get(r.id, [])) for r in rows]
+
+
 @router.get("/{endpoint_id}/deliveries", response_model=Page[DeliveryOut])
 def list_deliveries(endpoint_id: str, session: SessionDep, limit: Limit = 100, after: int | None = None,
                     status: DeliveryStatus | None = None, event_id: str | None = None):
-    """The endpoint's deliveries, oldest first, each with its attempts (status, latency, error)."""
+    """The endpoint's deliveries, oldest first, each with its attempts (time, status, latency,
+    first 1 KB of the response, error). Filter by `status` or `event_id`."""
     get_endpoint(session, endpoint_id)
     q = select(Delivery).where(Delivery.endpoint_id == endpoint_id).order_by(Delivery.id).limit(limit + 1)
     if after is not None:
@@ -79,15 +242,29 @@ def list_deliveries(endpoint_id: str, session: SessionDep, limit: Limit = 100, a
     rows = list(session.scalars(q))
     more = len(rows) > limit
     rows = rows[:limit]
-    attempts: dict[int, list[AttemptOut]] = {}
-    if rows:
-        for a in session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_([r.id for r in rows]))
-                                 .order_by(DeliveryAttempt.delivery_id, DeliveryAttempt.attempt)):
-            attempts.setdefault(a.delivery_id, []).append(AttemptOut.model_validate(a, from_attributes=True))
-    data = [DeliveryOut(id=r.id, endpoint_id=r.endpoint_id, event_id=r.event_id, event_type=r.event_type,
-                        directory_id=r.directory_id, status=r.status, attempts=r.attempts,
-                        last_status_code=r.last_status_code, last_error=r.last_error,
-                        next_attempt_at=r.next_attempt_at, created_at=r.created_at,
-                        attempt_log=attempts.get(r.id, [])) for r in rows]
-    return Page(data=data, next_cursor=str(rows[-1].id) if rows else (str(after) if after is not None else None),
-                has_more=more)
+    return Page(data=delivery_out(session, rows),
+                next_cursor=str(rows[-1].id) if rows else (str(after) if after is not None else None), has_more=more)
+
+
+@router.post("/{endpoint_id}/deliveries/{delivery_id}/resend", response_model=DeliveryOut)
+async def resend(endpoint_id: str, delivery_id: int, session: SessionDep, settings: SettingsDep, client: TemporalDep):
+    """Sends one delivery again (whatever its status), with the same `webhook-id`."""
+    e = get_endpoint(session, endpoint_id)
+    d = get_delivery(session, e, delivery_id)
+    d.status, d.next_attempt_at, d.updated_at = "pending", None, utcnow()
+    session.commit()
+    await wake(client, settings, e.id)
+    return delivery_out(session, [d])[0]
+
+
+@router.post("/{endpoint_id}/deliveries/{delivery_id}/skip", response_model=DeliveryOut)
+async def skip(endpoint_id: str, delivery_id: int, session: SessionDep, settings: SettingsDep, client: TemporalDep):
+    """Gives up on one delivery (it stays recoverable): in FIFO mode, unblocks the events after it."""
+    e = get_endpoint(session, endpoint_id)
+    d = get_delivery(session, e, delivery_id)
+    if d.status == "succeeded":
+        raise HTTPException(409, f"delivery {d.id} already succeeded")
+    d.status, d.next_attempt_at, d.last_error, d.updated_at = "skipped", None, "skipped by an operator", utcnow()
+    session.commit()
+    await wake(client, settings, e.id)
+    return delivery_out(session, [d])[0]

@@ -1,0 +1,96 @@
+"""Server-side request forgery guard: webhooks go to the public internet only.
+
+Checked at endpoint creation (the URL, and what its host resolves to) and again at every
+delivery, on the addresses the connection actually uses (a DNS answer can change between
+the two). ``allow_private_endpoints`` lifts it (on in ``dirhook dev``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from typing import Any
+from urllib.parse import urlparse
+
+from aiohttp.abc import AbstractResolver
+from aiohttp.resolver import DefaultResolver
+
+# Cloud metadata services that sit on otherwise routable addresses.
+METADATA_ADDRESSES = {ipaddress.ip_address("100.100.100.200"), ipaddress.ip_address("fd00:ec2::254")}
+
+
+class UnsafeURL(ValueError):
+    pass
+
+
+def address_refusal(ip: str) -> str | None:
+    """Why this address may not receive webhooks, or None if it may."""
+    addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    if addr in METADATA_ADDRESSES or addr == ipaddress.ip_address("169.254.169.254"):
+        return f"{addr} is a cloud metadata address"
+    if addr.is_loopback:
+        return f"{addr} is a loopback address"
+    if addr.is_link_local:
+        return f"{addr} is a link-local address"
+    if addr.is_multicast:
+        return f"{addr} is a multicast address"
+    if addr.is_private or addr.is_reserved or addr.is_unspecified or not addr.is_global:
+        return f"{addr} is a private or reserved address"
+    return None
+
+
+def check_url_syntax(url: str) -> str:
+    """The URL's host, if it is an http(s) URL with one."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https"):
+        raise UnsafeURL(f"only http:// and https:// URLs can receive webhooks, not {parsed.scheme or 'this'}:")
+    if not parsed.hostname:
+        raise UnsafeURL("the URL has no host")
+    try:
+        parsed.port  # noqa: B018  (raises on a malformed port)
+    except ValueError as exc:
+        raise UnsafeURL(f"bad port: {exc}") from None
+    return parsed.hostname
+
+
+async def check_url(url: str, allow_private: bool) -> None:
+    """Refuse a URL whose host is, or resolves to, an address webhooks may not reach."""
+    host = check_url_syntax(url)
+    if allow_private:
+        return
+    try:
+        reason = address_refusal(host)
+        addresses = [host]
+    except ValueError:  # a name, not an address
+        reason = None
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except socket.gaierror:
+            raise UnsafeURL(f"{host} does not resolve") from None
+        addresses = sorted({info[4][0] for info in infos})
+        for address in addresses:
+            reason = reason or address_refusal(address)
+    if reason:
+        raise UnsafeURL(f"{host} is refused: {reason} (private endpoints are not allowed here)"
+                        if addresses != [host] else f"refused: {reason} (private endpoints are not allowed here)")
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp resolver that drops addresses webhooks may not reach, and fails when none is left."""
+
+    def __init__(self) -> None:
+        self._inner = DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict[str, Any]]:
+        results = await self._inner.resolve(host, port, family)
+        allowed = [r for r in results if address_refusal(r["host"]) is None]
+        if not allowed:
+            reasons = "; ".join(sorted({address_refusal(r["host"]) or "" for r in results}))
+            raise OSError(f"refused by the SSRF guard: {host} resolves to {reasons}")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
