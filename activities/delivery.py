@@ -25,6 +25,10 @@ from dirhook.signing import Signer
 
 log = logging.getLogger(__name__)
 
+# FIFO retries due within this many seconds are waited out inside the activity; longer
+# waits go back to the dispatcher workflow's durable timer.
+FIFO_WAIT_IN_ACTIVITY = 10.0
+
 
 @dataclass
 class DispatchInput:
@@ -235,32 +239,39 @@ class DeliveryActivities:
         async def run_chain(chain: list[Pending]) -> bool:
             """True when the chain was sent to its end."""
             for d in chain:
-                now = datetime.now(timezone.utc)
-                if d.status == "failed":
-                    stopped.append(f"{d.event_id} failed after {d.attempts} attempts: skip or resend it")
-                    return False
-                if d.next_attempt_at and d.next_attempt_at > now:
-                    waits.append(((d.next_attempt_at - now).total_seconds(), d.event_id))
-                    return False
-                async with limit:
-                    await pacer.wait()
-                    r = await self.sender.post(ep.url, signer.headers(d.event_id, d.body), d.body, ep.timeout)
-                if r.succeeded:
-                    counts["sent"] += 1
-                    await asyncio.to_thread(self._record, ep.id, [(d, r, {"status": "succeeded", "next_attempt_at": None})])
-                    continue
-                counts["failed"] += 1
-                delay = None if r.gone else retry_delay(ep.schedule, d.attempts + 1, r.retry_after, rng)
-                if delay is None:
-                    values = {"status": "failed", "next_attempt_at": None}
-                    stopped.append(f"{d.event_id} failed after {d.attempts + 1} attempts: skip or resend it")
-                else:
-                    values = {"status": "retrying", "next_attempt_at": now + timedelta(seconds=delay)}
-                    waits.append((delay, d.event_id))
-                disabled = await asyncio.to_thread(self._record, ep.id, [(d, r, values)])
-                if disabled:
-                    stopped.append(f"endpoint disabled: {disabled}")
-                return False
+                while True:
+                    now = datetime.now(timezone.utc)
+                    if d.status == "failed":
+                        stopped.append(f"{d.event_id} failed after {d.attempts} attempts: skip or resend it")
+                        return False
+                    if d.next_attempt_at and d.next_attempt_at > now:
+                        waits.append(((d.next_attempt_at - now).total_seconds(), d.event_id))
+                        return False
+                    async with limit:
+                        await pacer.wait()
+                        r = await self.sender.post(ep.url, signer.headers(d.event_id, d.body), d.body, ep.timeout)
+                    if r.succeeded:
+                        counts["sent"] += 1
+                        await asyncio.to_thread(self._record, ep.id,
+                                                [(d, r, {"status": "succeeded", "next_attempt_at": None})])
+                        break
+                    counts["failed"] += 1
+                    delay = None if r.gone else retry_delay(ep.schedule, d.attempts + 1, r.retry_after, rng)
+                    if delay is None:
+                        values = {"status": "failed", "next_attempt_at": None}
+                    else:
+                        values = {"status": "retrying", "next_attempt_at": now + timedelta(seconds=delay)}
+                    disabled = await asyncio.to_thread(self._record, ep.id, [(d, r, values)])
+                    if disabled:
+                        stopped.append(f"endpoint disabled: {disabled}")
+                        return False
+                    d.attempts += 1
+                    d.status, d.next_attempt_at = values["status"], values["next_attempt_at"]
+                    if delay is not None and delay <= FIFO_WAIT_IN_ACTIVITY:
+                        # Short waits are cheaper here than a round trip through a durable timer.
+                        activity.heartbeat(d.event_id)
+                        await asyncio.sleep(delay)
+                        d.next_attempt_at = None
             return True
 
         finished = await asyncio.gather(*(run_chain(c) for c in chains.values()))

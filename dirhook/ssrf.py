@@ -8,6 +8,7 @@ the two). ``allow_private_endpoints`` lifts it (on in ``dirhook dev``).
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import socket
 from typing import Any
@@ -89,7 +90,8 @@ class GuardedResolver(AbstractResolver):
         allowed = [r for r in results if address_refusal(r["host"]) is None]
         if not allowed:
             reasons = "; ".join(sorted({address_refusal(r["host"]) or "" for r in results}))
-            raise OSError(f"refused by the SSRF guard: {host} resolves to {reasons}")
+            # (errno, message): aiohttp shows strerror in the error it raises for the connection
+            raise OSError(errno.EACCES, f"refused by the SSRF guard: {host} resolves to {reasons}")
         return allowed
 
     async def close(self) -> None:

@@ -102,3 +102,45 @@ def count_types(events: list[dict]) -> dict[str, int]:
     for e in events:
         out[e["type"]] = out.get(e["type"], 0) + 1
     return out
+
+
+# -- events without a directory server: for delivery tests ---------------------------------------
+async def scratch_directory(stack: Stack) -> dict:
+    """A directory row to hang events on (it is never synced)."""
+    r = await stack.api.post("/v1/directories", json={"name": unique("scratch-"), "ldap": {
+        "url": "ldap://127.0.0.1:1", "bind_dn": ROOT_DN, "user_base_dn": f"ou=none,{SUFFIX}"}})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+async def subscribe(stack: Stack, receiver: Receiver, directory_ids: list[str], *,
+                    respond: Callable[[dict, int], int] | None = None, verify: bool = True,
+                    **settings) -> tuple[dict, Route]:
+    name = unique("ep-")
+    r = await stack.api.post("/v1/endpoints", json={"url": receiver.url(name), "directory_ids": directory_ids,
+                                                    **settings})
+    assert r.status_code == 201, r.text
+    endpoint = r.json()
+    return endpoint, receiver.route(name, endpoint["secret"], respond, verify=verify)
+
+
+def _commit(stack: Stack, directory_id: str, n: int, padding: int) -> set[str]:
+    from dirhook.db.schema import Directory
+    from dirhook.outbox import Outbox
+
+    with stack.sessions.begin() as s:
+        outbox = Outbox(s, s.get(Directory, directory_id), stack.settings.max_payload_bytes)
+        for i in range(n):
+            outbox.emit("user.updated", {"object": "user", "id": f"usr_{i}", "version": i + 1,
+                                         "padding": "x" * padding}, {"title": None})
+        outbox.flush()
+        return outbox.endpoint_ids_touched
+
+
+async def emit(stack: Stack, directory_id: str, n: int, padding: int = 0) -> None:
+    """Commit ``n`` events through the outbox, as a sync pass would, and wake their dispatchers."""
+    from dirhook import temporal as t
+
+    touched = await asyncio.to_thread(_commit, stack, directory_id, n, padding)
+    for endpoint_id in touched:
+        await t.wake_dispatcher(stack.client, stack.settings, endpoint_id)

@@ -1,0 +1,218 @@
+"""Delivery a receiver can trust: 410, recovery, rotation, FIFO, rate limits, payload caps, SSRF."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+from sqlalchemy import update
+from standardwebhooks.webhooks import Webhook as StdWebhook
+from svix.webhooks import Webhook as SvixWebhook
+
+from dirhook.api.app import create_app
+from dirhook.db.schema import EndpointSecret
+from dirhook.delivery import WebhookSender
+from dirhook.signing import Signer
+from tests.conftest import ADMIN_TOKEN
+from tests.e2e_helpers import emit, scratch_directory, subscribe
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.slow
+SQLITE_ONLY = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+
+
+async def deliveries(stack, endpoint_id: str, **params) -> list[dict]:
+    r = await stack.api.get(f"/v1/endpoints/{endpoint_id}/deliveries", params={"limit": 1000, **params})
+    assert r.status_code == 200, r.text
+    return r.json()["data"]
+
+
+@SQLITE_ONLY
+async def test_410_disables_and_recovery_delivers_every_retained_event_once(stack, receiver):
+    directory = await scratch_directory(stack)
+    gone = {"on": True}
+    endpoint, route = await subscribe(stack, receiver, [directory["id"]],
+                                      respond=lambda _e, _a: 410 if gone["on"] else 200)
+    started = datetime.now(timezone.utc) - timedelta(seconds=1)
+    await emit(stack, directory["id"], 5)
+
+    async def disabled():
+        e = (await stack.api.get(f"/v1/endpoints/{endpoint['id']}")).json()
+        return e if not e["enabled"] else None
+
+    e = await wait_for(disabled, 30, "the endpoint to be disabled by 410")
+    assert "410" in e["disabled_reason"]
+    await emit(stack, directory["id"], 5)  # while disabled: kept, not sent
+    held = await wait_for(lambda: deliveries(stack, endpoint["id"], status="skipped"), 30, "held deliveries")
+    await asyncio.sleep(0)  # let any in-flight retry workflow notice the endpoint is disabled
+    assert route.accepted == []
+
+    gone["on"] = False
+    assert (await stack.api.post(f"/v1/endpoints/{endpoint['id']}/enable")).json()["enabled"] is True
+    r = await stack.api.post(f"/v1/endpoints/{endpoint['id']}/recover", json={"since": started.isoformat()})
+    assert r.status_code == 200 and r.json()["requeued"] >= len(held)
+    await wait_for(lambda: len(route.events()) == 10, 60, "all 10 events at the receiver")
+    await asyncio.sleep(1)  # anything still queued would arrive now
+    ids = [r.headers["webhook-id"] for r in route.accepted]
+    assert len(ids) == len(set(ids)) == 10  # each webhook-id accepted exactly once
+    changes = (await stack.api.get(f"/v1/endpoints/{endpoint['id']}/state-changes")).json()
+    assert [(c["enabled"], "410" in c["reason"]) for c in changes] == [(False, True), (True, False)]
+
+
+@SQLITE_ONLY
+async def test_rotation_signs_with_both_secrets_during_the_window_then_only_the_new(stack, receiver):
+    directory = await scratch_directory(stack)
+    endpoint, route = await subscribe(stack, receiver, [directory["id"]], verify=False)
+    old = endpoint["secret"]
+    r = await stack.api.post(f"/v1/endpoints/{endpoint['id']}/rotate-secret", json={"overlap_seconds": 3600})
+    assert r.status_code == 200
+    new = r.json()["secret"]
+    assert new != old and new not in (await stack.api.get(f"/v1/endpoints/{endpoint['id']}")).text
+    await emit(stack, directory["id"], 5)
+    await wait_for(lambda: len(route.raw) >= 5, 30, "5 requests")
+    for req in route.raw:
+        for secret in (old, new):
+            StdWebhook(secret).verify(req.body, req.headers)
+            SvixWebhook(secret).verify(req.body, req.headers)
+
+    # The window ends (moved into the past rather than waited out).
+    with stack.sessions.begin() as s:
+        s.execute(update(EndpointSecret).where(EndpointSecret.endpoint_id == endpoint["id"])
+                  .values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+    route.raw.clear()
+    await emit(stack, directory["id"], 5)
+    await wait_for(lambda: len(route.raw) >= 5, 30, "5 more requests")
+    for req in route.raw:
+        StdWebhook(new).verify(req.body, req.headers)
+        SvixWebhook(new).verify(req.body, req.headers)
+        with pytest.raises(Exception, match="(?i)signature"):
+            StdWebhook(old).verify(req.body, req.headers)
+        with pytest.raises(Exception, match="(?i)signature"):
+            SvixWebhook(old).verify(req.body, req.headers)
+
+
+@SQLITE_ONLY
+async def test_rotation_keeps_at_most_five_old_secrets(stack, receiver):
+    directory = await scratch_directory(stack)
+    endpoint, route = await subscribe(stack, receiver, [directory["id"]], verify=False)
+    secrets = [endpoint["secret"]]
+    for _ in range(7):
+        secrets.append((await stack.api.post(f"/v1/endpoints/{endpoint['id']}/rotate-secret")).json()["secret"])
+    await emit(stack, directory["id"], 1)
+    await wait_for(lambda: route.raw, 30, "a request")
+    assert len(route.raw[0].headers["webhook-signature"].split(" ")) == 6  # current + 5 old
+    StdWebhook(secrets[-1]).verify(route.raw[0].body, route.raw[0].headers)
+    StdWebhook(secrets[2]).verify(route.raw[0].body, route.raw[0].headers)
+    with pytest.raises(Exception):
+        StdWebhook(secrets[1]).verify(route.raw[0].body, route.raw[0].headers)
+
+
+@SQLITE_ONLY
+async def test_fifo_keeps_sequence_order_per_directory_through_failures(stack, receiver):
+    dirs = [await scratch_directory(stack) for _ in range(2)]
+    rng = random.Random(7)
+    flaky = {}
+
+    def respond(event: dict, attempt: int) -> int:
+        # about a third of the events fail once or twice before they succeed
+        n = flaky.setdefault(event["id"], rng.choice([0, 0, 1, 2]))
+        return 503 if attempt <= n else 200
+
+    endpoint, route = await subscribe(stack, receiver, [d["id"] for d in dirs], respond=respond, fifo=True,
+                                      retry_schedule=[0.05, 0.05, 0.05, 0.05], max_concurrency=4)
+    for _ in range(3):
+        for d in dirs:
+            await emit(stack, d["id"], 20)
+    await wait_for(lambda: len(route.events()) == 120, 90, "120 events at the receiver")
+    for d in dirs:
+        seqs = [r.event["sequence"] for r in route.accepted if r.event["directory_id"] == d["id"]]
+        assert seqs == list(range(seqs[0], seqs[0] + 60)), seqs  # strictly increasing, no gap, no repeat
+    assert route.refused  # failures really were injected
+
+
+@SQLITE_ONLY
+async def test_fifo_failure_blocks_until_an_operator_skips_it(stack, receiver):
+    directory = await scratch_directory(stack)
+    poison: set[str] = set()
+
+    def respond(event: dict, _attempt: int) -> int:
+        if not poison:
+            poison.add(event["id"])
+        return 500 if event["id"] in poison else 200
+
+    endpoint, route = await subscribe(stack, receiver, [directory["id"]], respond=respond, fifo=True,
+                                      retry_schedule=[0.05, 0.05])
+    await emit(stack, directory["id"], 5)
+    failed = await wait_for(lambda: deliveries(stack, endpoint["id"], status="failed"), 30, "the head to fail")
+    assert route.accepted == []  # nothing behind the failed head was sent
+    assert failed[0]["attempts"] == 3 and failed[0]["event_id"] in poison
+    r = await stack.api.post(f"/v1/endpoints/{endpoint['id']}/deliveries/{failed[0]['id']}/skip")
+    assert r.status_code == 200 and r.json()["status"] == "skipped"
+    await wait_for(lambda: len(route.events()) == 4, 30, "the 4 events after the skipped one")
+    seqs = [e["sequence"] for e in route.events()]
+    assert seqs == sorted(seqs)
+
+
+@SQLITE_ONLY
+@pytest.mark.timeout(180)
+async def test_rate_limit_holds_over_2000_events(stack, receiver):
+    directory = await scratch_directory(stack)
+    endpoint, route = await subscribe(stack, receiver, [directory["id"]], rate_limit_per_second=50,
+                                      max_concurrency=20)
+    await emit(stack, directory["id"], 2000)
+    await wait_for(lambda: len(route.accepted) >= 2000, 120, "2000 deliveries")
+    times = sorted(r.at for r in route.accepted)
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    worst_second = max(sum(1 for x in times if start <= x < start + 1) for start in times[:-50])
+    print(f"measured rate {rate:.1f}/s, busiest second {worst_second}")
+    assert rate <= 52
+    assert worst_second <= 52
+
+
+@SQLITE_ONLY
+async def test_payload_over_the_cap_fails_at_creation_and_is_never_sent(stack, receiver):
+    directory = await scratch_directory(stack)
+    endpoint, route = await subscribe(stack, receiver, [directory["id"]], max_payload_bytes=2048)
+    await emit(stack, directory["id"], 1, padding=4096)
+    await emit(stack, directory["id"], 1, padding=10)
+    await wait_for(lambda: len(route.events()) == 1, 30, "the small event")
+    failed = await deliveries(stack, endpoint["id"], status="failed")
+    assert len(failed) == 1 and "exceeds this endpoint's limit of 2048 bytes" in failed[0]["last_error"]
+    assert failed[0]["attempt_log"] == []
+
+
+@pytest.mark.parametrize("url,needle", [
+    ("http://169.254.169.254/latest/meta-data", "metadata"),
+    ("http://10.0.0.1/hook", "private"),
+    ("http://[::1]/hook", "loopback"),
+    ("file:///etc/passwd", "http"),
+    ("http://localhost:9/hook", "loopback"),
+    ("http://0.0.0.0/hook", "private or reserved"),
+])
+async def test_ssrf_guard_refuses_private_targets_in_production(stack, url, needle):
+    production = stack.settings.model_copy(update={"allow_private_endpoints": False})
+    app = create_app(production)
+    before = (await stack.api.get("/v1/endpoints")).json()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api",
+                                 headers={"authorization": f"Bearer {ADMIN_TOKEN}"}) as api:
+        r = await api.post("/v1/endpoints", json={"url": url})
+    assert r.status_code == 422, r.text
+    assert needle in r.text
+    assert (await stack.api.get("/v1/endpoints")).json() == before
+
+
+async def test_ssrf_guard_checks_again_at_delivery(receiver):
+    """An endpoint created in dev mode, delivered in production mode: no request leaves."""
+    route = receiver.route("ssrf", "whsec_" + "A" * 44)
+    sender = WebhookSender(timeout_seconds=5, allow_private=False)
+    try:
+        for host in ("localhost", "127.0.0.1"):
+            url = f"http://{host}:{receiver.port}/hooks/ssrf"
+            result = await sender.post(url, Signer(["whsec_" + "A" * 44]).headers("evt_x", "{}"), "{}")
+            assert result.status_code is None and "SSRF guard" in result.error and "loopback" in result.error
+        assert route.raw == [] and route.invalid == []
+    finally:
+        await sender.close()
