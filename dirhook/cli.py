@@ -251,15 +251,21 @@ def sync(directory_id: str, full: bool = typer.Option(False, "--full", help="ful
 # -- endpoints and events ---------------------------------------------------------------------
 @endpoints_app.command("add")
 def add_endpoint(url: str, event_type: list[str] = typer.Option([], "--event-type", help="repeatable; wildcards ok"),
-                 description: Optional[str] = None, organization_id: Optional[str] = None) -> None:
+                 directory: list[str] = typer.Option([], "--directory", help="repeatable; default: all of the organization"),
+                 description: Optional[str] = None, organization_id: Optional[str] = None,
+                 rate_limit: Optional[float] = typer.Option(None, help="messages per second at most"),
+                 max_concurrency: Optional[int] = typer.Option(None, help="requests in flight at most"),
+                 max_payload_bytes: Optional[int] = None,
+                 timeout: Optional[float] = typer.Option(None, help="seconds for a 2xx (default 15)"),
+                 fifo: bool = typer.Option(False, "--fifo", help="strict order per directory"),
+                 retry_schedule: Optional[str] = typer.Option(None, help="comma-separated waits in seconds")) -> None:
     """Subscribe a URL; prints its signing secret once."""
-    body: dict[str, Any] = {"url": url}
-    if event_type:
-        body["event_types"] = event_type
-    if description:
-        body["description"] = description
-    if organization_id:
-        body["organization_id"] = organization_id
+    body: dict[str, Any] = {"url": url, "fifo": fifo}
+    optional = {"event_types": event_type or None, "directory_ids": directory or None, "description": description,
+                "organization_id": organization_id, "rate_limit_per_second": rate_limit,
+                "max_concurrency": max_concurrency, "max_payload_bytes": max_payload_bytes, "timeout_seconds": timeout,
+                "retry_schedule": [float(x) for x in retry_schedule.split(",")] if retry_schedule else None}
+    body.update({k: v for k, v in optional.items() if v is not None})
     e = _run(_call, "POST", "/v1/endpoints", json=body)
     console.print(f"endpoint [bold]{e['id']}[/bold] -> {e['url']}")
     console.print(f"signing secret (shown once): [bold]{e['secret']}[/bold]")
@@ -271,6 +277,64 @@ def list_endpoints() -> None:
     for e in _run(_call, "GET", "/v1/endpoints"):
         table.add_row(e["id"], e["url"], str(e["enabled"]), ", ".join(e["event_types"] or ["*"]))
     console.print(table)
+
+
+@endpoints_app.command("disable")
+def disable_endpoint(endpoint_id: str, reason: str = "disabled by an operator") -> None:
+    """Stop delivering; new events are kept for a later `recover`."""
+    e = _run(_call, "POST", f"/v1/endpoints/{endpoint_id}/disable", json={"reason": reason})
+    console.print(f"{e['id']} disabled: {e['disabled_reason']}")
+
+
+@endpoints_app.command("enable")
+def enable_endpoint(endpoint_id: str) -> None:
+    """Resume delivering pending events."""
+    e = _run(_call, "POST", f"/v1/endpoints/{endpoint_id}/enable")
+    console.print(f"{e['id']} enabled")
+
+
+@endpoints_app.command("rotate-secret")
+def rotate_secret(endpoint_id: str, overlap_seconds: Optional[float] = typer.Option(
+        None, help="how long the old secret keeps signing (default 24 h)")) -> None:
+    """New signing secret (shown once); both sign until the overlap ends."""
+    body = {"overlap_seconds": overlap_seconds} if overlap_seconds is not None else {}
+    r = _run(_call, "POST", f"/v1/endpoints/{endpoint_id}/rotate-secret", json=body)
+    console.print(f"new signing secret (shown once): [bold]{r['secret']}[/bold]")
+    console.print(f"the old secret keeps signing until {r['previous_secret_expires_at']}")
+
+
+@endpoints_app.command("recover")
+def recover(endpoint_id: str, since: str = typer.Option(..., help="ISO time, e.g. 2026-11-28T00:00:00Z")) -> None:
+    """Requeue failed and held-back deliveries created since a time."""
+    r = _run(_call, "POST", f"/v1/endpoints/{endpoint_id}/recover", json={"since": since})
+    console.print(f"{r['requeued']} deliveries requeued")
+
+
+@endpoints_app.command("replay")
+def replay(endpoint_id: str, directory: str = typer.Option(..., "--directory"),
+           since_sequence: Optional[int] = None, since: Optional[str] = None) -> None:
+    """Send a directory's events again since a sequence or a time (same webhook-ids)."""
+    body: dict[str, Any] = {"directory_id": directory}
+    if since_sequence is not None:
+        body["since_sequence"] = since_sequence
+    if since:
+        body["since"] = since
+    r = _run(_call, "POST", f"/v1/endpoints/{endpoint_id}/replay", json=body)
+    console.print(f"{r['requeued']} events queued")
+
+
+@endpoints_app.command("resend")
+def resend(endpoint_id: str, delivery_id: int) -> None:
+    """Send one delivery again."""
+    d = _run(_call, "POST", f"/v1/endpoints/{endpoint_id}/deliveries/{delivery_id}/resend")
+    console.print(f"delivery {d['id']} ({d['event_id']}) requeued")
+
+
+@endpoints_app.command("skip")
+def skip(endpoint_id: str, delivery_id: int) -> None:
+    """Give up on one delivery (unblocks a FIFO endpoint); it stays recoverable."""
+    d = _run(_call, "POST", f"/v1/endpoints/{endpoint_id}/deliveries/{delivery_id}/skip")
+    console.print(f"delivery {d['id']} ({d['event_id']}) skipped")
 
 
 @endpoints_app.command("deliveries")

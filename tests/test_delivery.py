@@ -216,3 +216,30 @@ async def test_ssrf_guard_checks_again_at_delivery(receiver):
         assert route.raw == [] and route.invalid == []
     finally:
         await sender.close()
+
+
+@SQLITE_ONLY
+async def test_cli_manages_endpoints(stack, tmp_path):
+    import sys
+
+    env = {"DIRHOOK_API_URL": stack.api_url, "DIRHOOK_ADMIN_TOKEN": ADMIN_TOKEN, "DIRHOOK_DATA_DIR": str(tmp_path),
+           "COLUMNS": "200", "PATH": "/usr/bin:/bin"}
+
+    async def cli(*args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "dirhook.cli", "endpoints", *args, env=env,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, out.decode()
+        return out.decode()
+
+    out = await cli("add", "http://127.0.0.1:9/cli", "--event-type", "user.*", "--fifo", "--rate-limit", "5",
+                    "--retry-schedule", "1,2,3")
+    endpoint_id = out.split()[1]
+    e = (await stack.api.get(f"/v1/endpoints/{endpoint_id}")).json()
+    assert e["fifo"] and e["rate_limit_per_second"] == 5 and e["retry_schedule"] == [1, 2, 3]
+    assert e["event_types"] == ["user.*"]
+    assert "whsec_" in await cli("rotate-secret", endpoint_id, "--overlap-seconds", "60")
+    await cli("disable", endpoint_id, "--reason", "maintenance")
+    assert (await stack.api.get(f"/v1/endpoints/{endpoint_id}")).json()["disabled_reason"] == "maintenance"
+    await cli("enable", endpoint_id)
+    assert (await stack.api.get(f"/v1/endpoints/{endpoint_id}")).json()["enabled"] is True

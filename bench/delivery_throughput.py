@@ -1,0 +1,189 @@
+"""Delivery throughput on the embedded stack, beside a bare asyncio loop doing the same POSTs.
+
+    python bench/delivery_throughput.py [--events 20000] [--concurrency 10]
+
+Starts a Temporal dev server (SQLite file, as ``dirhook dev`` does), a dirhook worker
+process serving the delivery queue, and a sink process. A producer commits the events
+through the outbox in chunks (as a sync pass does) and wakes the dispatchers; it measures
+deliveries/s from the first commit to the last arrival, and commit-to-arrival latency.
+The baseline signs and POSTs the same bodies with the same client (aiohttp, via
+dirhook's WebhookSender) and concurrency, in a plain asyncio loop. Runs with one endpoint
+and with four.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from dirhook.config import Settings  # noqa: E402
+from dirhook.db.engine import make_engine, make_sessionmaker, migrate  # noqa: E402
+from dirhook.db.schema import Directory, Endpoint, EventRow, Organization  # noqa: E402
+from dirhook.delivery import WebhookSender  # noqa: E402
+from dirhook.devstack import temporal_cli  # noqa: E402
+from dirhook.outbox import Outbox  # noqa: E402
+from dirhook.signing import Signer, generate_secret  # noqa: E402
+from dirhook.temporal import dev_server_search_attribute_args, wake_dispatcher  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+
+CHUNK = 500
+
+
+def wait_port(port: int, timeout: float = 60) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))] if values else float("nan")
+
+
+async def run_dirhook(settings: Settings, sessions, sink: str, n_endpoints: int, events: int, concurrency: int,
+                      tag: str, paced_rate: float | None = None) -> dict:
+    """Commit ``events`` as fast as the outbox goes (or at ``paced_rate`` per second) and
+    wait for every delivery at the sink."""
+    from temporalio.client import Client
+
+    with sessions.begin() as s:
+        s.add(Organization(id=f"org_{tag}", name=tag))
+        s.flush()
+        s.add(Directory(id=f"dir_{tag}", organization_id=f"org_{tag}", name=tag, provider="ldap", config={}))
+        for i in range(n_endpoints):
+            s.add(Endpoint(id=f"ep_{tag}_{i}", organization_id=f"org_{tag}", url=f"{sink}/hooks/{tag}_{i}",
+                           secret=generate_secret(), max_concurrency=concurrency))
+    client = await Client.connect(settings.temporal_address)
+    httpx.post(f"{sink}/reset")
+    t0 = time.time()
+
+    def commit(n: int) -> None:
+        with sessions.begin() as s:
+            outbox = Outbox(s, s.get(Directory, f"dir_{tag}"))
+            for i in range(n):
+                outbox.emit("user.updated", {"object": "user", "id": f"usr_{i}", "version": 2,
+                                             "title": "Engineer", "padding": "x" * 700}, {"title": "Intern"})
+            outbox.flush()
+
+    sent = 0
+    chunk = CHUNK if paced_rate is None else max(1, int(paced_rate / 10))
+    while sent < events:
+        n = min(chunk, events - sent)
+        await asyncio.to_thread(commit, n)
+        sent += n
+        if paced_rate is not None:
+            await asyncio.sleep(max(0.0, t0 + sent / paced_rate - time.time()))
+        for i in range(n_endpoints):
+            await wake_dispatcher(client, settings, f"ep_{tag}_{i}")
+    total = events * n_endpoints
+    while True:
+        st = httpx.get(f"{sink}/stats", timeout=30).json()
+        got = sum(len(v) for k, v in st["arrivals"].items() if k.startswith(tag))
+        if got >= total:
+            break
+        await asyncio.sleep(0.2)
+    last = max(max(v) for k, v in st["arrivals"].items() if k.startswith(tag))
+    lat = [x for k, v in st["latencies"].items() if k.startswith(tag) for x in v]
+    return {"rate": total / (last - t0), "seconds": last - t0, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99)}
+
+
+async def run_bare(sink: str, n_endpoints: int, events: int, concurrency: int, body: str) -> dict:
+    sender = WebhookSender(timeout_seconds=15, allow_private=True)
+    secret = generate_secret()
+    httpx.post(f"{sink}/reset")
+
+    async def loop(i: int) -> None:
+        signer = Signer([secret])
+        queue = iter(range(events))
+
+        async def worker() -> None:
+            for j in queue:
+                r = await sender.post(f"{sink}/hooks/bare_{i}", signer.headers(f"evt_{i}_{j}", body), body)
+                assert r.succeeded, r.error
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+    t0 = time.time()
+    await asyncio.gather(*(loop(i) for i in range(n_endpoints)))
+    elapsed = time.time() - t0
+    await sender.close()
+    return {"rate": events * n_endpoints / elapsed, "seconds": elapsed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--paced-rate", type=int, default=1000, help="events/s of the steady-load latency phase")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="dirhook-bench-delivery-"))
+    ports = {k: free_port() for k in ("temporal", "ui", "http", "metrics", "sink")}
+    procs: list[subprocess.Popen] = []
+    try:
+        procs.append(subprocess.Popen([
+            temporal_cli(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(ports["temporal"]),
+            "--headless", "--http-port", str(ports["http"]), "--metrics-port", str(ports["metrics"]),
+            "--db-filename", str(work / "temporal.db"), "--log-level", "error", *dev_server_search_attribute_args()],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(subprocess.Popen([sys.executable, str(ROOT / "bench" / "sink.py"), str(ports["sink"])]))
+        wait_port(ports["temporal"])
+        wait_port(ports["sink"])
+        db_url = f"sqlite:///{work / 'dirhook.db'}"
+        migrate(db_url)
+        settings = Settings(data_dir=work, database_url=db_url, temporal_address=f"127.0.0.1:{ports['temporal']}",
+                            allow_private_endpoints=True, admin_token="bench")
+        env = {**os.environ, "DIRHOOK_DATA_DIR": str(work), "DIRHOOK_DATABASE_URL": db_url,
+               "DIRHOOK_TEMPORAL_ADDRESS": settings.temporal_address, "DIRHOOK_ALLOW_PRIVATE_ENDPOINTS": "true",
+               "DIRHOOK_ADMIN_TOKEN": "bench", "DIRHOOK_LOG_LEVEL": "WARNING"}
+        procs.append(subprocess.Popen([sys.executable, "-m", "workers", "--queues", "delivery"], env=env, cwd=ROOT))
+        sessions = make_sessionmaker(make_engine(db_url))
+        time.sleep(2)  # worker start-up
+        sink = f"http://127.0.0.1:{ports['sink']}"
+        body = '{"id":"evt_x","type":"user.updated","data":{"padding":"' + "x" * 900 + '"}}'
+        print(f"\nDelivery benchmark: {args.events} committed events, concurrency {args.concurrency} per endpoint, "
+              "Temporal dev server on a SQLite file, worker in its own process\n")
+        for n in (1, 4):
+            bare = asyncio.run(run_bare(sink, n, args.events, args.concurrency, body))
+            ours = asyncio.run(run_dirhook(settings, sessions, sink, n, args.events, args.concurrency, f"d{n}"))
+            print(f"  {n} endpoint(s), all committed at once: dirhook {ours['rate']:5.0f} deliveries/s "
+                  f"({ours['seconds']:.1f} s), bare asyncio loop {bare['rate']:5.0f}/s ({bare['seconds']:.1f} s), "
+                  f"ratio {ours['rate'] / bare['rate']:.2f}; commit-to-arrival p50 {ours['p50'] * 1000:.0f} ms, "
+                  f"p99 {ours['p99'] * 1000:.0f} ms (a backlog: the outbox commits faster than any sender)")
+        paced = asyncio.run(run_dirhook(settings, sessions, sink, 1, args.paced_rate * 10, args.concurrency, "paced",
+                                        paced_rate=args.paced_rate))
+        print(f"  1 endpoint, committed at a steady {args.paced_rate}/s for 10 s: commit-to-arrival "
+              f"p50 {paced['p50'] * 1000:.0f} ms, p99 {paced['p99'] * 1000:.0f} ms")
+        with sessions() as s:
+            from sqlalchemy import func, select
+            print(f"\n  ({s.scalar(select(func.count()).select_from(EventRow))} events committed in all)")
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

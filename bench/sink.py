@@ -1,0 +1,49 @@
+"""A webhook sink for benchmarks, run as its own process so it does not share a GIL with
+what is measured. Answers 200, records arrival time minus the event's timestamp."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime
+
+from aiohttp import web
+
+arrivals: dict[str, list[float]] = {}
+latencies: dict[str, list[float]] = {}
+
+
+async def hook(request: web.Request) -> web.Response:
+    body = await request.read()
+    now = time.time()
+    name = request.match_info["name"]
+    arrivals.setdefault(name, []).append(now)
+    try:
+        ts = json.loads(body)["timestamp"]
+        latencies.setdefault(name, []).append(now - datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp())
+    except (ValueError, KeyError):
+        pass
+    return web.Response(text="ok")
+
+
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response({"arrivals": arrivals, "latencies": latencies})
+
+
+async def reset(request: web.Request) -> web.Response:
+    arrivals.clear()
+    latencies.clear()
+    return web.json_response({})
+
+
+def main() -> None:
+    app = web.Application()
+    app.router.add_post("/hooks/{name}", hook)
+    app.router.add_get("/stats", stats)
+    app.router.add_post("/reset", reset)
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()
