@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 from dirhook.config import Settings
 from dirhook.db.schema import Directory, SyncRun, utcnow
 from dirhook.providers.base import SourceError
-from dirhook.providers.factory import build_source
+from dirhook.providers.factory import build_source, mapping_for
 from dirhook.sync_engine import SyncEngine
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class PassInput:
     directory_id: str
-    mode: str  # "incremental" | "full"
+    mode: str  # "incremental" | "full" | "recompute"
     workflow_id: str
 
 
@@ -62,7 +62,9 @@ class SyncActivities:
             s.flush()
             run_id = run.id
             cursor, provider = directory.cursor, directory.provider
-            source = build_source(directory, self.settings)
+            recompute = req.mode == "recompute"
+            source = None if recompute else build_source(directory, self.settings)
+            mapping = mapping_for(directory) if recompute else source.mapping
 
         handle = self.client.get_workflow_handle(req.workflow_id, run_id=info.workflow_run_id)
         last_signal = 0.0
@@ -82,12 +84,14 @@ class SyncActivities:
                     log.warning("could not report progress to %s", req.workflow_id, exc_info=True)
 
         try:
-            source.connect()
-            changes = source.changes(cursor, full=req.mode == "full")
-            engine = SyncEngine(self.sessions, req.directory_id, source.mapping,
+            engine = SyncEngine(self.sessions, req.directory_id, mapping,
                                 chunk_size=self.settings.sync_chunk_size, on_progress=on_progress,
                                 max_payload_bytes=self.settings.max_payload_bytes)
-            result = engine.run(changes)
+            if recompute:
+                result = engine.recompute()
+            else:
+                source.connect()
+                result = engine.run(source.changes(cursor, full=req.mode == "full"))
         except SourceError as exc:
             self._finish(run_id, "failed", str(exc), {})
             log.warning("sync of %s failed: %s", req.directory_id, exc)
@@ -96,7 +100,8 @@ class SyncActivities:
             self._finish(run_id, "failed", f"{type(exc).__name__}: {exc}", {})
             raise
         finally:
-            source.close()
+            if source is not None:
+                source.close()
         self._finish(run_id, "succeeded", None, result.as_dict())
         log.info("sync of %s (%s) committed %d events", req.directory_id, provider, result.events_total)
         return PassSummary(sync_run_id=run_id, full=result.full, users_read=result.users_read,

@@ -100,6 +100,8 @@ def _guid(values: list[Any]) -> str | None:
     if not values:
         return None
     v = values[0]
+    if isinstance(v, str) and v.startswith("base64:"):  # a stored source record keeps binary this way
+        v = base64.b64decode(v[len("base64:"):])
     if isinstance(v, bytes) and len(v) == 16:
         return str(uuid.UUID(bytes_le=v))  # AD stores GUIDs little-endian
     return _text(v).strip("{}").lower()
@@ -128,9 +130,21 @@ TRANSFORMS: dict[str, Callable[[list[Any]], Any]] = {
 }
 
 
+# Fields dirhook computes itself: a mapping cannot write them.
+READ_ONLY_FIELDS = frozenset({"id", "object", "directory_id", "organization_id", "groups", "roles", "role",
+                              "manager_id", "version", "updated_at", "raw_attributes", "custom_attributes",
+                              "members"})
+
+
 def validate_mapping(mapping: Mapping[str, Any], kind: str) -> None:
     fields = USER_FIELDS if kind == "user" else GROUP_FIELDS
     for target, spec in mapping.items():
+        if target in READ_ONLY_FIELDS:
+            raise MappingError(f"{kind} field {target!r} is read-only: dirhook computes it "
+                               "(map the manager's reference to manager_ref)" if target == "manager_id"
+                               else f"{kind} field {target!r} is read-only: dirhook computes it")
+        if target.startswith("custom_attributes.") and not target.split(".", 1)[1]:
+            raise MappingError("custom_attributes.<name> needs a name")
         if target not in fields and not target.startswith("custom_attributes."):
             raise MappingError(f"{kind} mapping target {target!r} is not a field (expected one of "
                                f"{', '.join(fields)} or custom_attributes.<name>)")
@@ -166,6 +180,12 @@ def source_attributes(mapping: Mapping[str, Any]) -> set[str]:
         src = spec["source"]
         out.update([src] if isinstance(src, str) else src)
     return out
+
+
+def source_record(record: SourceRecord) -> dict[str, list[str]]:
+    """The record as stored for a later re-normalization: text values, secrets left out."""
+    return {name: [_text(v) for v in values] for name, values in record.items()
+            if name.lower() not in SECRET_ATTRIBUTES}
 
 
 def _lower_keys(record: SourceRecord) -> dict[str, tuple[str, list[Any]]]:

@@ -17,14 +17,34 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dirhook.db.schema import Directory, Group, Membership, User, utcnow
+from dirhook.db.schema import (
+    Directory,
+    Group,
+    GroupNesting,
+    Membership,
+    Role,
+    RoleMappingRow,
+    User,
+    utcnow,
+)
 from dirhook.diff import content_hash, previous_attributes
 from dirhook.ids import new_id
 from dirhook.models import NormalizedGroup, NormalizedUser
-from dirhook.normalize import normalize_group, normalize_user
+from dirhook.normalize import normalize_group, normalize_user, source_record
 from dirhook.outbox import Outbox
 from dirhook.payloads import group_payload, user_payload
 from dirhook.providers.base import Changes
+from dirhook.roles import (
+    GroupInfo,
+    RoleDef,
+    RoleMapping,
+    ancestors,
+    compute_roles,
+    effective_groups,
+    find_cycles,
+    group_grants,
+    primary_role,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +93,9 @@ class SyncEngine:
     def run(self, changes: Changes) -> PassResult:
         result = PassResult(full=changes.full)
         self._result = result
-        self._groups: dict[str, Group] = {}  # id -> row (detached), every group of the directory
         self._unresolved_managers: set[str] = set()
+        self._load_context()
+        before = self._group_signatures()
 
         # 1. Groups: few enough to hold (with their member references) for the whole pass.
         fetched: list[NormalizedGroup] = []
@@ -87,56 +108,76 @@ class SyncEngine:
                 outbox = self._outbox(s)
                 fetched_ids.update(self._apply_groups(s, outbox, chunk))
                 self._flush(outbox)
-        self._load_groups()
+        self._load_context()
         ext_to_group = {g.external_id: gid for gid, g in self._groups.items()}
+        self._apply_nesting({ext_to_group[g.external_id]: g.member_refs for g in fetched})
         members_by_ref: dict[str, set[str]] = {}
         for g in fetched:
             gid = ext_to_group[g.external_id]
             for ref in g.member_refs:
                 members_by_ref.setdefault(_ref(ref), set()).add(gid)
         del fetched
+
+        # 2. Group deletions, before the users, so users are computed against the final groups.
+        if changes.full:
+            gone_groups = set(self._groups) - fetched_ids
+            if not fetched_ids and self._groups:
+                gone_groups = set()
+                result.warnings.append("the source returned no groups; no group was deleted")
+        else:
+            present_groups = self._present_ids(changes.group_ids)
+            gone_groups = set() if present_groups is None else {
+                gid for gid, g in self._groups.items() if g.external_id not in present_groups}
+            if present_groups is not None and not present_groups and self._groups:
+                gone_groups = set()
+                result.warnings.append("the source returned no groups; no group was deleted")
+        cascade: set[str] = set()
+        if gone_groups:
+            with self.sessions.begin() as s:
+                outbox = self._outbox(s)
+                cascade = self._delete_groups(s, outbox, outbox.directory, gone_groups)
+                self._flush(outbox)
+            self._load_context()
+        # Users whose groups or roles changed through a group: renamed, nested, unnested,
+        # deleted, or granting other roles.
+        cascade |= self._members_of(self._changed_groups(before, gone_groups))
+        if self._cycles:
+            result.warnings.append("nested group cycles (each group keeps the others' membership): " + "; ".join(
+                " -> ".join(self._groups[g].state["name"] for g in cycle if g in self._groups)
+                for cycle in self._cycles))
         self._progress("groups", changes)
 
-        # 2. Users, streamed page by page.
+        # 3. Users, streamed page by page.
         seen_users: set[str] = set()
         processed: set[str] = set()
         for chunk in _chunks(changes.users, self.chunk_size):
-            users = [normalize_user(self.mapping["user"], e.attributes, _ref(e.ref)) for e in chunk]
+            users = []
+            for e in chunk:
+                u = normalize_user(self.mapping["user"], e.attributes, _ref(e.ref))
+                users.append((u, source_record(e.attributes)))
             result.users_read += len(users)
-            seen_users.update(u.external_id for u in users)
+            seen_users.update(u.external_id for u, _r in users)
             with self.sessions.begin() as s:
                 outbox = self._outbox(s)
                 processed.update(self._apply_users(s, outbox, users, fetched_ids, members_by_ref))
                 self._flush(outbox)
             self._progress("users", changes)
 
-        # 3. Incremental: members of changed groups whose own entry did not change.
+        # 4. Incremental: members of changed groups whose own entry did not change.
         if not changes.full and fetched_ids:
             with self.sessions() as s:
                 affected = set(s.scalars(select(Membership.user_id).where(Membership.group_id.in_(fetched_ids))))
-                refs = list(members_by_ref)
-                for part in _chunks(refs, 500):
+                for part in _chunks(list(members_by_ref), 500):
                     affected.update(s.scalars(select(User.id).where(
                         User.directory_id == self.directory_id, User.source_ref.in_(part))))
             self._reprocess(affected - processed, fetched_ids, members_by_ref)
+            processed |= affected
 
-        # 4. Deletions, then the cursor, in one last transaction.
+        # 5. User deletions.
         with self.sessions.begin() as s:
             outbox = self._outbox(s)
-            directory = s.get(Directory, self.directory_id)
-            group_ids_now = self._present_ids(changes.group_ids)
-            if changes.full:
-                gone_groups = set(self._groups) - fetched_ids
-                if not fetched_ids and self._groups:
-                    gone_groups = set()
-                    result.warnings.append("the source returned no groups; no group was deleted")
-            elif group_ids_now is not None:
-                gone_groups = {gid for gid, g in self._groups.items() if g.external_id not in group_ids_now}
-            else:
-                gone_groups = set()
-            cascade = self._delete_groups(s, outbox, directory, gone_groups)
-
-            stored_users = dict(s.execute(select(User.external_id, User.id).where(User.directory_id == self.directory_id)).all())
+            stored_users = dict(s.execute(select(User.external_id, User.id)
+                                          .where(User.directory_id == self.directory_id)).all())
             present = seen_users if changes.full else self._present_ids(changes.user_ids)
             gone_users: set[str] = set()
             if present is not None:
@@ -144,11 +185,12 @@ class SyncEngine:
                     result.warnings.append("the source returned no users; no user was deleted")
                 else:
                     gone_users = {uid for ext, uid in stored_users.items() if ext not in present}
-            self._delete_users(s, outbox, directory, gone_users)
+            self._delete_users(s, outbox, outbox.directory, gone_users)
             self._flush(outbox)
 
-        # 5. Consequences: members of deleted groups, and managers that appeared later in the stream.
-        self._reprocess((cascade | self._unresolved_managers) - gone_users, set(), {})
+        # 6. Consequences: users whose groups changed through a group, and managers that
+        # appeared later in the stream.
+        self._reprocess(((cascade - processed) | self._unresolved_managers) - gone_users, set(), {})
 
         with self.sessions.begin() as s:
             directory = s.get(Directory, self.directory_id)
@@ -165,6 +207,81 @@ class SyncEngine:
         self._progress("done", changes)
         return result
 
+    def recompute(self, renormalize: bool = True) -> PassResult:
+        """Recompute every user from what is stored (no directory read): after a change of
+        role mappings, roles or the attribute mapping. Emits events only where a user changed."""
+        result = PassResult(full=False)
+        self._result = result
+        self._unresolved_managers = set()
+        self._load_context()
+        with self.sessions() as s:
+            user_ids = set(s.scalars(select(User.id).where(User.directory_id == self.directory_id)))
+        self._reprocess(user_ids, set(), {}, renormalize=renormalize)
+        self._progress("done", None)
+        return result
+
+    # -- groups, nesting and roles ----------------------------------------------------------------
+    def _load_context(self) -> None:
+        """The directory's groups, nesting, roles and role mappings, as the pure role code wants them."""
+        with self.sessions() as s:
+            directory = s.get(Directory, self.directory_id)
+            self._groups = {g.id: g for g in s.scalars(select(Group).where(Group.directory_id == self.directory_id))}
+            parents: dict[str, set[str]] = {}
+            for parent, child in s.execute(select(GroupNesting.parent_group_id, GroupNesting.child_group_id)
+                                           .where(GroupNesting.directory_id == self.directory_id)):
+                parents.setdefault(child, set()).add(parent)
+            role_rows = list(s.scalars(select(Role).where(Role.organization_id == directory.organization_id)))
+            mappings = [RoleMapping(slug, m.match, m.pattern) for m, slug in s.execute(
+                select(RoleMappingRow, Role.slug).join(Role, Role.id == RoleMappingRow.role_id)
+                .where(RoleMappingRow.directory_id == self.directory_id))]
+            s.expunge_all()
+        self._parents = parents
+        self._ancestors = ancestors(parents)
+        self._cycles = find_cycles(parents)
+        self._roles = {r.slug: RoleDef(r.slug, r.priority) for r in role_rows}
+        self._default_role = next((r.slug for r in role_rows if r.is_default), None)
+        self._grants = group_grants((GroupInfo(g.id, g.external_id, g.state["name"]) for g in self._groups.values()),
+                                    mappings)
+
+    def _group_signatures(self) -> dict[str, tuple]:
+        """What a member sees of each group: its name, the groups above it, the roles it grants."""
+        return {gid: (g.state["name"], self._ancestors.get(gid, frozenset()), self._grants.get(gid, frozenset()))
+                for gid, g in self._groups.items()}
+
+    def _changed_groups(self, before: dict[str, tuple], gone: set[str]) -> set[str]:
+        after = self._group_signatures()
+        dirty = {gid for gid in after if before.get(gid) != after[gid]} | gone
+        return dirty | {gid for gid, above in self._ancestors.items() if above & dirty}
+
+    def _members_of(self, group_ids: set[str]) -> set[str]:
+        members: set[str] = set()
+        with self.sessions() as s:
+            for part in _chunks(sorted(group_ids), 500):
+                members.update(s.scalars(select(Membership.user_id).where(Membership.group_id.in_(part))))
+        return members
+
+    def _apply_nesting(self, member_refs: dict[str, list[str]]) -> None:
+        """Replace the child groups of every fetched group with those its member list names."""
+        ref_to_group = {g.source_ref: gid for gid, g in self._groups.items() if g.source_ref}
+        children_of: dict[str, set[str]] = {}
+        for child, parents in self._parents.items():
+            for parent in parents:
+                children_of.setdefault(parent, set()).add(child)
+        changed = False
+        with self.sessions.begin() as s:
+            for parent, refs in member_refs.items():
+                new = {ref_to_group[r] for r in map(_ref, refs) if r in ref_to_group}
+                old = children_of.get(parent, set())
+                if old - new:
+                    s.execute(delete(GroupNesting).where(GroupNesting.parent_group_id == parent,
+                                                         GroupNesting.child_group_id.in_(old - new)))
+                if new - old:
+                    s.add_all([GroupNesting(parent_group_id=parent, child_group_id=c, directory_id=self.directory_id)
+                               for c in new - old])
+                changed = changed or old != new
+        if changed:
+            self._load_context()
+
     # -- helpers --------------------------------------------------------------------------------
     def _outbox(self, s: Session) -> Outbox:
         return Outbox(s, s.get(Directory, self.directory_id), self.max_payload_bytes)
@@ -175,18 +292,13 @@ class SyncEngine:
             self._result.events[k] = self._result.events.get(k, 0) + v
         self._result.endpoint_ids |= outbox.endpoint_ids_touched
 
-    def _progress(self, stage: str, changes: Changes) -> None:
+    def _progress(self, stage: str, changes: Changes | None) -> None:
         self.on_progress({"stage": stage, "users_read": self._result.users_read,
                           "groups_read": self._result.groups_read, "events": self._result.events_total})
 
     @staticmethod
     def _present_ids(lister: Callable[[], Iterable[str]] | None) -> set[str] | None:
         return set(lister()) if lister is not None else None
-
-    def _load_groups(self) -> None:
-        with self.sessions() as s:
-            self._groups = {g.id: g for g in s.scalars(select(Group).where(Group.directory_id == self.directory_id))}
-            s.expunge_all()
 
     def _apply_groups(self, s: Session, outbox: Outbox, groups: list[NormalizedGroup]) -> set[str]:
         directory = outbox.directory
@@ -216,9 +328,12 @@ class SyncEngine:
             ids.add(row.id)
         return ids
 
-    def _apply_users(self, s: Session, outbox: Outbox, users: list[NormalizedUser], authoritative: set[str],
-                     members_by_ref: Mapping[str, set[str]], rows: dict[str, User] | None = None) -> set[str]:
+    def _apply_users(self, s: Session, outbox: Outbox, pairs: list[tuple[NormalizedUser, dict | None]],
+                     authoritative: set[str], members_by_ref: Mapping[str, set[str]],
+                     rows: dict[str, User] | None = None) -> set[str]:
+        """``pairs``: each user as normalized, with the source record it came from (None: keep the stored one)."""
         directory = outbox.directory
+        users = [u for u, _r in pairs]
         if rows is None:
             rows = {u.external_id: u for u in s.scalars(select(User).where(
                 User.directory_id == self.directory_id, User.external_id.in_([u.external_id for u in users])))}
@@ -228,7 +343,7 @@ class SyncEngine:
                     Membership.user_id.in_([r.id for r in rows.values()]))):
                 stored.setdefault(uid, set()).add(gid)
         new_rows = []
-        for u in users:
+        for u, record in pairs:
             row = rows.get(u.external_id)
             if row is None:
                 row = User(id=new_id("usr"), directory_id=self.directory_id, external_id=u.external_id,
@@ -237,6 +352,8 @@ class SyncEngine:
                 new_rows.append(row)
             row.source_ref = u.source_ref
             row.attributes = u.model_dump(mode="json")
+            if record is not None:
+                row.source_record = record
         s.add_all(new_rows)
         s.flush()  # the users must exist before the memberships that point at them
         manager_refs = {u.manager_ref.lower() for u in users if u.manager_ref}
@@ -261,14 +378,17 @@ class SyncEngine:
                     self._unresolved_managers.add(row.id)
                 else:
                     self._unresolved_managers.discard(row.id)
+            effective = effective_groups(new_groups, self._ancestors)
+            roles = compute_roles(effective, self._grants, self._roles, self._default_role)
             state = {
                 "external_id": u.external_id, "username": u.username,
                 "emails": [e.model_dump() for e in u.emails], "given_name": u.given_name,
                 "family_name": u.family_name, "display_name": u.display_name, "title": u.title,
                 "department": u.department, "manager_id": manager_id, "active": u.active,
-                "groups": sorted(({"id": g, "name": self._groups[g].state["name"]} for g in new_groups),
-                                 key=lambda x: (x["name"], x["id"])),
-                "roles": [],
+                "groups": sorted(({"id": g, "name": self._groups[g].state["name"], "direct": direct}
+                                  for g, direct in effective.items()), key=lambda x: (x["name"], x["id"])),
+                "roles": roles,
+                "role": primary_role(roles),
                 "custom_attributes": u.custom_attributes, "raw_attributes": u.raw_attributes,
             }
             h = content_hash(state)
@@ -291,14 +411,21 @@ class SyncEngine:
             touched.add(row.id)
         return touched
 
-    def _reprocess(self, user_ids: set[str], authoritative: set[str], members_by_ref: Mapping[str, set[str]]) -> None:
-        """Recompute users from their stored attributes (their groups or manager changed, not their entry)."""
+    def _reprocess(self, user_ids: set[str], authoritative: set[str], members_by_ref: Mapping[str, set[str]],
+                   renormalize: bool = False) -> None:
+        """Recompute users from what is stored (their groups, roles or manager changed, not
+        their entry); with ``renormalize``, from their source record through the current mapping."""
         for part in _chunks(sorted(user_ids), self.chunk_size):
             with self.sessions.begin() as s:
                 outbox = self._outbox(s)
                 rows = {r.external_id: r for r in s.scalars(select(User).where(User.id.in_(part)))}
-                users = [NormalizedUser.model_validate(r.attributes) for r in rows.values()]
-                self._apply_users(s, outbox, users, authoritative, members_by_ref, rows=rows)
+                pairs = []
+                for r in rows.values():
+                    if renormalize and r.source_record is not None:
+                        pairs.append((normalize_user(self.mapping["user"], r.source_record, r.source_ref), None))
+                    else:
+                        pairs.append((NormalizedUser.model_validate(r.attributes), None))
+                self._apply_users(s, outbox, pairs, authoritative, members_by_ref, rows=rows)
                 self._flush(outbox)
 
     def _delete_groups(self, s: Session, outbox: Outbox, directory: Directory, group_ids: set[str]) -> set[str]:

@@ -31,6 +31,8 @@ class SyncRequest:
     # signal-with-start); a mode here is for starts without a signal (schedules).
     mode: str | None = "incremental"
     delivery_task_queue: str = ""
+    # Requests still queued when the previous run continued as new.
+    carried: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -39,7 +41,7 @@ class SyncStatus:
     state: str = "starting"  # starting | running | succeeded | failed
     mode: str | None = None
     passes: int = 0
-    queued: str | None = None
+    queued: list[str] = field(default_factory=list)
     progress: dict[str, Any] = field(default_factory=dict)
     last_result: PassSummary | None = None
     error: str | None = None
@@ -48,15 +50,28 @@ class SyncStatus:
 @workflow.defn
 class DirectorySyncWorkflow:
     def __init__(self) -> None:
-        self._queued: str | None = None
+        self._queued: set[str] = set()
         self._status: SyncStatus | None = None
 
     @workflow.signal
     def request_sync(self, mode: str) -> None:
-        if mode == "full" or self._queued is None:
-            self._queued = mode
+        """incremental | full | recompute (users recomputed from stored data, after a change
+        of mappings or roles). Requests made while a pass runs collapse into the next one."""
+        self._queued.add(mode)
         if self._status:
-            self._status.queued = self._queued
+            self._status.queued = sorted(self._queued)
+
+    def _next_mode(self) -> str | None:
+        # A full pass reads every user again through the current mappings: it does all a
+        # recompute or an incremental pass would.
+        if "full" in self._queued:
+            self._queued.clear()
+            return "full"
+        for mode in ("recompute", "incremental"):
+            if mode in self._queued:
+                self._queued.discard(mode)
+                return mode
+        return None
 
     @workflow.signal
     def report_progress(self, progress: dict[str, Any]) -> None:
@@ -77,7 +92,7 @@ class DirectorySyncWorkflow:
             lines.append(f"stage: {p.get('stage')}, users read: {p.get('users_read', 0)}, "
                          f"groups read: {p.get('groups_read', 0)}, events: {p.get('events', 0)}")
         if s.queued:
-            lines.append(f"queued next: {s.queued} pass")
+            lines.append(f"queued next: {', '.join(s.queued)}")
         if s.error:
             lines.append(f"error: {s.error}")
         return "\n\n".join(lines)
@@ -85,17 +100,18 @@ class DirectorySyncWorkflow:
     @workflow.run
     async def run(self, req: SyncRequest) -> SyncStatus:
         self._status = SyncStatus(directory_id=req.directory_id)
+        for mode in req.carried:
+            self.request_sync(mode)
         if req.mode is not None:
             self.request_sync(req.mode)
-        else:
+        elif not self._queued:
             try:
-                await workflow.wait_condition(lambda: self._queued is not None, timeout=timedelta(minutes=1))
+                await workflow.wait_condition(lambda: bool(self._queued), timeout=timedelta(minutes=1))
             except TimeoutError:
                 pass  # started without a request: nothing to do
-        while self._queued:
-            mode, self._queued = self._queued, None
+        while (mode := self._next_mode()) is not None:
             s = self._status
-            s.state, s.mode, s.queued, s.progress = "running", mode, None, {}
+            s.state, s.mode, s.queued, s.progress = "running", mode, sorted(self._queued), {}
             s.passes += 1
             workflow.set_current_details(self._details())
             try:
@@ -125,5 +141,6 @@ class DirectorySyncWorkflow:
                     summary="wake delivery",
                 )
             if self._queued and (s.passes >= MAX_PASSES_PER_RUN or workflow.info().is_continue_as_new_suggested()):
-                workflow.continue_as_new(SyncRequest(req.directory_id, self._queued, req.delivery_task_queue))
+                workflow.continue_as_new(SyncRequest(req.directory_id, None, req.delivery_task_queue,
+                                                     carried=sorted(self._queued)))
         return self._status

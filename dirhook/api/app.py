@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from dirhook import __version__
 from dirhook.api.deps import TemporalConnector, require_admin
-from dirhook.api.routers import directories, endpoints, events, health, organizations
+from dirhook.api.routers import directories, endpoints, events, health, organizations, roles
 from dirhook.config import Settings
 from dirhook.db.engine import make_engine, make_sessionmaker
 
@@ -47,4 +47,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(directories.router, dependencies=admin)
     app.include_router(endpoints.router, dependencies=admin)
     app.include_router(events.router, dependencies=admin)
+    app.include_router(roles.roles_router, dependencies=admin)
+    app.include_router(roles.mappings_router, dependencies=admin)
     return app

@@ -91,6 +91,9 @@ class User(Base):
     source_ref: Mapped[str | None] = mapped_column(String(1024), default=None)
     # What the provider gave, normalized (NormalizedUser minus ids) ...
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The source's own record (values decoded to text), to normalize again when the
+    # directory's attribute mapping changes, without asking the directory.
+    source_record: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     # ... and the last state sent to receivers (DirectoryUser minus id/version/updated_at).
     state: Mapped[dict[str, Any]] = mapped_column(default=dict)
     content_hash: Mapped[str] = mapped_column(String(64), default="")
@@ -124,6 +127,46 @@ class Membership(Base):
     group_id: Mapped[str] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     directory_id: Mapped[str] = mapped_column(ForeignKey("directories.id", ondelete="CASCADE"), index=True)
+
+
+class GroupNesting(Base):
+    """A group that is a member of another group (its members gain the parent's membership)."""
+
+    __tablename__ = "group_nesting"
+    __table_args__ = (Index("ix_group_nesting_child", "child_group_id"),)
+
+    parent_group_id: Mapped[str] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    child_group_id: Mapped[str] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    directory_id: Mapped[str] = mapped_column(ForeignKey("directories.id", ondelete="CASCADE"), index=True)
+
+
+class Role(Base):
+    __tablename__ = "roles"
+    __table_args__ = (UniqueConstraint("organization_id", "slug"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    slug: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(String(1000), default=None)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    # The role of users no mapping gives a role (at most one per organization).
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RoleMappingRow(Base):
+    """Group -> role, per directory: by the group's external id, or by name (exact or glob)."""
+
+    __tablename__ = "role_mappings"
+    __table_args__ = (UniqueConstraint("directory_id", "role_id", "match", "pattern"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    directory_id: Mapped[str] = mapped_column(ForeignKey("directories.id", ondelete="CASCADE"), index=True)
+    role_id: Mapped[str] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), index=True)
+    match: Mapped[str] = mapped_column(String(20))
+    pattern: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class EventRow(Base):

@@ -7,6 +7,14 @@ from dirhook.db.schema import Directory
 from dirhook.providers.base import SourceConfigError
 
 
+def mapping_for(directory: Directory) -> dict:
+    """The directory's effective attribute mapping (its flavour's defaults plus its overrides)."""
+    from dirhook.normalize import effective_mapping
+
+    flavour = (directory.config or {}).get("flavour", "openldap")
+    return effective_mapping(flavour, directory.attribute_mapping or None)
+
+
 def build_source(directory: Directory, settings: Settings):
     if directory.provider == "ldap":
         from dirhook.providers.ldap import LdapConfig, LdapSource

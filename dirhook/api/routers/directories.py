@@ -4,12 +4,13 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from dirhook import temporal as t
 from dirhook.api.deps import SessionDep, SettingsDep, TemporalDep
+from dirhook.config import Settings
 from dirhook.api.routers.organizations import resolve_organization
 from dirhook.api.schemas import DirectoryIn, DirectoryOut, DirectoryPatch, Page, SyncRunOut, SyncStarted, SyncStatusOut
 from dirhook.db.schema import Directory, Group, SyncRun, User
@@ -71,8 +72,11 @@ CURSOR_SCOPE = ("url", "user_base_dn", "group_base_dn", "user_filter", "group_fi
 
 
 @router.patch("/{directory_id}", response_model=DirectoryOut)
-def update_directory(directory_id: str, body: DirectoryPatch, session: SessionDep):
-    """Changes settings (a new bind password, another base DN…). Validated whole; nothing changes on error."""
+async def update_directory(directory_id: str, body: DirectoryPatch, session: SessionDep, settings: SettingsDep,
+                           client: TemporalDep):
+    """Changes settings (a new bind password, another base DN…). Validated whole; nothing changes
+    on error. A new attribute mapping re-normalizes the stored users at once (no directory read);
+    events go out only for users whose record changed."""
     d = get_directory(session, directory_id)
     config = LdapConfig.model_validate(d.config)
     if body.ldap is not None:
@@ -87,8 +91,9 @@ def update_directory(directory_id: str, body: DirectoryPatch, session: SessionDe
     except MappingError as exc:
         raise HTTPException(422, f"attribute_mapping: {exc}") from None
     new_config = config.model_dump(mode="json")
-    if mapping != d.attribute_mapping or any(new_config.get(k) != d.config.get(k) for k in CURSOR_SCOPE):
+    if any(new_config.get(k) != d.config.get(k) for k in CURSOR_SCOPE):
         d.cursor = None
+    remap = (mapping or {}) != (d.attribute_mapping or {})
     d.config = new_config
     d.attribute_mapping = mapping or {}
     if body.name is not None:
@@ -96,6 +101,8 @@ def update_directory(directory_id: str, body: DirectoryPatch, session: SessionDe
     if body.bind_password is not None:
         d.secret = body.bind_password
     session.commit()
+    if remap:
+        await request_sync(client, settings, d, "recompute")
     return directory_out(d)
 
 
@@ -113,12 +120,8 @@ async def delete_directory(directory_id: str, session: SessionDep, client: Tempo
     return Response(status_code=204)
 
 
-@router.post("/{directory_id}/sync", response_model=SyncStarted, status_code=202)
-async def start_sync(directory_id: str, session: SessionDep, settings: SettingsDep, client: TemporalDep,
-                     mode: Literal["incremental", "full"] = "incremental"):
-    """Starts a pass, or queues one after the pass that is running (requests collapse into one)."""
-    d = get_directory(session, directory_id)
-    session.close()
+async def request_sync(client: Client, settings: Settings, d: Directory, mode: str) -> SyncStarted:
+    """Signal-with-start the directory's sync workflow: runs now, or right after the running pass."""
     handle = await client.start_workflow(
         DirectorySyncWorkflow.run,
         SyncRequest(directory_id=d.id, mode=None, delivery_task_queue=settings.delivery_task_queue),
@@ -134,6 +137,16 @@ async def start_sync(directory_id: str, session: SessionDep, settings: SettingsD
     return SyncStarted(directory_id=d.id, workflow_id=handle.id, run_id=handle.result_run_id, mode=mode,
                        temporal_ui_url=f"http://127.0.0.1:{settings.temporal_ui_port}/namespaces/"
                                        f"{settings.temporal_namespace}/workflows/{handle.id}")
+
+
+@router.post("/{directory_id}/sync", response_model=SyncStarted, status_code=202)
+async def start_sync(directory_id: str, session: SessionDep, settings: SettingsDep, client: TemporalDep,
+                     mode: Literal["incremental", "full", "recompute"] = "incremental"):
+    """Starts a pass, or queues one after the pass that is running (requests collapse into one).
+    `recompute` reads nothing from the directory: it recomputes users from stored data."""
+    d = get_directory(session, directory_id)
+    session.close()
+    return await request_sync(client, settings, d, mode)
 
 
 @router.get("/{directory_id}/sync", response_model=SyncStatusOut)
