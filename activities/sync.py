@@ -86,7 +86,8 @@ class SyncActivities:
         try:
             engine = SyncEngine(self.sessions, req.directory_id, mapping,
                                 chunk_size=self.settings.sync_chunk_size, on_progress=on_progress,
-                                max_payload_bytes=self.settings.max_payload_bytes)
+                                max_payload_bytes=self.settings.max_payload_bytes,
+                                raw_attributes_max_bytes=self.settings.raw_attributes_max_bytes)
             if recompute:
                 result = engine.recompute()
             else:

@@ -23,6 +23,8 @@ directories_app = typer.Typer(help="Connect and inspect directories.", no_args_i
 endpoints_app = typer.Typer(help="Webhook endpoints and their deliveries.", no_args_is_help=True)
 app.add_typer(directories_app, name="directories")
 app.add_typer(endpoints_app, name="endpoints")
+roles_app = typer.Typer(help="Roles that group membership grants.", no_args_is_help=True)
+app.add_typer(roles_app, name="roles")
 
 console = Console()
 err = Console(stderr=True)
@@ -210,6 +212,66 @@ def list_users(directory_id: str, limit: int = 100) -> None:
         table.add_row(u["id"], u.get("username") or "", u.get("display_name") or "", str(u["active"]),
                       ", ".join(g["name"] for g in u["groups"]))
     console.print(table)
+
+
+@directories_app.command("map-role")
+def map_role(directory_id: str, role: str = typer.Argument(..., help="the role's slug"),
+             group_name: Optional[str] = typer.Option(None, help="group name, exact or a glob like 'eng-*'"),
+             group_id: Optional[str] = typer.Option(None, help="the group's external id (entryUUID / objectGUID)")) -> None:
+    """Members of matching groups (directly or through nesting) get the role; applied at once."""
+    if (group_name is None) == (group_id is None):
+        err.print("[red]error[/red] give exactly one of --group-name and --group-id")
+        raise typer.Exit(2)
+    body = {"role": role, "match": "name" if group_name else "external_id", "pattern": group_name or group_id}
+    m = _run(_call, "POST", f"/v1/directories/{directory_id}/role-mappings", json=body)
+    console.print(f"mapping {m['id']}: {m['match']} {m['pattern']!r} -> {m['role']}")
+
+
+@directories_app.command("role-mappings")
+def list_role_mappings(directory_id: str) -> None:
+    """The directory's group -> role mappings."""
+    table = _table("id", "role", "match", "pattern")
+    for m in _run(_call, "GET", f"/v1/directories/{directory_id}/role-mappings"):
+        table.add_row(m["id"], m["role"], m["match"], m["pattern"])
+    console.print(table)
+
+
+@directories_app.command("unmap-role")
+def unmap_role(directory_id: str, mapping_id: str) -> None:
+    """Remove a mapping; users lose the role at once."""
+    _run(_call, "DELETE", f"/v1/directories/{directory_id}/role-mappings/{mapping_id}")
+    console.print(f"mapping {mapping_id} removed")
+
+
+@roles_app.command("add")
+def add_role(slug: str, name: Optional[str] = None, priority: int = typer.Option(0, help="higher wins `role`"),
+             default: bool = typer.Option(False, "--default", help="for users no mapping gives a role"),
+             description: Optional[str] = None, organization_id: Optional[str] = None) -> None:
+    """Create a role (its slug is what receivers get in `roles`)."""
+    body: dict[str, Any] = {"slug": slug, "name": name or slug, "priority": priority, "is_default": default}
+    if description:
+        body["description"] = description
+    if organization_id:
+        body["organization_id"] = organization_id
+    r = _run(_call, "POST", "/v1/roles", json=body)
+    console.print(f"role {r['id']} ({r['slug']}) created")
+
+
+@roles_app.command("list")
+def list_roles(organization_id: Optional[str] = None) -> None:
+    """Roles, highest priority first."""
+    table = _table("id", "slug", "name", "priority", "default")
+    params = {"organization_id": organization_id} if organization_id else {}
+    for r in _run(_call, "GET", "/v1/roles", params=params):
+        table.add_row(r["id"], r["slug"], r["name"], str(r["priority"]), "yes" if r["is_default"] else "")
+    console.print(table)
+
+
+@roles_app.command("delete")
+def delete_role(role_id: str) -> None:
+    """Delete a role and its mappings; users who had it are updated at once."""
+    _run(_call, "DELETE", f"/v1/roles/{role_id}")
+    console.print(f"role {role_id} deleted")
 
 
 # -- sync -----------------------------------------------------------------------------------------

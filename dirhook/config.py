@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     # After a rotation, the old secret keeps signing beside the new one this long.
     secret_rotation_overlap_seconds: float = 86400
     max_payload_bytes: int = 512 * 1024
+    # raw_attributes (unmapped source attributes) kept per object, in bytes of JSON.
+    raw_attributes_max_bytes: int = 32 * 1024
 
     ldap_page_size: int = 500
     sync_chunk_size: int = 500

@@ -182,6 +182,26 @@ def source_attributes(mapping: Mapping[str, Any]) -> set[str]:
     return out
 
 
+def cap_raw_attributes(raw: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """Keep raw_attributes under ``max_bytes`` of JSON: the largest attributes go first, and
+    ``_truncated`` names them, so an oversized photo or certificate never bloats every event."""
+    import json
+
+    sizes = {k: len(json.dumps(v, ensure_ascii=False)) + len(k) + 4 for k, v in raw.items()}
+    if sum(sizes.values()) + 2 <= max_bytes:
+        return raw
+    kept = dict(raw)
+    dropped: list[str] = []
+    budget = max_bytes - 64  # room for the _truncated list itself
+    for name in sorted(sizes, key=lambda k: (-sizes[k], k)):
+        if sum(sizes[k] for k in kept) <= budget:
+            break
+        kept.pop(name)
+        dropped.append(name)
+    kept["_truncated"] = sorted(dropped)
+    return kept
+
+
 def source_record(record: SourceRecord) -> dict[str, list[str]]:
     """The record as stored for a later re-normalization: text values, secrets left out."""
     return {name: [_text(v) for v in values] for name, values in record.items()

@@ -30,7 +30,7 @@ from dirhook.db.schema import (
 from dirhook.diff import content_hash, previous_attributes
 from dirhook.ids import new_id
 from dirhook.models import NormalizedGroup, NormalizedUser
-from dirhook.normalize import normalize_group, normalize_user, source_record
+from dirhook.normalize import cap_raw_attributes, normalize_group, normalize_user, source_record
 from dirhook.outbox import Outbox
 from dirhook.payloads import group_payload, user_payload
 from dirhook.providers.base import Changes
@@ -81,12 +81,13 @@ class PassResult:
 class SyncEngine:
     def __init__(self, sessions: sessionmaker, directory_id: str, mapping: Mapping[str, Any], *,
                  chunk_size: int = 500, on_progress: Callable[[dict[str, Any]], None] | None = None,
-                 max_payload_bytes: int = 512 * 1024):
+                 max_payload_bytes: int = 512 * 1024, raw_attributes_max_bytes: int = 32 * 1024):
         self.sessions = sessions
         self.directory_id = directory_id
         self.mapping = mapping
         self.chunk_size = chunk_size
         self.max_payload_bytes = max_payload_bytes
+        self.raw_attributes_max_bytes = raw_attributes_max_bytes
         self.on_progress = on_progress or (lambda _p: None)
 
     # -- the pass -------------------------------------------------------------------------------
@@ -389,7 +390,8 @@ class SyncEngine:
                                   for g, direct in effective.items()), key=lambda x: (x["name"], x["id"])),
                 "roles": roles,
                 "role": primary_role(roles),
-                "custom_attributes": u.custom_attributes, "raw_attributes": u.raw_attributes,
+                "custom_attributes": u.custom_attributes,
+                "raw_attributes": cap_raw_attributes(u.raw_attributes, self.raw_attributes_max_bytes),
             }
             h = content_hash(state)
             if row.version == 0:

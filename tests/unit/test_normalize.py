@@ -78,3 +78,14 @@ def test_hash_is_order_independent_and_previous_attributes_lists_changed_fields(
     assert content_hash({"a": 1, "b": [1, 2]}) == content_hash({"b": [1, 2], "a": 1})
     assert content_hash({"a": 1}) != content_hash({"a": 2})
     assert previous_attributes({"title": "A", "x": 1}, {"title": "B", "x": 1, "new": 3}) == {"new": None, "title": "A"}
+
+
+def test_raw_attributes_are_capped_largest_first():
+    from dirhook.normalize import cap_raw_attributes
+
+    raw = {"jpegPhoto": ["x" * 5000], "certificate": ["y" * 3000], "l": ["Paris"], "postalCode": ["75001"]}
+    assert cap_raw_attributes(raw, 100_000) == raw
+    capped = cap_raw_attributes(raw, 4000)
+    assert capped == {"certificate": ["y" * 3000], "l": ["Paris"], "postalCode": ["75001"], "_truncated": ["jpegPhoto"]}
+    tiny = cap_raw_attributes(raw, 200)
+    assert tiny["_truncated"] == ["certificate", "jpegPhoto"] and tiny["l"] == ["Paris"]
