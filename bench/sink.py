@@ -31,6 +31,11 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response({"arrivals": arrivals, "latencies": latencies})
 
 
+async def count(request: web.Request) -> web.Response:
+    prefix = request.query.get("prefix", "")
+    return web.json_response({"count": sum(len(v) for k, v in arrivals.items() if k.startswith(prefix))})
+
+
 async def reset(request: web.Request) -> web.Response:
     arrivals.clear()
     latencies.clear()
@@ -41,6 +46,7 @@ def main() -> None:
     app = web.Application()
     app.router.add_post("/hooks/{name}", hook)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/count", count)
     app.router.add_post("/reset", reset)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 
