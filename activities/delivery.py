@@ -192,39 +192,28 @@ class DeliveryActivities:
         return await self._stream(ep, pacer)
 
     async def _stream(self, ep: EndpointSnapshot, pacer: Pacer) -> BatchResult:
-        """Sends pending deliveries as a stream: the next page is loaded while the previous one
-        is in flight, results are recorded in bulk beside the sending, and the activity lingers
-        briefly for new commits before returning, so a steady load never waits for a round
-        trip through the workflow. Bounded by ``STREAM_BUDGET`` per activity."""
+        """Sends pending deliveries as a stream: ``concurrency`` senders pull from a queue that
+        the loop below keeps filled page by page, results are recorded in bulk beside the
+        sending, and the activity lingers briefly for new commits before it returns, so a
+        steady load never waits for a round trip through the workflow. Bounded by
+        ``STREAM_BUDGET`` per activity."""
         signer = Signer(ep.secrets)
-        limit = asyncio.Semaphore(ep.concurrency)
+        queue: asyncio.Queue[Pending | None] = asyncio.Queue()
         done: list[tuple[Pending, AttemptResult]] = []
-
-        def load_page(cursor: int) -> tuple[EndpointSnapshot | None, list[Pending]]:
-            # The endpoint is read again with every page: a rotation window that ends, a
-            # disable or a new URL applies within one page, not one activity.
-            return self._snapshot(ep.id), self._load(ep.id, ("pending",), cursor, True)
-
-        in_flight: set[asyncio.Task] = set()
-        counts = {"sent": 0, "failed": 0}
+        counts = {"sent": 0, "failed": 0, "busy": 0}
         disabled: list[str] = []
 
-        progressed = asyncio.Event()
-        low_water = self.settings.delivery_batch_size // 2
-
-        async def send(d: Pending) -> None:
-            try:
-                async with limit:
-                    if disabled:
-                        return  # stays pending, delivered after the endpoint is enabled again
+        async def sender() -> None:
+            while (d := await queue.get()) is not None:
+                if disabled:
+                    continue  # stays pending, delivered after the endpoint is enabled again
+                counts["busy"] += 1
+                try:
                     await pacer.wait()
                     done.append((d, await self.sender.post(ep.url, signer.headers(d.event_id, d.body), d.body,
                                                            ep.timeout)))
-            finally:
-                # Wake the loop only when it has something to do: room for another page,
-                # or enough results to record.
-                if len(in_flight) <= low_water or len(done) >= FLUSH_EVERY:
-                    progressed.set()
+                finally:
+                    counts["busy"] -= 1
 
         async def flush() -> None:
             batch = done[:]
@@ -244,51 +233,52 @@ class DeliveryActivities:
                     counts["failed"] += 1
                     await self._start_retry(RetryInput(d.id, ep.id, d.event_id, d.event_type, d.directory_id,
                                                        ep.schedule, attempts_made=d.attempts + 1))
-            activity.heartbeat(counts)
+            activity.heartbeat({"sent": counts["sent"], "failed": counts["failed"]})
 
+        def load_page(cursor: int) -> tuple[EndpointSnapshot | None, list[Pending]]:
+            # The endpoint is read again with every page: a rotation window that ends, a
+            # disable or a new URL applies within one page, not one activity.
+            return self._snapshot(ep.id), self._load(ep.id, ("pending",), cursor, True)
+
+        senders = [asyncio.create_task(sender()) for _ in range(ep.concurrency)]
         loop = asyncio.get_running_loop()
         started = last_work = loop.time()
         cursor, more = 0, False
+        low_water = self.settings.delivery_batch_size // 2
         flushing: asyncio.Task | None = None  # one recording at a time, beside the sending
-        last_poll = 0.0
-        while not disabled:
-            now = loop.time()
-            if now - started > STREAM_BUDGET:
-                more = True
-                break
-            page = []
-            if len(in_flight) <= low_water and now - last_poll >= 0.05:
-                last_poll = now
-                fresh, page = await asyncio.to_thread(load_page, cursor)
-                if fresh is None or not fresh.enabled:
+        try:
+            while not disabled:
+                if loop.time() - started > STREAM_BUDGET:
+                    more = True
                     break
-                if fresh.secrets != ep.secrets:
-                    signer = Signer(fresh.secrets)
-                ep = fresh
-            if page:
-                cursor, last_work = page[-1].id, loop.time()
-                for d in page:
-                    task = asyncio.create_task(send(d))
-                    in_flight.add(task)
-                    task.add_done_callback(in_flight.discard)
-            elif not in_flight and (flushing is None or flushing.done()) and loop.time() - last_work > STREAM_LINGER:
-                break
-            # An Event rather than asyncio.wait(in_flight): the latter hooks every task on
-            # every call, quadratic in the tasks in flight.
-            progressed.clear()
-            try:
-                await asyncio.wait_for(progressed.wait(), 0.05)
-            except asyncio.TimeoutError:
-                pass
-            if (flushing is None or flushing.done()) and (len(done) >= FLUSH_EVERY or (done and not in_flight)):
-                if flushing is not None:
-                    flushing.result()  # surface a failed recording
-                flushing = asyncio.create_task(flush())
-        if in_flight:
-            await asyncio.gather(*in_flight)
-        if flushing is not None:
-            await flushing
-        await flush()
+                if queue.qsize() <= low_water:
+                    fresh, page = await asyncio.to_thread(load_page, cursor)
+                    if fresh is None or not fresh.enabled:
+                        break
+                    if fresh.secrets != ep.secrets:
+                        signer = Signer(fresh.secrets)
+                    ep = fresh
+                    if page:
+                        cursor, last_work = page[-1].id, loop.time()
+                        for d in page:
+                            queue.put_nowait(d)
+                    elif queue.empty() and not counts["busy"] and loop.time() - last_work > STREAM_LINGER:
+                        break
+                if (flushing is None or flushing.done()) and (
+                        len(done) >= FLUSH_EVERY or (done and queue.empty() and not counts["busy"])):
+                    if flushing is not None:
+                        flushing.result()  # surface a failed recording
+                    flushing = asyncio.create_task(flush())
+                await asyncio.sleep(0.02)
+        finally:
+            while not queue.empty():  # what was loaded but not sent stays pending
+                queue.get_nowait()
+            for _ in senders:
+                queue.put_nowait(None)
+            await asyncio.gather(*senders)
+            if flushing is not None:
+                await flushing
+            await flush()
         return BatchResult(sent=counts["sent"], failed=counts["failed"], remaining=more and not disabled,
                            next_slot=pacer.next_slot or None)
 
