@@ -94,6 +94,7 @@ class EndpointSnapshot:
     timeout: float
     schedule: list[float]
     secrets: list[str] = field(repr=False, default_factory=list)
+    disabled_reason: str | None = None
 
 
 @dataclass
@@ -126,7 +127,7 @@ class DeliveryActivities:
                 concurrency=e.max_concurrency or self.settings.delivery_concurrency,
                 timeout=e.timeout_seconds or self.settings.delivery_timeout_seconds,
                 schedule=[float(x) for x in (e.retry_schedule or self.settings.retry_schedule_seconds)],
-                secrets=signing_secrets(s, e),
+                secrets=signing_secrets(s, e), disabled_reason=e.disabled_reason,
             )
 
     def _load(self, endpoint_id: str, statuses: tuple[str, ...], after_id: int = 0,
@@ -184,8 +185,11 @@ class DeliveryActivities:
     @activity.defn(name="deliver_pending")
     async def deliver_pending(self, req: DispatchInput) -> BatchResult:
         ep = await asyncio.to_thread(self._snapshot, req.endpoint_id)
-        if ep is None or not ep.enabled:
+        if ep is None:
             return BatchResult(0, 0, False, req.next_slot)
+        if not ep.enabled:
+            # The dispatcher shows this in the Temporal UI and waits for the endpoint's enable.
+            return BatchResult(0, 0, False, req.next_slot, blocked=f"endpoint disabled: {ep.disabled_reason}")
         pacer = Pacer(ep.rate, req.next_slot)
         if ep.fifo:
             return await self._deliver_fifo(ep, pacer)
@@ -280,7 +284,8 @@ class DeliveryActivities:
                 await flushing
             await flush()
         return BatchResult(sent=counts["sent"], failed=counts["failed"], remaining=more and not disabled,
-                           next_slot=pacer.next_slot or None)
+                           next_slot=pacer.next_slot or None,
+                           blocked=f"endpoint disabled: {disabled[0]}" if disabled else None)
 
     async def _start_retry(self, req: RetryInput) -> None:
         await self.client.start_workflow(

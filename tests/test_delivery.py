@@ -45,6 +45,15 @@ async def test_410_disables_and_recovery_delivers_every_retained_event_once(stac
 
     e = await wait_for(disabled, 30, "the endpoint to be disabled by 410")
     assert "410" in e["disabled_reason"]
+    # Operators see it in the Temporal UI: the endpoint's dispatcher says why it waits.
+    from temporalio.api.sdk.v1 import WorkflowMetadata
+
+    dispatcher = stack.client.get_workflow_handle(f"dispatch/{endpoint['id']}")
+
+    async def shows_disabled():
+        meta = await dispatcher.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+        return "endpoint disabled" in meta.current_details and "410" in meta.current_details
+    await wait_for(shows_disabled, 30, "the dispatcher to show the endpoint disabled", interval=0.5)
     await emit(stack, directory["id"], 5)  # while disabled: kept, not sent
     held = await wait_for(lambda: deliveries(stack, endpoint["id"], status="skipped"), 30, "held deliveries")
     await asyncio.sleep(0)  # let any in-flight retry workflow notice the endpoint is disabled
@@ -243,3 +252,25 @@ async def test_cli_manages_endpoints(stack, tmp_path):
     assert (await stack.api.get(f"/v1/endpoints/{endpoint_id}")).json()["disabled_reason"] == "maintenance"
     await cli("enable", endpoint_id)
     assert (await stack.api.get(f"/v1/endpoints/{endpoint_id}")).json()["enabled"] is True
+
+
+@SQLITE_ONLY
+async def test_redirects_fail_and_retry_after_is_honoured(stack, receiver):
+    directory = await scratch_directory(stack)
+
+    def respond(_event: dict, attempt: int):
+        if attempt == 1:
+            return 302, {"location": "http://127.0.0.1:9/elsewhere"}
+        if attempt == 2:
+            return 429, {"retry-after": "2"}
+        return 200
+
+    endpoint, route = await subscribe(stack, receiver, [directory["id"]], respond=respond,
+                                      retry_schedule=[0.1, 0.1, 0.1])
+    await emit(stack, directory["id"], 1)
+    await wait_for(lambda: route.accepted, 30, "the event after a redirect and a 429")
+    arrivals = sorted([r.at for r in route.refused] + [r.at for r in route.accepted])
+    assert [r.status for r in route.refused] == [302, 429]
+    assert arrivals[2] - arrivals[1] >= 1.9  # waited for Retry-After, not the 0.1 s schedule
+    d = await wait_for(lambda: deliveries(stack, endpoint["id"], status="succeeded"), 30, "the recorded success")
+    assert [a["status_code"] for a in d[0]["attempt_log"]] == [302, 429, 200]

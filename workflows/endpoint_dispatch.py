@@ -56,7 +56,7 @@ class EndpointDispatchWorkflow:
             self._blocked = result.blocked
             details = f"batches: {batches}, sent: {self._sent}, failed (retrying): {self._failed}"
             if result.blocked:
-                details += f"\n\nFIFO blocked: {result.blocked}"
+                details += f"\n\nblocked: {result.blocked}"
             workflow.set_current_details(details)
             if batches >= MAX_BATCHES_PER_RUN or workflow.info().is_continue_as_new_suggested():
                 workflow.continue_as_new(DispatchInput(req.endpoint_id, next_slot))

@@ -27,8 +27,8 @@ class Received:
 @dataclass
 class Route:
     secret: str
-    # (event, attempt number for this webhook-id) -> HTTP status to answer
-    respond: Callable[[dict, int], int] = lambda _event, _attempt: 200
+    # (event, attempt number for this webhook-id) -> HTTP status, or (status, headers), to answer
+    respond: Callable[[dict, int], int | tuple[int, dict]] = lambda _event, _attempt: 200
     accepted: list[Received] = field(default_factory=list)
     refused: list[Received] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
@@ -83,10 +83,11 @@ class Receiver:
         route.raw.append(Received(headers, body, event, 0))
         wid = headers["webhook-id"]
         route.attempts[wid] = route.attempts.get(wid, 0) + 1
-        status = route.respond(event, route.attempts[wid])
+        answer = route.respond(event, route.attempts[wid])
+        status, extra_headers = answer if isinstance(answer, tuple) else (answer, {})
         received = Received(headers, body, event, status)
         (route.accepted if 200 <= status < 300 else route.refused).append(received)
-        return web.Response(status=status, text="ok" if status < 300 else "receiver says no")
+        return web.Response(status=status, text="ok" if status < 300 else "receiver says no", headers=extra_headers)
 
     async def start(self) -> None:
         app = web.Application()
