@@ -193,3 +193,4 @@ class DevStack:
             f"  admin token  {s.resolved_admin_token}\n\n"
             "Ctrl-C stops everything; starting again resumes with the same data."
         )
+        sys.stdout.flush()  # when stdout is a file or a pipe, people still want to see this now

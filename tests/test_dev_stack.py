@@ -92,8 +92,11 @@ def test_dev_comes_up_serves_and_stops_cleanly(tmp_path):
         ui = _wait_http(f"http://127.0.0.1:{ports['TEMPORAL_UI_PORT']}/", 30, proc, log)
         assert "<html" in ui.text.lower()
         token = (tmp_path / "data" / "admin_token").read_text().strip()
+        deadline = time.monotonic() + 30  # the banner follows the API's first healthy answer
+        while "dirhook is running" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
         banner = log.read_text()
-        assert token in banner and api in banner and str(ports["TEMPORAL_UI_PORT"]) in banner
+        assert token in banner and api in banner and str(ports["TEMPORAL_UI_PORT"]) in banner, banner
         headers = {"authorization": f"Bearer {token}"}
         r = httpx.post(f"{api}/v1/endpoints", json={"url": "http://127.0.0.1:9/hook"}, headers=headers)
         assert r.status_code == 201
