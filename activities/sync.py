@@ -8,13 +8,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import delete
 from sqlalchemy.orm import sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from dirhook.config import Settings
-from dirhook.db.schema import Directory, SyncRun, utcnow
+from dirhook.db.schema import Directory, HeldDeletion, SyncRun, utcnow
 from dirhook.providers.base import SourceError
 from dirhook.providers.factory import build_source, mapping_for
 from dirhook.sync_engine import SyncEngine
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class PassInput:
     directory_id: str
-    mode: str  # "incremental" | "full" | "recompute"
+    mode: str  # "incremental" | "full" | "recompute" | "apply_held_deletions"
     workflow_id: str
 
 
@@ -38,6 +39,7 @@ class PassSummary:
     events_total: int
     events: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    held: dict[str, int] = field(default_factory=dict)  # deletions awaiting approval, by kind
 
 
 class SyncActivities:
@@ -62,7 +64,9 @@ class SyncActivities:
             s.flush()
             run_id = run.id
             cursor, provider = directory.cursor, directory.provider
-            recompute = req.mode == "recompute"
+            recompute = req.mode in ("recompute", "apply_held_deletions")  # neither reads the directory
+            thresholds = (directory.deletion_threshold_count or self.settings.deletion_threshold_count,
+                          directory.deletion_threshold_percent or self.settings.deletion_threshold_percent)
             source = None if recompute else build_source(directory, self.settings)
             mapping = mapping_for(directory) if recompute else source.mapping
 
@@ -84,11 +88,10 @@ class SyncActivities:
                     log.warning("could not report progress to %s", req.workflow_id, exc_info=True)
 
         try:
-            engine = SyncEngine(self.sessions, req.directory_id, mapping,
-                                chunk_size=self.settings.sync_chunk_size, on_progress=on_progress,
-                                max_payload_bytes=self.settings.max_payload_bytes,
-                                raw_attributes_max_bytes=self.settings.raw_attributes_max_bytes)
-            if recompute:
+            engine = self._engine(req.directory_id, mapping, thresholds, on_progress)
+            if req.mode == "apply_held_deletions":
+                result = engine.apply_held_deletions()
+            elif recompute:
                 result = engine.recompute()
             else:
                 source.connect()
@@ -107,7 +110,19 @@ class SyncActivities:
         log.info("sync of %s (%s) committed %d events", req.directory_id, provider, result.events_total)
         return PassSummary(sync_run_id=run_id, full=result.full, users_read=result.users_read,
                            groups_read=result.groups_read, events_total=result.events_total,
-                           events=dict(result.events), warnings=list(result.warnings))
+                           events=dict(result.events), warnings=list(result.warnings), held=dict(result.held))
+
+    def _engine(self, directory_id: str, mapping: dict, thresholds: tuple[int, float], on_progress) -> SyncEngine:
+        return SyncEngine(self.sessions, directory_id, mapping, chunk_size=self.settings.sync_chunk_size,
+                          on_progress=on_progress, max_payload_bytes=self.settings.max_payload_bytes,
+                          raw_attributes_max_bytes=self.settings.raw_attributes_max_bytes,
+                          deletion_threshold=thresholds)
+
+    @activity.defn(name="discard_held_deletions")
+    def discard_held_deletions(self, directory_id: str) -> int:
+        """An operator rejected: forget the held deletions (the next pass finds them again)."""
+        with self.sessions.begin() as s:
+            return s.execute(delete(HeldDeletion).where(HeldDeletion.directory_id == directory_id)).rowcount
 
     def _finish(self, run_id: int, status: str, error: str | None, counts: dict[str, Any]) -> None:
         with self.sessions.begin() as s:

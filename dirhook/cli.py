@@ -214,6 +214,24 @@ def list_users(directory_id: str, limit: int = 100) -> None:
     console.print(table)
 
 
+@directories_app.command("deletions")
+def deletions(directory_id: str, approve: bool = typer.Option(False, "--approve", help="delete them now"),
+              reject: bool = typer.Option(False, "--reject", help="keep the objects")) -> None:
+    """Deletions a pass held back (over the deletion threshold): show them, approve or reject."""
+    if approve and reject:
+        err.print("[red]error[/red] --approve or --reject, not both")
+        raise typer.Exit(2)
+    if approve or reject:
+        r = _run(_call, "POST", f"/v1/directories/{directory_id}/deletions/{'approve' if approve else 'reject'}")
+        console.print(r["outcome"])
+        return
+    held = _run(_call, "GET", f"/v1/directories/{directory_id}/deletions")
+    state = "awaiting approval" if held["awaiting_approval"] else "nothing awaits approval"
+    console.print(f"{state}: {held['users']} users and {held['groups']} groups held")
+    for obj in held["sample"]:
+        console.print(f"  {obj['object']} {obj['id']} {obj.get('username') or obj.get('name') or ''}")
+
+
 @directories_app.command("map-role")
 def map_role(directory_id: str, role: str = typer.Argument(..., help="the role's slug"),
              group_name: Optional[str] = typer.Option(None, help="group name, exact or a glob like 'eng-*'"),
@@ -298,6 +316,12 @@ def sync(directory_id: str, full: bool = typer.Option(False, "--full", help="ful
             run = status.get("last_run") or {}
             if status.get("workflow_status") not in (None, "RUNNING") and run.get("workflow_id"):
                 break
+            if status.get("state") == "awaiting_approval":
+                progress.stop()
+                err.print(f"[yellow]{status.get('error')}[/yellow]\n"
+                          f"look: dirhook directories deletions {directory_id}\n"
+                          f"then: dirhook directories deletions {directory_id} --approve (or --reject)")
+                raise typer.Exit(3)
             if time.monotonic() > deadline:
                 err.print("[yellow]still running; follow it with `dirhook directories show`[/yellow]")
                 raise typer.Exit(2)

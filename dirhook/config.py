@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     # raw_attributes (unmapped source attributes) kept per object, in bytes of JSON.
     raw_attributes_max_bytes: int = 32 * 1024
 
+    # Deletion protection defaults (Entra Connect holds at 500): per directory overridable.
+    deletion_threshold_count: int = 500
+    deletion_threshold_percent: float = 10.0
+
     ldap_page_size: int = 500
     sync_chunk_size: int = 500
     # modifyTimestamp polling re-reads this many seconds before the stored cursor, so a

@@ -10,6 +10,7 @@ what was not committed. The cursor is committed last, with the deletions.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -21,6 +22,7 @@ from dirhook.db.schema import (
     Directory,
     Group,
     GroupNesting,
+    HeldDeletion,
     Membership,
     Role,
     RoleMappingRow,
@@ -68,6 +70,7 @@ class PassResult:
     events: dict[str, int] = field(default_factory=dict)
     endpoint_ids: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
+    held: dict[str, int] = field(default_factory=dict)  # deletions awaiting approval, by kind
 
     @property
     def events_total(self) -> int:
@@ -75,19 +78,22 @@ class PassResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"full": self.full, "users_read": self.users_read, "groups_read": self.groups_read,
-                "events": dict(self.events), "events_total": self.events_total, "warnings": list(self.warnings)}
+                "events": dict(self.events), "events_total": self.events_total, "warnings": list(self.warnings),
+                "held_deletions": dict(self.held)}
 
 
 class SyncEngine:
     def __init__(self, sessions: sessionmaker, directory_id: str, mapping: Mapping[str, Any], *,
                  chunk_size: int = 500, on_progress: Callable[[dict[str, Any]], None] | None = None,
-                 max_payload_bytes: int = 512 * 1024, raw_attributes_max_bytes: int = 32 * 1024):
+                 max_payload_bytes: int = 512 * 1024, raw_attributes_max_bytes: int = 32 * 1024,
+                 deletion_threshold: tuple[int, float] = (500, 10.0)):
         self.sessions = sessions
         self.directory_id = directory_id
         self.mapping = mapping
         self.chunk_size = chunk_size
         self.max_payload_bytes = max_payload_bytes
         self.raw_attributes_max_bytes = raw_attributes_max_bytes
+        self.deletion_threshold = deletion_threshold
         self.on_progress = on_progress or (lambda _p: None)
 
     # -- the pass -------------------------------------------------------------------------------
@@ -133,6 +139,8 @@ class SyncEngine:
                 gone_groups = set()
                 result.warnings.append("the source returned no groups; no group was deleted")
         cascade: set[str] = set()
+        self._clear_held()
+        gone_groups = self._hold_if_too_many("group", gone_groups, len(self._groups))
         if gone_groups:
             with self.sessions.begin() as s:
                 outbox = self._outbox(s)
@@ -186,6 +194,7 @@ class SyncEngine:
                     result.warnings.append("the source returned no users; no user was deleted")
                 else:
                     gone_users = {uid for ext, uid in stored_users.items() if ext not in present}
+            gone_users = self._hold_if_too_many("user", gone_users, len(stored_users), s)
             self._delete_users(s, outbox, outbox.directory, gone_users)
             self._flush(outbox)
 
@@ -219,6 +228,63 @@ class SyncEngine:
             user_ids = set(s.scalars(select(User.id).where(User.directory_id == self.directory_id)))
         self._reprocess(user_ids, set(), {}, renormalize=renormalize)
         self._progress("done", None)
+        return result
+
+    # -- deletion protection -------------------------------------------------------------------------
+    def _threshold(self, total: int) -> int:
+        count, percent = self.deletion_threshold
+        return min(count, math.ceil(total * percent / 100))
+
+    def _clear_held(self) -> None:
+        """A new pass decides afresh: what it finds missing now is what may be held."""
+        with self.sessions.begin() as s:
+            s.execute(delete(HeldDeletion).where(HeldDeletion.directory_id == self.directory_id))
+
+    def _hold_if_too_many(self, kind: str, ids: set[str], total: int, s: Session | None = None) -> set[str]:
+        """The deletions to carry out now: all of them, or none when they pass the threshold
+        (then they are stored, awaiting an operator's approval)."""
+        limit = self._threshold(total)
+        if len(ids) <= limit:
+            return ids
+        rows = [HeldDeletion(directory_id=self.directory_id, object_type=kind, object_id=i) for i in sorted(ids)]
+        if s is None:
+            with self.sessions.begin() as own:
+                own.add_all(rows)
+        else:
+            s.add_all(rows)
+        self._result.held[kind + "s"] = len(ids)
+        self._result.warnings.append(
+            f"{len(ids)} {kind}s are gone from the source, more than the deletion threshold of {limit} "
+            f"(of {total}): deletions held for approval")
+        return set()
+
+    def apply_held_deletions(self) -> PassResult:
+        """An operator approved: delete what the last pass held (still stored), with the events."""
+        result = PassResult(full=False)
+        self._result = result
+        self._unresolved_managers = set()
+        self._load_context()
+        with self.sessions() as s:
+            held = s.execute(select(HeldDeletion.object_type, HeldDeletion.object_id)
+                             .where(HeldDeletion.directory_id == self.directory_id)).all()
+        groups = {i for kind, i in held if kind == "group" and i in self._groups}
+        users = {i for kind, i in held if kind == "user"}
+        cascade: set[str] = set()
+        if groups:
+            before = self._group_signatures()
+            with self.sessions.begin() as s:
+                outbox = self._outbox(s)
+                cascade = self._delete_groups(s, outbox, outbox.directory, groups)
+                self._flush(outbox)
+            self._load_context()
+            cascade |= self._members_of(self._changed_groups(before, groups))
+        with self.sessions.begin() as s:
+            outbox = self._outbox(s)
+            present = set(s.scalars(select(User.id).where(User.id.in_(users)))) if users else set()
+            self._delete_users(s, outbox, outbox.directory, present)
+            self._flush(outbox)
+            s.execute(delete(HeldDeletion).where(HeldDeletion.directory_id == self.directory_id))
+        self._reprocess(cascade - users, set(), {})
         return result
 
     # -- groups, nesting and roles ----------------------------------------------------------------

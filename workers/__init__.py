@@ -45,7 +45,7 @@ def build_workers(client: Client, settings: Settings, queues: Iterable[str] = QU
         sync = SyncActivities(sessions, settings, client, loop)
         workers.append(Worker(
             client, task_queue=settings.sync_task_queue, workflows=[DirectorySyncWorkflow],
-            activities=[sync.run_pass], activity_executor=executor, max_concurrent_activities=8,
+            activities=[sync.run_pass, sync.discard_held_deletions], activity_executor=executor, max_concurrent_activities=8,
             graceful_shutdown_timeout=timedelta(seconds=30),
         ))
     if "delivery" in queues:

@@ -52,6 +52,32 @@ class DirectorySyncWorkflow:
     def __init__(self) -> None:
         self._queued: set[str] = set()
         self._status: SyncStatus | None = None
+        self._decision: bool | None = None
+        self._decision_outcome: str | None = None
+
+    # -- deletion protection: an operator approves or rejects held deletions -------------------
+    @workflow.update
+    async def decide_deletions(self, approve: bool) -> str:
+        """Approve (delete them, with their events) or reject (keep the objects) the deletions
+        this pass held back. Returns what was done."""
+        self._decision, self._decision_outcome = approve, None
+        await workflow.wait_condition(lambda: self._decision_outcome is not None)
+        return self._decision_outcome
+
+    @decide_deletions.validator
+    def _validate_decision(self, approve: bool) -> None:
+        if self._status is None or self._status.state != "awaiting_approval":
+            raise ValueError("no deletions are awaiting approval for this directory")
+
+    @workflow.signal
+    def approve_deletions(self) -> None:
+        if self._status is not None and self._status.state == "awaiting_approval":
+            self._decision = True
+
+    @workflow.signal
+    def reject_deletions(self) -> None:
+        if self._status is not None and self._status.state == "awaiting_approval":
+            self._decision = False
 
     @workflow.signal
     def request_sync(self, mode: str) -> None:
@@ -97,6 +123,34 @@ class DirectorySyncWorkflow:
             lines.append(f"error: {s.error}")
         return "\n\n".join(lines)
 
+    async def _await_decision(self, req: SyncRequest) -> int:
+        """Hold here, visibly, until an operator decides; returns the events the decision made."""
+        s = self._status
+        held = ", ".join(f"{n} {kind}" for kind, n in sorted(s.last_result.held.items()))
+        s.state = "awaiting_approval"
+        s.error = f"deletions held for approval: {held} are gone from the source"
+        workflow.set_current_details(self._details())
+        await workflow.wait_condition(lambda: self._decision is not None)
+        approve, self._decision = self._decision, None
+        if approve:
+            applied = await workflow.execute_activity(
+                "run_sync_pass", PassInput(req.directory_id, "apply_held_deletions", workflow.info().workflow_id),
+                result_type=PassSummary, start_to_close_timeout=timedelta(hours=1),
+                heartbeat_timeout=timedelta(minutes=2), retry_policy=RetryPolicy(maximum_attempts=3),
+                summary="apply approved deletions")
+            self._decision_outcome = f"approved: deleted {held} ({applied.events_total} events)"
+            events = applied.events_total
+        else:
+            await workflow.execute_activity(
+                "discard_held_deletions", req.directory_id, start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=RetryPolicy(maximum_attempts=3), summary="discard rejected deletions")
+            self._decision_outcome = f"rejected: kept {held}"
+            events = 0
+        s.state, s.error = "succeeded", None
+        s.progress = {**s.progress, "deletions": self._decision_outcome}
+        workflow.set_current_details(self._details())
+        return events
+
     @workflow.run
     async def run(self, req: SyncRequest) -> SyncStatus:
         self._status = SyncStatus(directory_id=req.directory_id)
@@ -133,7 +187,10 @@ class DirectorySyncWorkflow:
                                        type=getattr(cause, "type", None) or "SyncFailed", non_retryable=True) from None
             s.state, s.error = "succeeded", None
             workflow.set_current_details(self._details())
-            if s.last_result.events_total:
+            events = s.last_result.events_total
+            if s.last_result.held:
+                events += await self._await_decision(req)
+            if events:
                 await workflow.execute_activity(
                     "wake_dispatchers", task_queue=req.delivery_task_queue or None,
                     start_to_close_timeout=timedelta(minutes=1),

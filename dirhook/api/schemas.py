@@ -49,6 +49,22 @@ class DirectoryPatch(BaseModel):
     ldap: dict[str, Any] | None = Field(default=None, description="fields to change; the result is validated whole")
     bind_password: str | None = Field(default=None, description="write-only: never returned")
     attribute_mapping: dict[str, dict[str, Any]] | None = None
+    deletion_threshold_count: int | None = Field(default=None, ge=0, description="hold a pass deleting more (500)")
+    deletion_threshold_percent: float | None = Field(default=None, ge=0, le=100,
+                                                     description="… or more than this % of the directory (10)")
+
+
+class HeldDeletionsOut(BaseModel):
+    directory_id: str
+    awaiting_approval: bool
+    users: int
+    groups: int
+    sample: list[dict[str, Any]] = Field(description="up to 20 of the held users and groups")
+
+
+class DeletionDecision(BaseModel):
+    directory_id: str
+    outcome: str
 
 
 class DirectoryOut(BaseModel):
@@ -60,6 +76,8 @@ class DirectoryOut(BaseModel):
     has_bind_password: bool
     attribute_mapping: dict[str, Any]
     cursor: dict[str, Any] | None
+    deletion_threshold_count: int | None = None
+    deletion_threshold_percent: float | None = None
     created_at: datetime
 
 

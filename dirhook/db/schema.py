@@ -74,8 +74,25 @@ class Directory(Base):
     attribute_mapping: Mapped[dict[str, Any]] = mapped_column(default=dict)
     cursor: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     last_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Deletion protection: a pass that would delete more than min(count, percent of the
+    # directory) of users (or of groups) holds those deletions for an operator.
+    deletion_threshold_count: Mapped[int | None] = mapped_column(Integer, default=None)
+    deletion_threshold_percent: Mapped[float | None] = mapped_column(Float, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class HeldDeletion(Base):
+    """A deletion a pass found but held back, awaiting an operator's approval."""
+
+    __tablename__ = "held_deletions"
+    __table_args__ = (UniqueConstraint("directory_id", "object_type", "object_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    directory_id: Mapped[str] = mapped_column(ForeignKey("directories.id", ondelete="CASCADE"), index=True)
+    object_type: Mapped[str] = mapped_column(String(10))  # user | group
+    object_id: Mapped[str] = mapped_column(String(40))
+    held_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class User(Base):

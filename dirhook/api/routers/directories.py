@@ -4,7 +4,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -12,8 +12,18 @@ from dirhook import temporal as t
 from dirhook.api.deps import SessionDep, SettingsDep, TemporalDep
 from dirhook.config import Settings
 from dirhook.api.routers.organizations import resolve_organization
-from dirhook.api.schemas import DirectoryIn, DirectoryOut, DirectoryPatch, Page, SyncRunOut, SyncStarted, SyncStatusOut
-from dirhook.db.schema import Directory, Group, SyncRun, User
+from dirhook.api.schemas import (
+    DeletionDecision,
+    DirectoryIn,
+    DirectoryOut,
+    DirectoryPatch,
+    HeldDeletionsOut,
+    Page,
+    SyncRunOut,
+    SyncStarted,
+    SyncStatusOut,
+)
+from dirhook.db.schema import Directory, Group, HeldDeletion, SyncRun, User
 from dirhook.ids import new_id
 from dirhook.normalize import MappingError, effective_mapping
 from dirhook.providers.ldap import LdapConfig
@@ -28,7 +38,8 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 def directory_out(d: Directory) -> DirectoryOut:
     return DirectoryOut(id=d.id, organization_id=d.organization_id, name=d.name, provider=d.provider,
                         config=d.config, has_bind_password=bool(d.secret), attribute_mapping=d.attribute_mapping,
-                        cursor=d.cursor, created_at=d.created_at)
+                        cursor=d.cursor, deletion_threshold_count=d.deletion_threshold_count,
+                        deletion_threshold_percent=d.deletion_threshold_percent, created_at=d.created_at)
 
 
 def get_directory(session: Session, directory_id: str) -> Directory:
@@ -100,6 +111,9 @@ async def update_directory(directory_id: str, body: DirectoryPatch, session: Ses
         d.name = body.name
     if body.bind_password is not None:
         d.secret = body.bind_password
+    for field in ("deletion_threshold_count", "deletion_threshold_percent"):
+        if field in body.model_fields_set:
+            setattr(d, field, getattr(body, field))
     session.commit()
     if remap:
         await request_sync(client, settings, d, "recompute")
@@ -174,6 +188,58 @@ async def sync_status(directory_id: str, session: SessionDep, client: TemporalDe
         if out.state == "failed" and last is not None:
             out.error = last.error
     return out
+
+
+@router.get("/{directory_id}/deletions", response_model=HeldDeletionsOut)
+async def held_deletions(directory_id: str, session: SessionDep, client: TemporalDep):
+    """Deletions the last pass held back (more than the directory's threshold), awaiting a decision."""
+    d = get_directory(session, directory_id)
+    held = session.execute(select(HeldDeletion.object_type, HeldDeletion.object_id)
+                           .where(HeldDeletion.directory_id == d.id).order_by(HeldDeletion.id)).all()
+    users = [i for kind, i in held if kind == "user"]
+    groups = [i for kind, i in held if kind == "group"]
+    sample = [{"object": "user", "id": u.id, "username": u.state.get("username")}
+              for u in session.scalars(select(User).where(User.id.in_(users[:20])))]
+    sample += [{"object": "group", "id": g.id, "name": g.state.get("name")}
+               for g in session.scalars(select(Group).where(Group.id.in_(groups[:max(0, 20 - len(sample))])))]
+    session.close()
+    awaiting = False
+    try:
+        status = await client.get_workflow_handle(t.sync_workflow_id(d.id)).query(DirectorySyncWorkflow.status)
+        awaiting = status is not None and status.state == "awaiting_approval"
+    except (RPCError, WorkflowQueryFailedError):
+        pass  # no running sync: nothing awaits
+    return HeldDeletionsOut(directory_id=d.id, awaiting_approval=awaiting, users=len(users), groups=len(groups),
+                            sample=sample)
+
+
+async def _decide(d: Directory, client: Client, approve: bool) -> DeletionDecision:
+    handle = client.get_workflow_handle(t.sync_workflow_id(d.id))
+    try:
+        outcome = await handle.execute_update(DirectorySyncWorkflow.decide_deletions, approve)
+    except WorkflowUpdateFailedError as exc:
+        raise HTTPException(409, str(exc.cause.message if exc.cause else exc)) from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise HTTPException(409, "no deletions are awaiting approval for this directory") from None
+        raise
+    return DeletionDecision(directory_id=d.id, outcome=outcome)
+
+
+@router.post("/{directory_id}/deletions/approve", response_model=DeletionDecision)
+async def approve_deletions(directory_id: str, session: SessionDep, client: TemporalDep):
+    """Delete what the pass held back (receivers get the deletion events now)."""
+    d = get_directory(session, directory_id)
+    session.close()
+    return await _decide(d, client, True)
+
+
+@router.post("/{directory_id}/deletions/reject", response_model=DeletionDecision)
+async def reject_deletions(directory_id: str, session: SessionDep, client: TemporalDep):
+    """Keep the objects; the next pass finds them missing again and asks again."""
+    d = get_directory(session, directory_id)
+    session.close()
+    return await _decide(d, client, False)
 
 
 @router.get("/{directory_id}/sync-runs", response_model=list[SyncRunOut])

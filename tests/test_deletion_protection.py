@@ -1,0 +1,86 @@
+"""Deletion protection: a pass that would delete too much holds the deletions for an operator."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import pytest
+
+from tests.e2e_helpers import all_events, connect_directory, count_types, wait_delivered
+from tests.support.slapd import ldap_tool
+from tests.support.wait import wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
+
+
+async def request(stack, directory_id: str, mode: str = "incremental") -> None:
+    r = await stack.api.post(f"/v1/directories/{directory_id}/sync", params={"mode": mode})
+    assert r.status_code == 202, r.text
+
+
+async def state(stack, directory_id: str) -> dict:
+    return (await stack.api.get(f"/v1/directories/{directory_id}/sync")).json()
+
+
+async def awaiting(stack, directory_id: str) -> dict | None:
+    s = await state(stack, directory_id)
+    return s if s["state"] == "awaiting_approval" else None
+
+
+async def idle(stack, directory_id: str) -> bool:
+    return (await state(stack, directory_id))["workflow_status"] == "COMPLETED"
+
+
+@pytest.mark.timeout(240)
+async def test_mass_deletion_waits_for_approval(stack, slapd, receiver, tmp_path):
+    conn = await connect_directory(stack, slapd, receiver, 1000, 0)
+    await request(stack, conn.id, "full")
+    await wait_for(lambda: idle(stack, conn.id), 120, "the first full pass")
+    before = len(await wait_delivered(stack, conn, 120))
+
+    # 60 % of the directory disappears: above min(500, 10 % of 1000) = 100.
+    await asyncio.to_thread(ldap_tool, "ldapdelete", slapd, "".join(conn.user_dn(i) + "\n" for i in range(600)))
+    await request(stack, conn.id)
+    s = await wait_for(lambda: awaiting(stack, conn.id), 60, "the pass to hold its deletions")
+    assert "600" in s["error"]
+    held = (await stack.api.get(f"/v1/directories/{conn.id}/deletions")).json()
+    assert held["awaiting_approval"] and held["users"] == 600 and len(held["sample"]) == 20
+    assert len(await all_events(stack, conn.id)) == before  # nothing committed for the deletions
+    assert len((await stack.api.get(f"/v1/directories/{conn.id}/users", params={"limit": 1000})).json()["data"]) == 1000
+
+    # Rejected: nothing is deleted, and the next pass holds them again (not skipped).
+    r = await stack.api.post(f"/v1/directories/{conn.id}/deletions/reject")
+    assert r.status_code == 200 and r.json()["outcome"].startswith("rejected")
+    await wait_for(lambda: idle(stack, conn.id), 30, "the workflow to finish")
+    assert len(await all_events(stack, conn.id)) == before
+    again = await stack.api.post(f"/v1/directories/{conn.id}/deletions/reject")
+    assert again.status_code == 409 and "no deletions are awaiting" in again.text
+    await request(stack, conn.id)
+    await wait_for(lambda: awaiting(stack, conn.id), 60, "the next pass to hold them again")
+
+    # Approved, through the CLI: every deletion reaches the receiver.
+    env = {"DIRHOOK_API_URL": stack.api_url, "DIRHOOK_ADMIN_TOKEN": stack.settings.resolved_admin_token,
+           "DIRHOOK_DATA_DIR": str(tmp_path), "COLUMNS": "200", "PATH": "/usr/bin:/bin"}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "dirhook.cli", "directories", "deletions",
+                                                conn.id, "--approve", env=env, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0 and "approved" in out.decode(), out.decode()
+    await wait_for(lambda: idle(stack, conn.id), 60, "the workflow to finish")
+    events = (await wait_delivered(stack, conn, 120))[before:]
+    assert count_types(events)["user.deleted"] == 600
+    users = (await stack.api.get(f"/v1/directories/{conn.id}/users", params={"limit": 1000})).json()["data"]
+    assert len(users) == 400
+
+
+async def test_small_deletions_go_through(stack, slapd, receiver):
+    conn = await connect_directory(stack, slapd, receiver, 30, 0)
+    await request(stack, conn.id, "full")
+    await wait_for(lambda: idle(stack, conn.id), 60, "the full pass")
+    before = len(await wait_delivered(stack, conn))
+    await asyncio.to_thread(ldap_tool, "ldapdelete", slapd, conn.user_dn(0) + "\n" + conn.user_dn(1) + "\n")
+    await request(stack, conn.id)
+    await wait_for(lambda: idle(stack, conn.id), 60, "the pass")
+    events = (await wait_delivered(stack, conn))[before:]
+    assert count_types(events)["user.deleted"] == 2  # 2 <= ceil(10 % of 30)
