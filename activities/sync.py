@@ -14,10 +14,12 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from dirhook import sync_control
 from dirhook.config import Settings
 from dirhook.db.schema import Directory, HeldDeletion, SyncRun, utcnow
 from dirhook.providers.base import SourceError
 from dirhook.providers.factory import build_source, mapping_for
+from dirhook.sync_control import DirectoryRef
 from dirhook.sync_engine import SyncEngine
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,20 @@ class SyncActivities:
                           on_progress=on_progress, max_payload_bytes=self.settings.max_payload_bytes,
                           raw_attributes_max_bytes=self.settings.raw_attributes_max_bytes,
                           deletion_threshold=thresholds)
+
+    @activity.defn(name="request_scheduled_sync")
+    async def request_scheduled_sync(self, directory_id: str) -> str:
+        """The schedule's tick: queue an incremental pass (or, if the directory is gone, drop the schedule)."""
+        def load() -> DirectoryRef | None:
+            with self.sessions() as s:
+                d = s.get(Directory, directory_id)
+                return DirectoryRef(d.id, d.organization_id, d.name, d.provider) if d else None
+        ref = await asyncio.to_thread(load)
+        if ref is None:
+            await sync_control.delete_schedule(self.client, directory_id)
+            return "directory deleted: schedule removed"
+        handle = await sync_control.request_sync(self.client, self.settings, ref, "incremental")
+        return f"requested an incremental pass of {handle.id}"
 
     @activity.defn(name="discard_held_deletions")
     def discard_held_deletions(self, directory_id: str) -> int:

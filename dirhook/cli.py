@@ -214,6 +214,25 @@ def list_users(directory_id: str, limit: int = 100) -> None:
     console.print(table)
 
 
+@directories_app.command("schedule")
+def schedule(directory_id: str, pause: bool = typer.Option(False, "--pause"), resume: bool = typer.Option(False, "--resume"),
+             interval: Optional[int] = typer.Option(None, help="seconds between incremental passes; 0 removes it")) -> None:
+    """Show, pause, resume or change the directory's schedule of incremental passes."""
+    if pause and resume:
+        err.print("[red]error[/red] --pause or --resume, not both")
+        raise typer.Exit(2)
+    if interval is not None:
+        _run(_call, "PATCH", f"/v1/directories/{directory_id}", json={"sync_interval_seconds": interval})
+    if pause or resume:
+        _run(_call, "POST", f"/v1/directories/{directory_id}/schedule/{'pause' if pause else 'resume'}")
+    sc = _run(_call, "GET", f"/v1/directories/{directory_id}/schedule")
+    if not sc["interval_seconds"]:
+        console.print("no schedule: passes run only when requested")
+        return
+    console.print(f"every {sc['interval_seconds']} s, {'paused' if sc['paused'] else 'active'}; "
+                  f"next: {', '.join(sc['next_runs']) or '-'}", soft_wrap=True)
+
+
 @directories_app.command("deletions")
 def deletions(directory_id: str, approve: bool = typer.Option(False, "--approve", help="delete them now"),
               reject: bool = typer.Option(False, "--reject", help="keep the objects")) -> None:

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     deletion_threshold_count: int = 500
     deletion_threshold_percent: float = 10.0
 
+    # New LDAP/AD directories get a schedule of incremental passes this often (0: none).
+    default_sync_interval_seconds: int = 900
+
     ldap_page_size: int = 500
     sync_chunk_size: int = 500
     # modifyTimestamp polling re-reads this many seconds before the stored cursor, so a

@@ -20,6 +20,7 @@ from dirhook.db.engine import make_engine, make_sessionmaker
 from dirhook.delivery import WebhookSender
 from workflows.directory_sync import DirectorySyncWorkflow
 from workflows.endpoint_dispatch import EndpointDispatchWorkflow
+from workflows.scheduled_sync import ScheduledSyncWorkflow
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,9 @@ def build_workers(client: Client, settings: Settings, queues: Iterable[str] = QU
         closers.append(lambda: executor.shutdown(wait=False))
         sync = SyncActivities(sessions, settings, client, loop)
         workers.append(Worker(
-            client, task_queue=settings.sync_task_queue, workflows=[DirectorySyncWorkflow],
-            activities=[sync.run_pass, sync.discard_held_deletions], activity_executor=executor, max_concurrent_activities=8,
+            client, task_queue=settings.sync_task_queue, workflows=[DirectorySyncWorkflow, ScheduledSyncWorkflow],
+            activities=[sync.run_pass, sync.discard_held_deletions, sync.request_scheduled_sync],
+            activity_executor=executor, max_concurrent_activities=8,
             graceful_shutdown_timeout=timedelta(seconds=30),
         ))
     if "delivery" in queues:

@@ -40,6 +40,8 @@ class DirectoryIn(BaseModel):
     bind_password: str | None = Field(default=None, description="write-only: never returned")
     attribute_mapping: dict[str, dict[str, Any]] | None = Field(
         default=None, description="per kind (user/group): target field -> {source, transform}; laid over the defaults")
+    sync_interval_seconds: int | None = Field(
+        default=None, ge=0, le=7 * 86400, description="incremental passes on a schedule this often (900); 0: none")
 
 
 class DirectoryPatch(BaseModel):
@@ -52,6 +54,8 @@ class DirectoryPatch(BaseModel):
     deletion_threshold_count: int | None = Field(default=None, ge=0, description="hold a pass deleting more (500)")
     deletion_threshold_percent: float | None = Field(default=None, ge=0, le=100,
                                                      description="… or more than this % of the directory (10)")
+    sync_interval_seconds: int | None = Field(default=None, ge=0, le=7 * 86400,
+                                              description="scheduled incremental passes; 0 removes the schedule")
 
 
 class HeldDeletionsOut(BaseModel):
@@ -78,7 +82,17 @@ class DirectoryOut(BaseModel):
     cursor: dict[str, Any] | None
     deletion_threshold_count: int | None = None
     deletion_threshold_percent: float | None = None
+    sync_interval_seconds: int | None = None
     created_at: datetime
+
+
+class ScheduleOut(BaseModel):
+    directory_id: str
+    schedule_id: str
+    interval_seconds: int | None
+    paused: bool
+    next_runs: list[datetime]
+    recent_runs: list[datetime]
 
 
 class SyncStarted(BaseModel):

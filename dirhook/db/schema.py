@@ -78,6 +78,8 @@ class Directory(Base):
     # directory) of users (or of groups) holds those deletions for an operator.
     deletion_threshold_count: Mapped[int | None] = mapped_column(Integer, default=None)
     deletion_threshold_percent: Mapped[float | None] = mapped_column(Float, default=None)
+    # Incremental passes on a Temporal Schedule every this many seconds (None: no schedule).
+    sync_interval_seconds: Mapped[int | None] = mapped_column(Integer, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -5,7 +5,6 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFailedError, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from dirhook import temporal as t
@@ -19,16 +18,19 @@ from dirhook.api.schemas import (
     DirectoryPatch,
     HeldDeletionsOut,
     Page,
+    ScheduleOut,
     SyncRunOut,
     SyncStarted,
     SyncStatusOut,
 )
 from dirhook.db.schema import Directory, Group, HeldDeletion, SyncRun, User
+from dirhook import sync_control
 from dirhook.ids import new_id
+from dirhook.sync_control import DirectoryRef
 from dirhook.normalize import MappingError, effective_mapping
 from dirhook.providers.ldap import LdapConfig
 from dirhook.payloads import group_payload, user_payload
-from workflows.directory_sync import DirectorySyncWorkflow, SyncRequest
+from workflows.directory_sync import DirectorySyncWorkflow
 
 router = APIRouter(prefix="/v1/directories", tags=["directories"])
 
@@ -39,7 +41,8 @@ def directory_out(d: Directory) -> DirectoryOut:
     return DirectoryOut(id=d.id, organization_id=d.organization_id, name=d.name, provider=d.provider,
                         config=d.config, has_bind_password=bool(d.secret), attribute_mapping=d.attribute_mapping,
                         cursor=d.cursor, deletion_threshold_count=d.deletion_threshold_count,
-                        deletion_threshold_percent=d.deletion_threshold_percent, created_at=d.created_at)
+                        deletion_threshold_percent=d.deletion_threshold_percent,
+                        sync_interval_seconds=d.sync_interval_seconds, created_at=d.created_at)
 
 
 def get_directory(session: Session, directory_id: str) -> Directory:
@@ -50,17 +53,26 @@ def get_directory(session: Session, directory_id: str) -> Directory:
 
 
 @router.post("", response_model=DirectoryOut, status_code=201)
-def create_directory(body: DirectoryIn, session: SessionDep):
+async def create_directory(body: DirectoryIn, session: SessionDep, settings: SettingsDep, client: TemporalDep):
+    """Connects a directory and puts its incremental passes on a Temporal Schedule."""
     try:
         effective_mapping(body.ldap.flavour, body.attribute_mapping)
     except MappingError as exc:
         raise HTTPException(422, f"attribute_mapping: {exc}") from None
     org = resolve_organization(session, body.organization_id)
+    interval = settings.default_sync_interval_seconds if body.sync_interval_seconds is None \
+        else body.sync_interval_seconds
     d = Directory(id=new_id("dir"), organization_id=org.id, name=body.name, provider=body.provider,
                   config=body.ldap.model_dump(mode="json"), secret=body.bind_password,
-                  attribute_mapping=body.attribute_mapping or {})
+                  attribute_mapping=body.attribute_mapping or {}, sync_interval_seconds=interval or None)
     session.add(d)
     session.commit()
+    try:
+        await sync_control.put_schedule(client, settings, ref(d), d.sync_interval_seconds)
+    except Exception:
+        session.delete(d)  # nothing half-made: no directory without its schedule
+        session.commit()
+        raise HTTPException(503, "could not create the directory's schedule in Temporal; nothing was created") from None
     return directory_out(d)
 
 
@@ -114,7 +126,13 @@ async def update_directory(directory_id: str, body: DirectoryPatch, session: Ses
     for field in ("deletion_threshold_count", "deletion_threshold_percent"):
         if field in body.model_fields_set:
             setattr(d, field, getattr(body, field))
+    reschedule = "sync_interval_seconds" in body.model_fields_set and \
+        (body.sync_interval_seconds or None) != d.sync_interval_seconds
+    if reschedule:
+        d.sync_interval_seconds = body.sync_interval_seconds or None
     session.commit()
+    if reschedule or "name" in body.model_fields_set:
+        await sync_control.put_schedule(client, settings, ref(d), d.sync_interval_seconds)
     if remap:
         await request_sync(client, settings, d, "recompute")
     return directory_out(d)
@@ -129,25 +147,19 @@ async def delete_directory(directory_id: str, session: SessionDep, client: Tempo
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
+    await sync_control.delete_schedule(client, d.id)
     session.delete(d)
     session.commit()
     return Response(status_code=204)
 
 
+def ref(d: Directory) -> DirectoryRef:
+    return DirectoryRef(id=d.id, organization_id=d.organization_id, name=d.name, provider=d.provider)
+
+
 async def request_sync(client: Client, settings: Settings, d: Directory, mode: str) -> SyncStarted:
     """Signal-with-start the directory's sync workflow: runs now, or right after the running pass."""
-    handle = await client.start_workflow(
-        DirectorySyncWorkflow.run,
-        SyncRequest(directory_id=d.id, mode=None, delivery_task_queue=settings.delivery_task_queue),
-        id=t.sync_workflow_id(d.id), task_queue=settings.sync_task_queue,
-        start_signal="request_sync", start_signal_args=[mode],
-        search_attributes=TypedSearchAttributes([
-            SearchAttributePair(t.DIRECTORY_ID, d.id), SearchAttributePair(t.ORGANIZATION_ID, d.organization_id),
-            SearchAttributePair(t.SYNC_MODE, mode), SearchAttributePair(t.PROVIDER, d.provider),
-        ]),
-        static_summary=f"Sync directory {d.name} ({d.provider})",
-        static_details=f"directory `{d.id}` of organization `{d.organization_id}`",
-    )
+    handle = await sync_control.request_sync(client, settings, ref(d), mode)
     return SyncStarted(directory_id=d.id, workflow_id=handle.id, run_id=handle.result_run_id, mode=mode,
                        temporal_ui_url=f"http://127.0.0.1:{settings.temporal_ui_port}/namespaces/"
                                        f"{settings.temporal_namespace}/workflows/{handle.id}")
@@ -188,6 +200,47 @@ async def sync_status(directory_id: str, session: SessionDep, client: TemporalDe
         if out.state == "failed" and last is not None:
             out.error = last.error
     return out
+
+
+@router.get("/{directory_id}/schedule", response_model=ScheduleOut)
+async def read_schedule(directory_id: str, session: SessionDep, client: TemporalDep):
+    """The directory's schedule of incremental passes, as Temporal has it."""
+    d = get_directory(session, directory_id)
+    session.close()
+    out = ScheduleOut(directory_id=d.id, schedule_id=sync_control.schedule_id(d.id),
+                      interval_seconds=d.sync_interval_seconds, paused=False, next_runs=[], recent_runs=[])
+    if not d.sync_interval_seconds:
+        return out
+    try:
+        desc = await client.get_schedule_handle(out.schedule_id).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise HTTPException(409, f"directory {d.id} should have a schedule and has none: "
+                                     "PATCH its sync_interval_seconds to create it") from None
+        raise
+    out.paused = desc.schedule.state.paused
+    out.next_runs = list(desc.info.next_action_times[:3])
+    out.recent_runs = [a.scheduled_at for a in desc.info.recent_actions]
+    return out
+
+
+async def _pause(directory_id: str, session, client: Client, pause: bool) -> ScheduleOut:
+    d = get_directory(session, directory_id)
+    if not d.sync_interval_seconds:
+        raise HTTPException(409, f"directory {d.id} has no schedule (sync_interval_seconds is not set)")
+    handle = client.get_schedule_handle(sync_control.schedule_id(d.id))
+    await (handle.pause(note="paused through the API") if pause else handle.unpause(note="resumed through the API"))
+    return await read_schedule(directory_id, session, client)
+
+
+@router.post("/{directory_id}/schedule/pause", response_model=ScheduleOut)
+async def pause_schedule(directory_id: str, session: SessionDep, client: TemporalDep):
+    return await _pause(directory_id, session, client, True)
+
+
+@router.post("/{directory_id}/schedule/resume", response_model=ScheduleOut)
+async def resume_schedule(directory_id: str, session: SessionDep, client: TemporalDep):
+    return await _pause(directory_id, session, client, False)
 
 
 @router.get("/{directory_id}/deletions", response_model=HeldDeletionsOut)

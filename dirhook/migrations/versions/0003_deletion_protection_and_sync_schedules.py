@@ -1,8 +1,8 @@
-"""deletion protection
+"""deletion protection and sync schedules
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-29 03:02:45.600623
+Create Date: 2026-11-29 03:07:27.025237
 """
 from alembic import op
 import sqlalchemy as sa
@@ -31,11 +31,13 @@ def upgrade() -> None:
     with op.batch_alter_table('directories', schema=None) as batch_op:
         batch_op.add_column(sa.Column('deletion_threshold_count', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('deletion_threshold_percent', sa.Float(), nullable=True))
+        batch_op.add_column(sa.Column('sync_interval_seconds', sa.Integer(), nullable=True))
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('directories', schema=None) as batch_op:
+        batch_op.drop_column('sync_interval_seconds')
         batch_op.drop_column('deletion_threshold_percent')
         batch_op.drop_column('deletion_threshold_count')
 

@@ -1,0 +1,97 @@
+"""Starting sync passes and managing their schedules: shared by the API and the scheduled
+trigger's activity. Workflows are named by string here, so the core library does not
+import workflow code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
+
+from dirhook import temporal as t
+from dirhook.config import Settings
+
+
+@dataclass
+class DirectoryRef:
+    """What starting a pass needs to know of a directory (never its secrets)."""
+
+    id: str
+    organization_id: str
+    name: str
+    provider: str
+
+
+async def request_sync(client: Client, settings: Settings, d: DirectoryRef, mode: str):
+    """Signal-with-start the directory's sync workflow: runs now, or right after the running pass."""
+    return await client.start_workflow(
+        "DirectorySyncWorkflow",
+        {"directory_id": d.id, "mode": None, "delivery_task_queue": settings.delivery_task_queue},
+        id=t.sync_workflow_id(d.id), task_queue=settings.sync_task_queue,
+        start_signal="request_sync", start_signal_args=[mode],
+        search_attributes=TypedSearchAttributes([
+            SearchAttributePair(t.DIRECTORY_ID, d.id), SearchAttributePair(t.ORGANIZATION_ID, d.organization_id),
+            SearchAttributePair(t.SYNC_MODE, mode), SearchAttributePair(t.PROVIDER, d.provider),
+        ]),
+        static_summary=f"Sync directory {d.name} ({d.provider})",
+        static_details=f"directory `{d.id}` of organization `{d.organization_id}`",
+    )
+
+
+def schedule_id(directory_id: str) -> str:
+    return f"dirsync-schedule/{directory_id}"
+
+
+def _schedule(settings: Settings, d: DirectoryRef, interval_seconds: int, paused: bool) -> Schedule:
+    return Schedule(
+        # The action only signals dirsync/<directory>, so scheduled passes queue behind
+        # running ones like any other request: the schedule never overlaps a pass.
+        action=ScheduleActionStartWorkflow(
+            "ScheduledSyncWorkflow", d.id, id=f"dirsync-trigger/{d.id}", task_queue=settings.sync_task_queue,
+            typed_search_attributes=TypedSearchAttributes([SearchAttributePair(t.DIRECTORY_ID, d.id)]),
+            static_summary=f"Scheduled sync of directory {d.name}",
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=interval_seconds))]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(paused=paused, note=f"incremental sync of {d.name} every {interval_seconds}s"),
+    )
+
+
+async def put_schedule(client: Client, settings: Settings, d: DirectoryRef, interval_seconds: int | None) -> None:
+    """Create, change or (interval None or 0) delete the directory's schedule."""
+    handle = client.get_schedule_handle(schedule_id(d.id))
+    if not interval_seconds:
+        await delete_schedule(client, d.id)
+        return
+    try:
+        await client.create_schedule(schedule_id(d.id), _schedule(settings, d, interval_seconds, False))
+    except Exception as exc:  # ScheduleAlreadyRunningError: change the interval, keep paused/unpaused
+        if "already" not in str(exc).lower():
+            raise
+
+        def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
+            paused = current.description.schedule.state.paused
+            return ScheduleUpdate(schedule=_schedule(settings, d, interval_seconds, paused))
+        await handle.update(update)
+
+
+async def delete_schedule(client: Client, directory_id: str) -> None:
+    try:
+        await client.get_schedule_handle(schedule_id(directory_id)).delete()
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
