@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 from dirhook import sync_control
 from dirhook.config import Settings
 from dirhook.db.schema import Directory, HeldDeletion, SyncRun, utcnow
+from dirhook.metrics import SYNC_OBJECTS_READ, SYNC_PASS_DURATION
 from dirhook.providers.base import SourceError
 from dirhook.providers.factory import build_source, mapping_for
 from dirhook.sync_control import DirectoryRef
@@ -74,6 +75,7 @@ class SyncActivities:
 
         handle = self.client.get_workflow_handle(req.workflow_id, run_id=info.workflow_run_id)
         last_signal = 0.0
+        started = time.monotonic()
 
         def on_progress(progress: dict[str, Any]) -> None:
             nonlocal last_signal
@@ -99,16 +101,21 @@ class SyncActivities:
                 source.connect()
                 result = engine.run(source.changes(cursor, full=req.mode == "full"))
         except SourceError as exc:
+            SYNC_PASS_DURATION.labels(provider, req.mode, "failed").observe(time.monotonic() - started)
             self._finish(run_id, "failed", str(exc), {})
             log.warning("sync of %s failed: %s", req.directory_id, exc)
             raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=not exc.retryable) from None
         except Exception as exc:
+            SYNC_PASS_DURATION.labels(provider, req.mode, "failed").observe(time.monotonic() - started)
             self._finish(run_id, "failed", f"{type(exc).__name__}: {exc}", {})
             raise
         finally:
             if source is not None:
                 source.close()
         self._finish(run_id, "succeeded", None, result.as_dict())
+        SYNC_PASS_DURATION.labels(provider, req.mode, "succeeded").observe(time.monotonic() - started)
+        SYNC_OBJECTS_READ.labels(provider, "user").inc(result.users_read)
+        SYNC_OBJECTS_READ.labels(provider, "group").inc(result.groups_read)
         log.info("sync of %s (%s) committed %d events", req.directory_id, provider, result.events_total)
         return PassSummary(sync_run_id=run_id, full=result.full, users_read=result.users_read,
                            groups_read=result.groups_read, events_total=result.events_total,

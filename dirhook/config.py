@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     ldap_timestamp_overlap_seconds: int = 300
 
     log_level: str = "INFO"
+    # Prometheus endpoints of a worker process: dirhook's own metrics, and the Temporal
+    # SDK's (0: off; `dirhook dev` turns them on).
+    worker_metrics_port: int = 0
+    temporal_sdk_metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
 
     @property
     def sqlalchemy_url(self) -> str:

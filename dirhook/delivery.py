@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 import aiohttp
 
 from dirhook import __version__
+from dirhook.metrics import DELIVERY_ATTEMPTS, DELIVERY_LATENCY, attempt_outcome
 from dirhook.ssrf import GuardedResolver, address_refusal
 
 RESPONSE_BODY_KEEP = 1024
@@ -137,6 +138,7 @@ class WebhookSender:
         t0 = time.perf_counter()
         refusal = self._refusal(url)
         if refusal:
+            DELIVERY_ATTEMPTS.labels("refused").inc()
             return AttemptResult(started, None, 0.0, None, refusal)
         session = await self.session()
         request_timeout = aiohttp.ClientTimeout(total=timeout) if timeout else None
@@ -148,11 +150,15 @@ class WebhookSender:
                 if resp.status in (429, 503):
                     retry_after = parse_retry_after(resp.headers.get("retry-after"))
                 error = None if 200 <= resp.status < 300 else f"HTTP {resp.status}"
-                return AttemptResult(started, resp.status, (time.perf_counter() - t0) * 1000, text, error, retry_after)
+                elapsed = time.perf_counter() - t0
+                DELIVERY_LATENCY.observe(elapsed)
+                DELIVERY_ATTEMPTS.labels(attempt_outcome(resp.status, error is None)).inc()
+                return AttemptResult(started, resp.status, elapsed * 1000, text, error, retry_after)
         except asyncio.TimeoutError:
             error = f"timed out after {(timeout or self.timeout.total):g}s"
         except aiohttp.ClientError as exc:
             error = f"{type(exc).__name__}: {exc}"
+        DELIVERY_ATTEMPTS.labels("network_error").inc()
         return AttemptResult(started, None, (time.perf_counter() - t0) * 1000, None, error)
 
     async def close(self) -> None:

@@ -27,6 +27,7 @@ from dirhook.temporal import dev_server_search_attribute_args
 PR_SET_PDEATHSIG = 1
 RESTARTS_ALLOWED = 5  # per child, per RESTART_WINDOW
 RESTART_WINDOW = 60.0
+DEV_WORKER_METRICS_PORT = 9464  # Prometheus' conventional exporter range
 
 
 def temporal_cli() -> str:
@@ -122,6 +123,8 @@ class DevStack:
             "DIRHOOK_ADMIN_TOKEN": s.resolved_admin_token,
             # The embedded stack is for a laptop: receivers on localhost are the point.
             "DIRHOOK_ALLOW_PRIVATE_ENDPOINTS": "true",
+            "DIRHOOK_WORKER_METRICS_PORT": str(s.worker_metrics_port or DEV_WORKER_METRICS_PORT),
+            "DIRHOOK_TEMPORAL_SDK_METRICS_PORT": str(s.temporal_sdk_metrics_port or DEV_WORKER_METRICS_PORT + 1),
             "PYTHONUNBUFFERED": "1",
         })
         return env
@@ -189,6 +192,9 @@ class DevStack:
             f"  API          {s.api_url}   (OpenAPI docs: {s.api_url}/docs)\n"
             f"  Temporal UI  http://127.0.0.1:{s.temporal_ui_port}\n"
             f"  Temporal     127.0.0.1:{s.temporal_port}\n"
+            f"  metrics      {s.api_url}/metrics, worker http://127.0.0.1:"
+            f"{s.worker_metrics_port or DEV_WORKER_METRICS_PORT}/metrics, Temporal SDK http://127.0.0.1:"
+            f"{s.temporal_sdk_metrics_port or DEV_WORKER_METRICS_PORT + 1}/metrics\n"
             f"  data         {s.data_dir.resolve()}   (logs in {self.logs})\n"
             f"  admin token  {s.resolved_admin_token}\n\n"
             "Ctrl-C stops everything; starting again resumes with the same data."

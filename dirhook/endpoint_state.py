@@ -8,6 +8,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from dirhook.db.schema import Endpoint, EndpointSecret, EndpointStateChange, utcnow
+from dirhook.metrics import ENDPOINT_STATE_CHANGES
 from dirhook.signing import generate_secret
 
 MAX_OLD_SECRETS = 5
@@ -22,6 +23,9 @@ def set_enabled(session: Session, endpoint: Endpoint, enabled: bool, reason: str
     if enabled:
         endpoint.failing_since = None
     session.add(EndpointStateChange(endpoint_id=endpoint.id, at=utcnow(), enabled=enabled, reason=reason))
+    cause = "operator" if "operator" in reason else "410" if "410" in reason else "failing" if "failing" in reason \
+        else "other"
+    ENDPOINT_STATE_CHANGES.labels("enabled" if enabled else "disabled", cause).inc()
     return True
 
 

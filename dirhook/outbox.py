@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from dirhook.db.schema import Delivery, Directory, Endpoint, EventRow, utcnow
 from dirhook.ids import new_id
+from dirhook.metrics import EVENTS_EMITTED
 from dirhook.models import Event
 from dirhook.subscriptions import endpoint_wants
 
@@ -92,5 +93,7 @@ class Outbox:
                     self.endpoint_ids_touched.add(endpoint_id)
         if deliveries:
             self.session.execute(insert(Delivery), deliveries)
+        for type_ in (row["type"] for row in rows):
+            EVENTS_EMITTED.labels(type_).inc()
         self._pending.clear()
         return n

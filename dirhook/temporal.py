@@ -36,8 +36,9 @@ def dev_server_search_attribute_args() -> list[str]:
     return args
 
 
-async def connect(settings: Settings) -> Client:
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+async def connect(settings: Settings, runtime=None) -> Client:
+    kwargs = {"runtime": runtime} if runtime is not None else {}
+    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace, **kwargs)
 
 
 async def register_search_attributes(client: Client, namespace: str) -> None:

@@ -77,7 +77,7 @@ def _interrupt(proc: subprocess.Popen) -> set[int]:
 @pytest.mark.timeout(300)
 def test_dev_comes_up_serves_and_stops_cleanly(tmp_path):
     ports = {k: free_port() for k in ("API_PORT", "TEMPORAL_PORT", "TEMPORAL_UI_PORT", "TEMPORAL_HTTP_PORT",
-                                      "TEMPORAL_METRICS_PORT")}
+                                      "TEMPORAL_METRICS_PORT", "WORKER_METRICS_PORT", "TEMPORAL_SDK_METRICS_PORT")}
     env = {**os.environ, "DIRHOOK_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200",
            **{f"DIRHOOK_{k}": str(v) for k, v in ports.items()}}
     env.pop("DIRHOOK_ADMIN_TOKEN", None)
@@ -97,6 +97,12 @@ def test_dev_comes_up_serves_and_stops_cleanly(tmp_path):
             time.sleep(0.1)
         banner = log.read_text()
         assert token in banner and api in banner and str(ports["TEMPORAL_UI_PORT"]) in banner, banner
+        # Prometheus: the API's, the worker's own, and the Temporal SDK's.
+        assert "dirhook_endpoints_disabled" in httpx.get(f"{api}/metrics").text
+        worker_metrics = _wait_http(f"http://127.0.0.1:{ports['WORKER_METRICS_PORT']}/metrics", 30, proc, log)
+        assert "dirhook_delivery_attempts_total" in worker_metrics.text
+        sdk = _wait_http(f"http://127.0.0.1:{ports['TEMPORAL_SDK_METRICS_PORT']}/metrics", 30, proc, log)
+        assert "temporal_" in sdk.text
         headers = {"authorization": f"Bearer {token}"}
         r = httpx.post(f"{api}/v1/endpoints", json={"url": "http://127.0.0.1:9/hook"}, headers=headers)
         assert r.status_code == 201

@@ -164,7 +164,8 @@ async def test_concurrent_sync_requests_never_overlap(stack, slapd, receiver):
 
 
 @pytest.mark.parametrize("failure", ["wrong_password", "unreachable"])
-async def test_source_failure_changes_nothing_and_is_reported(stack, slapd, receiver, failure, tmp_path):
+async def test_source_failure_changes_nothing_and_is_reported(stack, slapd, receiver, failure, tmp_path, caplog):
+    caplog.set_level("DEBUG")
     conn = await connect_directory(stack, slapd, receiver, 5, 1)
     await sync(stack, conn.id, "full")
     delivered = len(await wait_delivered(stack, conn))
@@ -215,3 +216,8 @@ async def test_source_failure_changes_nothing_and_is_reported(stack, slapd, rece
     new = (await wait_delivered(stack, conn))[delivered:]
     updated = [e for e in new if e["type"] == "user.updated"]
     assert len(updated) == 1 and updated[0]["previous_attributes"] == {"title": "Engineer"}
+    # Nothing this test did wrote a secret into the logs.
+    logged = caplog.text
+    assert logged  # the worker did log (the failure, at least)
+    for secret in ("slapd-test-secret", "not-the-password", conn.endpoint["secret"], stack.settings.resolved_admin_token):
+        assert secret not in logged

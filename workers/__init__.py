@@ -76,7 +76,17 @@ async def close_all(closers: list) -> None:
 async def run_workers(settings: Settings, queues: Iterable[str] = QUEUES) -> None:
     from dirhook import temporal as t
 
-    client = await t.connect(settings)
+    runtime = None
+    if settings.temporal_sdk_metrics_port:
+        from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
+            bind_address=f"{settings.metrics_host}:{settings.temporal_sdk_metrics_port}")))
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port, addr=settings.metrics_host)
+    client = await t.connect(settings, runtime)
     workers, closers = build_workers(client, settings, queues)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from sqlalchemy.exc import IntegrityError
 
 from dirhook import __version__
@@ -13,6 +14,7 @@ from dirhook.api.deps import TemporalConnector, require_admin
 from dirhook.api.routers import directories, endpoints, events, health, organizations, roles
 from dirhook.config import Settings
 from dirhook.db.engine import make_engine, make_sessionmaker
+from dirhook.metrics import DatabaseCollector
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -42,6 +44,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(status_code=409, content={"detail": "conflicts with existing data"})
 
     app.include_router(health.router)
+    app.state.metrics = CollectorRegistry()
+    app.state.metrics.register(DatabaseCollector(app.state.sessions))
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """Prometheus exposition: this process's counters and the database's gauges."""
+        body = generate_latest(REGISTRY) + generate_latest(app.state.metrics)
+        return PlainTextResponse(body.decode(), media_type=CONTENT_TYPE_LATEST)
+
     admin = [Depends(require_admin)]
     app.include_router(organizations.router, dependencies=admin)
     app.include_router(directories.router, dependencies=admin)

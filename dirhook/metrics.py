@@ -1,0 +1,63 @@
+"""Prometheus metrics (prometheus-client).
+
+Two kinds: what a process did (counters and histograms, in every process that does the
+work: workers, and the API for what it commits itself), and what the database says
+(pending retries, disabled endpoints, events and deliveries by kind), collected at
+scrape time by the API so every replica reports the same numbers.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.orm import sessionmaker
+
+EVENTS_EMITTED = Counter("dirhook_events_emitted_total", "Events committed to the outbox", ["type"])
+DELIVERY_ATTEMPTS = Counter("dirhook_delivery_attempts_total", "Webhook delivery attempts by outcome", ["outcome"])
+DELIVERY_LATENCY = Histogram("dirhook_delivery_latency_seconds", "Time from sending a webhook to its answer",
+                             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30))
+ENDPOINT_STATE_CHANGES = Counter("dirhook_endpoint_state_changes_total", "Endpoints enabled or disabled",
+                                 ["state", "cause"])
+SYNC_PASS_DURATION = Histogram("dirhook_sync_pass_duration_seconds", "Duration of sync passes",
+                               ["provider", "mode", "status"],
+                               buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600))
+SYNC_OBJECTS_READ = Counter("dirhook_sync_objects_read_total", "Objects read from directories", ["provider", "kind"])
+
+
+def attempt_outcome(status_code: int | None, succeeded: bool) -> str:
+    if succeeded:
+        return "succeeded"
+    if status_code is None:
+        return "network_error"
+    if status_code == 410:
+        return "gone"
+    return f"http_{status_code // 100}xx"
+
+
+class DatabaseCollector(Collector):
+    """Gauges read from the database at scrape time."""
+
+    def __init__(self, sessions: sessionmaker):
+        self.sessions = sessions
+
+    def collect(self):
+        from dirhook.db.schema import Delivery, Endpoint, EventRow
+
+        with self.sessions() as s:
+            by_status = dict(s.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
+            disabled = s.scalar(select(func.count()).select_from(Endpoint).where(Endpoint.enabled.is_(False)))
+            endpoints = s.scalar(select(func.count()).select_from(Endpoint))
+            by_type = dict(s.execute(select(EventRow.type, func.count()).group_by(EventRow.type)).all())
+        deliveries = GaugeMetricFamily("dirhook_deliveries", "Deliveries by status, as stored", labels=["status"])
+        for status in ("pending", "succeeded", "retrying", "failed", "skipped"):
+            deliveries.add_metric([status], by_status.get(status, 0))
+        yield deliveries
+        yield GaugeMetricFamily("dirhook_retries_pending", "Deliveries waiting for a retry", value=by_status.get("retrying", 0))
+        yield GaugeMetricFamily("dirhook_endpoints_disabled", "Endpoints currently disabled", value=disabled or 0)
+        yield GaugeMetricFamily("dirhook_endpoints", "Endpoints", value=endpoints or 0)
+        stored = GaugeMetricFamily("dirhook_events_stored", "Events in the outbox by type", labels=["type"])
+        for type_, n in sorted(by_type.items()):
+            stored.add_metric([type_], n)
+        yield stored
