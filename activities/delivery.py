@@ -229,7 +229,7 @@ class DeliveryActivities:
             reason = await asyncio.to_thread(self._record, ep.id, outcomes)
             if reason:
                 disabled.append(reason)
-                log.warning("endpoint %s disabled: %s", ep.id, reason)
+                log.warning("endpoint %s disabled: %s", ep.id, reason, extra={"endpoint_id": ep.id})
             for d, r in batch:
                 if r.succeeded:
                     counts["sent"] += 1

@@ -103,7 +103,8 @@ class SyncActivities:
         except SourceError as exc:
             SYNC_PASS_DURATION.labels(provider, req.mode, "failed").observe(time.monotonic() - started)
             self._finish(run_id, "failed", str(exc), {})
-            log.warning("sync of %s failed: %s", req.directory_id, exc)
+            log.warning("sync of %s failed: %s", req.directory_id, exc,
+                        extra={"directory_id": req.directory_id, "workflow_id": req.workflow_id})
             raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=not exc.retryable) from None
         except Exception as exc:
             SYNC_PASS_DURATION.labels(provider, req.mode, "failed").observe(time.monotonic() - started)
@@ -116,7 +117,8 @@ class SyncActivities:
         SYNC_PASS_DURATION.labels(provider, req.mode, "succeeded").observe(time.monotonic() - started)
         SYNC_OBJECTS_READ.labels(provider, "user").inc(result.users_read)
         SYNC_OBJECTS_READ.labels(provider, "group").inc(result.groups_read)
-        log.info("sync of %s (%s) committed %d events", req.directory_id, provider, result.events_total)
+        log.info("sync of %s (%s) committed %d events", req.directory_id, provider, result.events_total,
+                 extra={"directory_id": req.directory_id, "workflow_id": req.workflow_id})
         return PassSummary(sync_run_id=run_id, full=result.full, users_read=result.users_read,
                            groups_read=result.groups_read, events_total=result.events_total,
                            events=dict(result.events), warnings=list(result.warnings), held=dict(result.held))

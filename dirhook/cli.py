@@ -93,7 +93,9 @@ def worker(queues: str = typer.Option("sync,delivery", help="task queues to serv
     from workers import run_workers
 
     settings = Settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from dirhook.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
     asyncio.run(run_workers(settings, [q.strip() for q in queues.split(",") if q.strip()]))
 
 
@@ -102,9 +104,14 @@ def api(host: Optional[str] = None, port: Optional[int] = None) -> None:
     """Run the HTTP API."""
     import uvicorn
 
+    from dirhook.logs import configure_logging
+
     settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    # log_config=None: uvicorn's loggers go through ours (JSON lines, secrets masked);
+    # access logs stay off (one line per request is the proxy's job).
     uvicorn.run("dirhook.api.app:create_app", factory=True, host=host or settings.api_host,
-                port=port or settings.api_port, log_level="warning")
+                port=port or settings.api_port, log_config=None, access_log=False)
 
 
 @app.command()

@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     ldap_timestamp_overlap_seconds: int = 300
 
     log_level: str = "INFO"
+    log_format: str = Field(default="json", pattern="^(json|text)$", description="json lines or plain text")
     # Prometheus endpoints of a worker process: dirhook's own metrics, and the Temporal
     # SDK's (0: off; `dirhook dev` turns them on).
     worker_metrics_port: int = 0

@@ -108,8 +108,8 @@ class DevStack:
         ], self.logs / "temporal.log", stop_timeout=15, restartable=False)
         self.worker = Child("worker", [sys.executable, "-m", "workers"], self.logs / "worker.log",
                             stop_timeout=35, restartable=True)
-        self.api = Child("api", [sys.executable, "-m", "uvicorn", "dirhook.api.app:create_app", "--factory",
-                                 "--host", s.api_host, "--port", str(s.api_port), "--log-level", "warning"],
+        self.api = Child("api", [sys.executable, "-m", "dirhook.cli", "api", "--host", s.api_host,
+                                 "--port", str(s.api_port)],
                          self.logs / "api.log", stop_timeout=10, restartable=True)
         self.children = [self.temporal, self.worker, self.api]
 

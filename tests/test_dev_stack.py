@@ -109,6 +109,13 @@ def test_dev_comes_up_serves_and_stops_cleanly(tmp_path):
         endpoint_id = r.json()["id"]
         left = _interrupt(proc)
         assert not left, f"child processes left behind: {left}"
+        # Worker and API logs are JSON lines, with no secret in them.
+        import json
+
+        for name in ("worker.log", "api.log"):
+            lines = (tmp_path / "data" / "logs" / name).read_text().splitlines()
+            assert lines and all(json.loads(line)["message"] for line in lines), name
+            assert token not in "\n".join(lines)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -11,7 +11,9 @@ def main() -> None:
     parser.add_argument("--queues", default=",".join(QUEUES), help="comma-separated: sync,delivery")
     args = parser.parse_args()
     settings = Settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from dirhook.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
     asyncio.run(run_workers(settings, [q.strip() for q in args.queues.split(",") if q.strip()]))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
@@ -20,6 +21,7 @@ from dirhook.metrics import DatabaseCollector
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = make_engine(settings.sqlalchemy_url)
+    log = logging.getLogger("dirhook.api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -37,6 +39,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = make_sessionmaker(engine)
     app.state.admin_token = settings.resolved_admin_token
     app.state.temporal = TemporalConnector(settings)
+
+    @app.middleware("http")
+    async def _log_errors(request: Request, call_next):
+        # One JSON line per failed request; the path and status, never headers or bodies.
+        response = await call_next(request)
+        if response.status_code >= 500:
+            log.error("%s %s answered %d", request.method, request.url.path, response.status_code)
+        return response
 
     @app.exception_handler(IntegrityError)
     async def _conflict(_request: Request, exc: IntegrityError):
