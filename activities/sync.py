@@ -68,8 +68,11 @@ class SyncActivities:
             run_id = run.id
             cursor, provider = directory.cursor, directory.provider
             recompute = req.mode in ("recompute", "apply_held_deletions")  # neither reads the directory
-            thresholds = (directory.deletion_threshold_count or self.settings.deletion_threshold_count,
-                          directory.deletion_threshold_percent or self.settings.deletion_threshold_percent)
+            thresholds = (  # 0 is a threshold too ("hold every deletion"): only None means the default
+                self.settings.deletion_threshold_count if directory.deletion_threshold_count is None
+                else directory.deletion_threshold_count,
+                self.settings.deletion_threshold_percent if directory.deletion_threshold_percent is None
+                else directory.deletion_threshold_percent)
             source = None if recompute else build_source(directory, self.settings)
             mapping = mapping_for(directory) if recompute else source.mapping
 
