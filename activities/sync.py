@@ -21,6 +21,7 @@ from dirhook.metrics import SYNC_OBJECTS_READ, SYNC_PASS_DURATION
 from dirhook.providers.base import SourceError
 from dirhook.providers.factory import build_source, mapping_for
 from dirhook.sync_control import DirectoryRef
+from dirhook.temporal import wake_dispatcher
 from dirhook.sync_engine import SyncEngine
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,26 @@ class SyncActivities:
                 except Exception:  # progress is best effort; the pass itself must go on
                     log.warning("could not report progress to %s", req.workflow_id, exc_info=True)
 
+        woken: dict[str, float] = {}
+
+        def on_commit(endpoint_ids: set[str]) -> None:
+            # Start delivery while the pass goes on: wake each endpoint's dispatcher at most
+            # every 2 s (the workflow wakes them all again when the pass ends).
+            now = time.monotonic()
+            for endpoint_id in sorted(endpoint_ids):
+                if now - woken.get(endpoint_id, -10.0) < 2.0:
+                    continue
+                woken[endpoint_id] = now
+                fut = asyncio.run_coroutine_threadsafe(
+                    wake_dispatcher(self.client, self.settings, endpoint_id), self.loop)
+                try:
+                    fut.result(timeout=10)
+                except Exception:  # the end-of-pass wake-up covers it
+                    log.warning("could not wake the dispatcher of %s", endpoint_id, exc_info=True,
+                                extra={"endpoint_id": endpoint_id})
+
         try:
-            engine = self._engine(req.directory_id, mapping, thresholds, on_progress)
+            engine = self._engine(req.directory_id, mapping, thresholds, on_progress, on_commit)
             if req.mode == "apply_held_deletions":
                 result = engine.apply_held_deletions()
             elif recompute:
@@ -126,11 +145,12 @@ class SyncActivities:
                            groups_read=result.groups_read, events_total=result.events_total,
                            events=dict(result.events), warnings=list(result.warnings), held=dict(result.held))
 
-    def _engine(self, directory_id: str, mapping: dict, thresholds: tuple[int, float], on_progress) -> SyncEngine:
+    def _engine(self, directory_id: str, mapping: dict, thresholds: tuple[int, float], on_progress,
+                on_commit) -> SyncEngine:
         return SyncEngine(self.sessions, directory_id, mapping, chunk_size=self.settings.sync_chunk_size,
                           on_progress=on_progress, max_payload_bytes=self.settings.max_payload_bytes,
                           raw_attributes_max_bytes=self.settings.raw_attributes_max_bytes,
-                          deletion_threshold=thresholds)
+                          deletion_threshold=thresholds, on_commit=on_commit)
 
     @activity.defn(name="request_scheduled_sync")
     async def request_scheduled_sync(self, directory_id: str) -> str:

@@ -86,7 +86,8 @@ class SyncEngine:
     def __init__(self, sessions: sessionmaker, directory_id: str, mapping: Mapping[str, Any], *,
                  chunk_size: int = 500, on_progress: Callable[[dict[str, Any]], None] | None = None,
                  max_payload_bytes: int = 512 * 1024, raw_attributes_max_bytes: int = 32 * 1024,
-                 deletion_threshold: tuple[int, float] = (500, 10.0)):
+                 deletion_threshold: tuple[int, float] = (500, 10.0),
+                 on_commit: Callable[[set[str]], None] | None = None):
         self.sessions = sessions
         self.directory_id = directory_id
         self.mapping = mapping
@@ -94,6 +95,9 @@ class SyncEngine:
         self.max_payload_bytes = max_payload_bytes
         self.raw_attributes_max_bytes = raw_attributes_max_bytes
         self.deletion_threshold = deletion_threshold
+        # Told the endpoints with new pending deliveries after every committed chunk, so
+        # delivery starts while a long pass is still reading.
+        self.on_commit = on_commit or (lambda _endpoints: None)
         self.on_progress = on_progress or (lambda _p: None)
 
     # -- the pass -------------------------------------------------------------------------------
@@ -354,12 +358,19 @@ class SyncEngine:
         return Outbox(s, s.get(Directory, self.directory_id), self.max_payload_bytes)
 
     def _flush(self, outbox: Outbox) -> None:
+        """Write the chunk's events; the caller's transaction commits them."""
         outbox.flush()
         for k, v in outbox.counts.items():
             self._result.events[k] = self._result.events.get(k, 0) + v
         self._result.endpoint_ids |= outbox.endpoint_ids_touched
+        self._touched_since_progress = getattr(self, "_touched_since_progress", set()) | outbox.endpoint_ids_touched
 
     def _progress(self, stage: str, changes: Changes | None) -> None:
+        # Called between transactions: what was flushed so far is committed.
+        touched = getattr(self, "_touched_since_progress", set())
+        if touched:
+            self._touched_since_progress = set()
+            self.on_commit(touched)
         self.on_progress({"stage": stage, "users_read": self._result.users_read,
                           "groups_read": self._result.groups_read, "events": self._result.events_total})
 

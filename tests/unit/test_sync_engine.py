@@ -116,3 +116,21 @@ def test_incremental_deletion_from_id_listing(sessions):
     new = events(sessions, last)
     assert types(new) == ["group.user_removed", "user.deleted"]
     assert new[1]["data"]["username"] == "b"
+
+
+def test_endpoints_are_told_after_each_committed_chunk(sessions):
+    from dirhook.db.schema import Delivery, Endpoint
+
+    with sessions.begin() as s:
+        s.add(Endpoint(id="ep_1", organization_id="org_1", url="http://127.0.0.1:9/", secret="whsec_x"))
+    calls: list[tuple[set, int]] = []
+
+    def on_commit(endpoints: set[str]) -> None:
+        with sessions() as s:  # what the callback is told about is already committed
+            calls.append((set(endpoints), s.query(Delivery).count()))
+
+    changes = Changes(full=True, groups=iter([group("eng", "a")]), users=iter([user(u) for u in "abcde"]),
+                      next_cursor={})
+    SyncEngine(sessions, "dir_1", MAPPING, chunk_size=2, on_commit=on_commit).run(changes)
+    assert len(calls) >= 3 and all(endpoints == {"ep_1"} for endpoints, _n in calls)
+    assert [n for _e, n in calls] == sorted(n for _e, n in calls) and calls[0][1] > 0
