@@ -20,7 +20,7 @@ from dirhook import temporal as t
 from dirhook.config import Settings
 from dirhook.db.schema import Delivery, DeliveryAttempt, Endpoint, EventRow, utcnow
 from dirhook.delivery import AttemptResult, Pacer, WebhookSender, retry_delay
-from dirhook.endpoint_state import record_health, set_enabled, signing_secrets
+from dirhook.endpoint_state import GONE_REASON, record_health, set_enabled, signing_secrets
 from dirhook.signing import Signer
 
 log = logging.getLogger(__name__)
@@ -171,8 +171,8 @@ class DeliveryActivities:
             if endpoint is None:
                 return None
             if any(r.gone for _d, r, _v in outcomes):
-                set_enabled(s, endpoint, False, "receiver answered 410 Gone")
-                return "receiver answered 410 Gone"
+                set_enabled(s, endpoint, False, GONE_REASON, "gone")
+                return GONE_REASON
             disable_after = timedelta(seconds=endpoint.disable_after_seconds
                                       or self.settings.endpoint_disable_after_seconds)
             return record_health(s, endpoint, any(r.succeeded for _d, r, _v in outcomes), now, disable_after)

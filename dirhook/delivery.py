@@ -8,13 +8,12 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlparse
 
 import aiohttp
 
 from dirhook import __version__
 from dirhook.metrics import DELIVERY_ATTEMPTS, DELIVERY_LATENCY, attempt_outcome
-from dirhook.ssrf import GuardedResolver, address_refusal
+from dirhook.ssrf import GuardedResolver, literal_address_refusal
 
 RESPONSE_BODY_KEEP = 1024
 MAX_RETRY_AFTER_SECONDS = 24 * 3600
@@ -120,23 +119,10 @@ class WebhookSender:
             )
         return self._session
 
-    def _refusal(self, url: str) -> str | None:
-        """The SSRF guard's word on a URL whose host is an address (names are checked by the resolver)."""
-        if self.allow_private:
-            return None
-        parsed = urlparse(url)
-        if parsed.scheme not in ("http", "https"):
-            return f"refused by the SSRF guard: {parsed.scheme}: URLs are not allowed"
-        try:
-            reason = address_refusal(parsed.hostname or "")
-        except ValueError:
-            return None
-        return f"refused by the SSRF guard: {reason}" if reason else None
-
     async def post(self, url: str, headers: dict[str, str], body: str, timeout: float | None = None) -> AttemptResult:
         started = datetime.now(timezone.utc)
         t0 = time.perf_counter()
-        refusal = self._refusal(url)
+        refusal = None if self.allow_private else literal_address_refusal(url)
         if refusal:
             DELIVERY_ATTEMPTS.labels("refused").inc()
             return AttemptResult(started, None, 0.0, None, refusal)

@@ -14,8 +14,12 @@ from dirhook.signing import generate_secret
 MAX_OLD_SECRETS = 5
 
 
-def set_enabled(session: Session, endpoint: Endpoint, enabled: bool, reason: str) -> bool:
-    """Enable or disable, recording why; returns whether anything changed."""
+GONE_REASON = "receiver answered 410 Gone"
+
+
+def set_enabled(session: Session, endpoint: Endpoint, enabled: bool, reason: str, cause: str) -> bool:
+    """Enable or disable, recording why (``reason`` for people, ``cause`` — operator, gone,
+    failing — for metrics); returns whether anything changed."""
     if endpoint.enabled == enabled:
         return False
     endpoint.enabled = enabled
@@ -23,8 +27,6 @@ def set_enabled(session: Session, endpoint: Endpoint, enabled: bool, reason: str
     if enabled:
         endpoint.failing_since = None
     session.add(EndpointStateChange(endpoint_id=endpoint.id, at=utcnow(), enabled=enabled, reason=reason))
-    cause = "operator" if "operator" in reason else "410" if "410" in reason else "failing" if "failing" in reason \
-        else "other"
     ENDPOINT_STATE_CHANGES.labels("enabled" if enabled else "disabled", cause).inc()
     return True
 
@@ -43,7 +45,7 @@ def record_health(session: Session, endpoint: Endpoint, succeeded: bool, now: da
     if endpoint.enabled and now - endpoint.failing_since >= disable_after:
         reason = (f"failing since {endpoint.failing_since.isoformat()} without a single success "
                   f"(disabled after {disable_after})")
-        set_enabled(session, endpoint, False, reason)
+        set_enabled(session, endpoint, False, reason, "failing")
         return reason
     return None
 

@@ -64,19 +64,29 @@ async def check_url(url: str, allow_private: bool) -> None:
         return
     try:
         reason = address_refusal(host)
-        addresses = [host]
     except ValueError:  # a name, not an address
-        reason = None
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
         except socket.gaierror:
             raise UnsafeURL(f"{host} does not resolve") from None
-        addresses = sorted({info[4][0] for info in infos})
-        for address in addresses:
-            reason = reason or address_refusal(address)
+        reasons = (address_refusal(address) for address in sorted({info[4][0] for info in infos}))
+        reason = next((r for r in reasons if r), None)
     if reason:
-        raise UnsafeURL(f"{host} is refused: {reason} (private endpoints are not allowed here)"
-                        if addresses != [host] else f"refused: {reason} (private endpoints are not allowed here)")
+        raise UnsafeURL(f"{host} is refused: {reason} (private endpoints are not allowed here)")
+
+
+def literal_address_refusal(url: str) -> str | None:
+    """At delivery: why a URL whose host is an address (or whose scheme is not http) may not
+    be sent to. Names are checked on their resolved addresses by GuardedResolver."""
+    try:
+        host = check_url_syntax(url)
+    except UnsafeURL as exc:
+        return f"refused by the SSRF guard: {exc}"
+    try:
+        reason = address_refusal(host)
+    except ValueError:
+        return None
+    return f"refused by the SSRF guard: {reason}" if reason else None
 
 
 class GuardedResolver(AbstractResolver):

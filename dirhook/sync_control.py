@@ -11,6 +11,7 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
@@ -79,10 +80,7 @@ async def put_schedule(client: Client, settings: Settings, d: DirectoryRef, inte
         return
     try:
         await client.create_schedule(schedule_id(d.id), _schedule(settings, d, interval_seconds, False))
-    except Exception as exc:  # ScheduleAlreadyRunningError: change the interval, keep paused/unpaused
-        if "already" not in str(exc).lower():
-            raise
-
+    except ScheduleAlreadyRunningError:  # change the interval, keep it paused or not
         def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
             paused = current.description.schedule.state.paused
             return ScheduleUpdate(schedule=_schedule(settings, d, interval_seconds, paused))

@@ -98,6 +98,7 @@ class SyncEngine:
         # Told the endpoints with new pending deliveries after every committed chunk, so
         # delivery starts while a long pass is still reading.
         self.on_commit = on_commit or (lambda _endpoints: None)
+        self._touched: set[str] = set()  # endpoints with deliveries flushed since the last commit report
         self.on_progress = on_progress or (lambda _p: None)
 
     # -- the pass -------------------------------------------------------------------------------
@@ -158,7 +159,7 @@ class SyncEngine:
             result.warnings.append("nested group cycles (each group keeps the others' membership): " + "; ".join(
                 " -> ".join(self._groups[g].state["name"] for g in cycle if g in self._groups)
                 for cycle in self._cycles))
-        self._progress("groups", changes)
+        self._progress("groups")
 
         # 3. Users, streamed page by page.
         seen_users: set[str] = set()
@@ -174,7 +175,7 @@ class SyncEngine:
                 outbox = self._outbox(s)
                 processed.update(self._apply_users(s, outbox, users, fetched_ids, members_by_ref))
                 self._flush(outbox)
-            self._progress("users", changes)
+            self._progress("users")
 
         # 4. Incremental: members of changed groups whose own entry did not change.
         if not changes.full and fetched_ids:
@@ -218,7 +219,7 @@ class SyncEngine:
                     "changes": dict(result.events),
                 }, object_id=directory.id)
                 self._flush(outbox)
-        self._progress("done", changes)
+        self._progress("done")
         return result
 
     def recompute(self, renormalize: bool = True) -> PassResult:
@@ -231,7 +232,7 @@ class SyncEngine:
         with self.sessions() as s:
             user_ids = set(s.scalars(select(User.id).where(User.directory_id == self.directory_id)))
         self._reprocess(user_ids, set(), {}, renormalize=renormalize)
-        self._progress("done", None)
+        self._progress("done")
         return result
 
     # -- deletion protection -------------------------------------------------------------------------
@@ -363,13 +364,12 @@ class SyncEngine:
         for k, v in outbox.counts.items():
             self._result.events[k] = self._result.events.get(k, 0) + v
         self._result.endpoint_ids |= outbox.endpoint_ids_touched
-        self._touched_since_progress = getattr(self, "_touched_since_progress", set()) | outbox.endpoint_ids_touched
+        self._touched |= outbox.endpoint_ids_touched
 
-    def _progress(self, stage: str, changes: Changes | None) -> None:
+    def _progress(self, stage: str) -> None:
         # Called between transactions: what was flushed so far is committed.
-        touched = getattr(self, "_touched_since_progress", set())
-        if touched:
-            self._touched_since_progress = set()
+        if self._touched:
+            touched, self._touched = self._touched, set()
             self.on_commit(touched)
         self.on_progress({"stage": stage, "users_read": self._result.users_read,
                           "groups_read": self._result.groups_read, "events": self._result.events_total})

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from tests.conftest import Stack, unique
@@ -61,6 +63,18 @@ async def connect_directory(stack: Stack, slapd: Slapd, receiver: Receiver, n_us
     endpoint = r.json()
     route = receiver.route(ou, endpoint["secret"], respond)
     return Connected(ou, directory, endpoint, route)
+
+
+async def run_cli(stack: Stack, data_dir: Path, *args: str, code: int = 0, timeout: float = 120) -> str:
+    """Run ``dirhook ARGS`` as a user would, against the stack's API; returns stdout and stderr
+    together after checking the exit code."""
+    env = {"DIRHOOK_API_URL": stack.api_url, "DIRHOOK_ADMIN_TOKEN": stack.settings.resolved_admin_token,
+           "DIRHOOK_DATA_DIR": str(data_dir), "COLUMNS": "200", "PATH": "/usr/bin:/bin"}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "dirhook.cli", *args, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode == code, out.decode()
+    return out.decode()
 
 
 async def sync(stack: Stack, directory_id: str, mode: str = "incremental", timeout: float = 90) -> dict:

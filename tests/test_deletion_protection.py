@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 
 import pytest
 
-from tests.e2e_helpers import all_events, connect_directory, count_types, wait_delivered
+from tests.e2e_helpers import all_events, connect_directory, count_types, run_cli, wait_delivered
 from tests.support.slapd import ldap_tool
 from tests.support.wait import wait_for
 
@@ -60,13 +59,8 @@ async def test_mass_deletion_waits_for_approval(stack, slapd, receiver, tmp_path
     await wait_for(lambda: awaiting(stack, conn.id), 60, "the next pass to hold them again")
 
     # Approved, through the CLI: every deletion reaches the receiver.
-    env = {"DIRHOOK_API_URL": stack.api_url, "DIRHOOK_ADMIN_TOKEN": stack.settings.resolved_admin_token,
-           "DIRHOOK_DATA_DIR": str(tmp_path), "COLUMNS": "200", "PATH": "/usr/bin:/bin"}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "dirhook.cli", "directories", "deletions",
-                                                conn.id, "--approve", env=env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0 and "approved" in out.decode(), out.decode()
+    out = await run_cli(stack, tmp_path, "directories", "deletions", conn.id, "--approve")
+    assert "approved" in out, out
     await wait_for(lambda: idle(stack, conn.id), 60, "the workflow to finish")
     events = (await wait_delivered(stack, conn, 120))[before:]
     assert count_types(events)["user.deleted"] == 600

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 from datetime import datetime, timedelta, timezone
 
@@ -17,7 +16,7 @@ from dirhook.db.schema import EndpointSecret
 from dirhook.delivery import WebhookSender
 from dirhook.signing import Signer
 from tests.conftest import ADMIN_TOKEN
-from tests.e2e_helpers import emit, scratch_directory, subscribe
+from tests.e2e_helpers import emit, run_cli, scratch_directory, subscribe
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.slow
@@ -56,7 +55,6 @@ async def test_410_disables_and_recovery_delivers_every_retained_event_once(stac
     await wait_for(shows_disabled, 30, "the dispatcher to show the endpoint disabled", interval=0.5)
     await emit(stack, directory["id"], 5)  # while disabled: kept, not sent
     held = await wait_for(lambda: deliveries(stack, endpoint["id"], status="skipped"), 30, "held deliveries")
-    await asyncio.sleep(0)  # let any in-flight retry workflow notice the endpoint is disabled
     assert route.accepted == []
 
     gone["on"] = False
@@ -64,7 +62,10 @@ async def test_410_disables_and_recovery_delivers_every_retained_event_once(stac
     r = await stack.api.post(f"/v1/endpoints/{endpoint['id']}/recover", json={"since": started.isoformat()})
     assert r.status_code == 200 and r.json()["requeued"] >= len(held)
     await wait_for(lambda: len(route.events()) == 10, 60, "all 10 events at the receiver")
-    await asyncio.sleep(1)  # anything still queued would arrive now
+
+    async def settled():  # every delivery recorded as succeeded: nothing is left to send again
+        return len(await deliveries(stack, endpoint["id"], status="succeeded")) == 10
+    await wait_for(settled, 30, "all 10 deliveries to be recorded as succeeded")
     ids = [r.headers["webhook-id"] for r in route.accepted]
     assert len(ids) == len(set(ids)) == 10  # each webhook-id accepted exactly once
     changes = (await stack.api.get(f"/v1/endpoints/{endpoint['id']}/state-changes")).json()
@@ -229,17 +230,8 @@ async def test_ssrf_guard_checks_again_at_delivery(receiver):
 
 @SQLITE_ONLY
 async def test_cli_manages_endpoints(stack, tmp_path):
-    import sys
-
-    env = {"DIRHOOK_API_URL": stack.api_url, "DIRHOOK_ADMIN_TOKEN": ADMIN_TOKEN, "DIRHOOK_DATA_DIR": str(tmp_path),
-           "COLUMNS": "200", "PATH": "/usr/bin:/bin"}
-
     async def cli(*args: str) -> str:
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "dirhook.cli", "endpoints", *args, env=env,
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        out, _ = await asyncio.wait_for(proc.communicate(), 60)
-        assert proc.returncode == 0, out.decode()
-        return out.decode()
+        return await run_cli(stack, tmp_path, "endpoints", *args)
 
     out = await cli("add", "http://127.0.0.1:9/cli", "--event-type", "user.*", "--fifo", "--rate-limit", "5",
                     "--retry-schedule", "1,2,3")

@@ -19,6 +19,7 @@ from tests.e2e_helpers import (
     all_events,
     connect_directory,
     count_types,
+    run_cli,
     sync,
     wait_delivered,
 )
@@ -193,15 +194,7 @@ async def test_source_failure_changes_nothing_and_is_reported(stack, slapd, rece
     assert status["state"] == "failed" and expected in status["error"]
     assert status["last_run"]["status"] == "failed"
     # CLI
-    env = {"DIRHOOK_API_URL": stack.api_url, "DIRHOOK_ADMIN_TOKEN": stack.settings.resolved_admin_token,
-           "DIRHOOK_DATA_DIR": str(tmp_path), "COLUMNS": "200", "PATH": "/usr/bin:/bin"}
-    import sys
-
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "dirhook.cli", "sync", conn.id, env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 1, (out, err)
-    assert expected in (out + err).decode()
+    assert expected in await run_cli(stack, tmp_path, "sync", conn.id, code=1)
     # Nothing changed: no event, same cursor, same users.
     after = (await stack.api.get(f"/v1/directories/{conn.id}")).json()
     if failure == "wrong_password":

@@ -62,7 +62,7 @@ async def test_metrics_after_a_known_sync(stack, slapd, receiver):
     await wait_for(recorded, 30, "the deliveries to be recorded as succeeded")
 
     # An endpoint disabled by an operator shows in the gauge and the state-change counter.
-    await stack.api.post(f"/v1/endpoints/{conn.endpoint['id']}/disable", json={"reason": "disabled by an operator"})
+    await stack.api.post(f"/v1/endpoints/{conn.endpoint['id']}/disable", json={"reason": "maintenance window"})
     later = await scrape(stack)
     assert later[("dirhook_endpoints_disabled", ())] == after[("dirhook_endpoints_disabled", ())] + 1
     assert delta(later, after, "dirhook_endpoint_state_changes_total", state="disabled", cause="operator") == 1

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.e2e_helpers import all_events, connect_directory, count_types, sync, wait_delivered
+from tests.e2e_helpers import all_events, connect_directory, count_types, run_cli, sync, wait_delivered
 from tests.support.slapd import ldap_tool
 
 pytestmark = pytest.mark.slow
@@ -187,18 +187,10 @@ async def test_invalid_role_and_mapping_input_changes_nothing(stack, slapd, rece
 
 @pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
 async def test_cli_manages_roles_and_mappings(stack, slapd, receiver, tmp_path):
-    import sys
-
     conn = await connect_directory(stack, slapd, receiver, 2, 1)
-    env = {"DIRHOOK_API_URL": stack.api_url, "DIRHOOK_ADMIN_TOKEN": stack.settings.resolved_admin_token,
-           "DIRHOOK_DATA_DIR": str(tmp_path), "COLUMNS": "200", "PATH": "/usr/bin:/bin"}
 
     async def cli(*args: str, code: int = 0) -> str:
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "dirhook.cli", *args, env=env,
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-        out, _ = await asyncio.wait_for(proc.communicate(), 60)
-        assert proc.returncode == code, out.decode()
-        return out.decode()
+        return await run_cli(stack, tmp_path, *args, code=code)
 
     slug = f"cli-{conn.ou}"
     await cli("roles", "add", slug, "--priority", "5")

@@ -1,6 +1,5 @@
 import argparse
 import asyncio
-import logging
 
 from dirhook.config import Settings
 from workers import QUEUES, run_workers

@@ -139,7 +139,7 @@ async def delete_endpoint(endpoint_id: str, session: SessionDep, client: Tempora
 def disable_endpoint(endpoint_id: str, body: DisableIn, session: SessionDep):
     """Stops delivery; new events are kept as `skipped` deliveries for a later recovery."""
     e = get_endpoint(session, endpoint_id)
-    set_enabled(session, e, False, body.reason)
+    set_enabled(session, e, False, body.reason, "operator")
     session.commit()
     return endpoint_out(e)
 
@@ -148,7 +148,7 @@ def disable_endpoint(endpoint_id: str, body: DisableIn, session: SessionDep):
 async def enable_endpoint(endpoint_id: str, session: SessionDep, settings: SettingsDep, client: TemporalDep):
     """Resumes delivery of pending events (held-back ones need `recover`)."""
     e = get_endpoint(session, endpoint_id)
-    set_enabled(session, e, True, "enabled by an operator")
+    set_enabled(session, e, True, "enabled by an operator", "operator")
     session.commit()
     await wake(client, settings, e.id)
     return endpoint_out(e)
