@@ -1,4 +1,6 @@
+import asyncio
 import random
+import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -8,7 +10,7 @@ from standardwebhooks.webhooks import WebhookVerificationError as StdVerificatio
 from svix.webhooks import Webhook as SvixWebhook, WebhookVerificationError
 
 from dirhook.config import DEFAULT_RETRY_SCHEDULE
-from dirhook.delivery import parse_retry_after, retry_delay
+from dirhook.delivery import Pacer, parse_retry_after, retry_delay
 from dirhook.signing import Signer, generate_secret, is_valid_secret
 from dirhook.subscriptions import endpoint_wants, validate_event_type_patterns
 
@@ -67,3 +69,22 @@ def test_subscriptions_with_wildcards_and_directory_filter():
     assert endpoint_wants(["user.*"], None, "user.deleted", "d1")
     assert not endpoint_wants(["user.*"], None, "group.created", "d1")
     assert not endpoint_wants(None, ["d2"], "user.created", "d1")
+
+
+async def test_pacer_never_bursts_after_the_event_loop_stalls():
+    pacer = Pacer(rate=100)  # one send every 10 ms
+    sent: list[float] = []
+
+    async def sender():
+        for _ in range(5):
+            await pacer.wait()
+            sent.append(time.time())
+
+    async def staller():
+        await asyncio.sleep(0.05)
+        time.sleep(0.15)  # a blocked loop: GC, a slow commit, a busy CI machine
+
+    await asyncio.wait_for(asyncio.gather(staller(), *(sender() for _ in range(10))), 10)
+    gaps = [b - a for a, b in zip(sent, sent[1:])]
+    assert len(sent) == 50
+    assert min(gaps) >= 0.0099, min(gaps)  # ~0.01 s, minus the clock's own rounding
