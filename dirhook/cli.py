@@ -24,6 +24,8 @@ app.add_typer(directories_app, name="directories")
 app.add_typer(endpoints_app, name="endpoints")
 roles_app = typer.Typer(help="Roles that group membership grants.", no_args_is_help=True)
 app.add_typer(roles_app, name="roles")
+orgs_app = typer.Typer(help="Organizations and their API keys.", no_args_is_help=True)
+app.add_typer(orgs_app, name="orgs")
 
 console = Console()
 err = Console(stderr=True)
@@ -48,8 +50,9 @@ class ApiError(Exception):
 def _api() -> httpx.Client:
     settings = Settings()
     base = os.environ.get("DIRHOOK_API_URL", settings.api_url)
-    return httpx.Client(base_url=base, timeout=30,
-                        headers={"authorization": f"Bearer {settings.resolved_admin_token}"})
+    # DIRHOOK_API_KEY: an organization's key, for someone who may see that organization only.
+    token = os.environ.get("DIRHOOK_API_KEY") or settings.resolved_admin_token
+    return httpx.Client(base_url=base, timeout=30, headers={"authorization": f"Bearer {token}"})
 
 
 def _call(method: str, path: str, **kw) -> Any:
@@ -315,6 +318,45 @@ def delete_role(role_id: str) -> None:
     """Delete a role and its mappings; users who had it are updated at once."""
     _run(_call, "DELETE", f"/v1/roles/{role_id}")
     console.print(f"role {role_id} deleted")
+
+
+# -- organizations ------------------------------------------------------------------------------
+@orgs_app.command("add")
+def add_organization(name: str) -> None:
+    """Create an organization (admin token only)."""
+    r = _run(_call, "POST", "/v1/organizations", json={"name": name})
+    console.print(f"organization {r['id']} ({r['name']}) created")
+
+
+@orgs_app.command("list")
+def list_organizations() -> None:
+    table = _table("id", "name", "created")
+    for o in _run(_call, "GET", "/v1/organizations"):
+        table.add_row(o["id"], o["name"], o["created_at"])
+    console.print(table)
+
+
+@orgs_app.command("add-key")
+def add_api_key(organization_id: str, name: str = typer.Option(..., help="what the key is for")) -> None:
+    """Create an API key that sees this organization only. Printed once; keep it."""
+    r = _run(_call, "POST", f"/v1/organizations/{organization_id}/api-keys", json={"name": name})
+    console.print(f"API key {r['id']} created for {r['organization_id']}. It is shown this once:")
+    console.print(r["key"], soft_wrap=True, highlight=False)
+
+
+@orgs_app.command("keys")
+def list_api_keys(organization_id: str) -> None:
+    table = _table("id", "name", "created", "last used", "revoked")
+    for k in _run(_call, "GET", f"/v1/organizations/{organization_id}/api-keys"):
+        table.add_row(k["id"], k["name"], k["created_at"], k["last_used_at"] or "", k["revoked_at"] or "")
+    console.print(table)
+
+
+@orgs_app.command("revoke-key")
+def revoke_api_key(organization_id: str, key_id: str) -> None:
+    """Revoke at once: the next request with the key gets 401."""
+    _run(_call, "DELETE", f"/v1/organizations/{organization_id}/api-keys/{key_id}")
+    console.print(f"API key {key_id} revoked")
 
 
 # -- sync -----------------------------------------------------------------------------------------

@@ -65,11 +65,12 @@ async def connect_directory(stack: Stack, slapd: Slapd, receiver: Receiver, n_us
     return Connected(ou, directory, endpoint, route)
 
 
-async def run_cli(stack: Stack, data_dir: Path, *args: str, code: int = 0, timeout: float = 120) -> str:
+async def run_cli(stack: Stack, data_dir: Path, *args: str, code: int = 0, timeout: float = 120,
+                  env: dict[str, str] | None = None) -> str:
     """Run ``dirhook ARGS`` as a user would, against the stack's API; returns stdout and stderr
     together after checking the exit code."""
     env = {"DIRHOOK_API_URL": stack.api_url, "DIRHOOK_ADMIN_TOKEN": stack.settings.resolved_admin_token,
-           "DIRHOOK_DATA_DIR": str(data_dir), "COLUMNS": "200", "PATH": "/usr/bin:/bin"}
+           "DIRHOOK_DATA_DIR": str(data_dir), "COLUMNS": "200", "PATH": "/usr/bin:/bin", **(env or {})}
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "dirhook.cli", *args, env=env,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(proc.communicate(), timeout)

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from sqlalchemy.exc import IntegrityError
 
 from dirhook import __version__
-from dirhook.api.deps import TemporalConnector, require_admin
+from dirhook.api.deps import TemporalConnector, authenticate
 from dirhook.api.routers import directories, endpoints, events, health, organizations, roles
 from dirhook.config import Settings
 from dirhook.db.engine import make_engine, make_sessionmaker
@@ -32,7 +32,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="dirhook",
         version=__version__,
         description="Directory sync (LDAP, Active Directory) delivered as signed webhooks. "
-                    "Authenticate with `Authorization: Bearer <admin token>`.",
+                    "Authenticate with `Authorization: Bearer <admin token>` or an organization's API key "
+                    "(`dhk_…`, from `POST /v1/organizations/{id}/api-keys`), which sees that organization only.",
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -63,7 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body = generate_latest(REGISTRY) + generate_latest(app.state.metrics)
         return PlainTextResponse(body.decode(), media_type=CONTENT_TYPE_LATEST)
 
-    admin = [Depends(require_admin)]
+    # Every resource route: the admin token, or an organization's API key confined to it.
+    admin = [Depends(authenticate)]
     app.include_router(organizations.router, dependencies=admin)
     app.include_router(directories.router, dependencies=admin)
     app.include_router(endpoints.router, dependencies=admin)

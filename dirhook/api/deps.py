@@ -1,9 +1,12 @@
-"""FastAPI dependencies: settings, database sessions, admin auth, the Temporal client."""
+"""FastAPI dependencies: settings, database sessions, callers (admin token or an
+organization's API key), the Temporal client."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Iterator
 
 from fastapi import Depends, HTTPException, Request, status
@@ -11,9 +14,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from temporalio.client import Client
 
+from dirhook import api_keys
 from dirhook.config import Settings
+from dirhook.db.schema import ApiKey, utcnow
 
-bearer = HTTPBearer(auto_error=False, description="the admin token printed by `dirhook dev`")
+bearer = HTTPBearer(auto_error=False, description="the admin token printed by `dirhook dev`, or an organization's API key")
 
 
 def get_settings(request: Request) -> Settings:
@@ -25,12 +30,67 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def require_admin(request: Request,
-                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-    expected = request.app.state.admin_token
-    if credentials is None or not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or invalid bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking. ``organization_id`` None means the admin token: every organization."""
+
+    organization_id: str | None
+    api_key_id: str | None = None
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+# last_used_at is a hint for operators ("is this key still in use?"), not an audit log:
+# writing it on every request would make every read a write.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def authenticate(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+                 session: Annotated[Session, Depends(get_session)]) -> Caller:
+    """The admin token or a live API key; anything else is a 401.
+
+    The session is then scoped to the caller's organization (``session.info``): every
+    lookup through ``visible``/``caller_scope`` answers 404 for another organization's
+    resources, exactly as if they did not exist.
+    """
+    token = credentials.credentials if credentials else ""
+    if token and hmac.compare_digest(token.encode(), request.app.state.admin_token.encode()):
+        caller = Caller(None)
+    elif parsed := api_keys.parse(token):
+        key = session.get(ApiKey, parsed[0])
+        if key is None or not api_keys.matches(parsed[1], key.secret_digest):
+            raise _unauthorized("missing or invalid bearer token")
+        if key.revoked_at is not None:
+            raise _unauthorized(f"API key {key.id} was revoked")
+        now = utcnow()
+        if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+            key.last_used_at = now
+            session.commit()
+        caller = Caller(key.organization_id, key.id)
+    else:
+        raise _unauthorized("missing or invalid bearer token")
+    session.info["organization_id"] = caller.organization_id
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(authenticate)]
+
+
+def require_admin(caller: CallerDep) -> None:
+    if caller.organization_id is not None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs the admin token, not an organization's API key")
+
+
+def caller_scope(session: Session) -> str | None:
+    """The organization the request is confined to, or None for the admin token."""
+    return session.info.get("organization_id")
+
+
+def visible(session: Session, organization_id: str) -> bool:
+    scope = caller_scope(session)
+    return scope is None or scope == organization_id
 
 
 class TemporalConnector:

@@ -8,9 +8,9 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowQueryFail
 from temporalio.service import RPCError, RPCStatusCode
 
 from dirhook import temporal as t
-from dirhook.api.deps import SessionDep, SettingsDep, TemporalDep
+from dirhook.api.deps import SessionDep, SettingsDep, TemporalDep, visible
 from dirhook.config import Settings
-from dirhook.api.routers.organizations import resolve_organization
+from dirhook.api.routers.organizations import resolve_organization, scoped
 from dirhook.api.schemas import (
     DeletionDecision,
     DirectoryIn,
@@ -47,7 +47,7 @@ def directory_out(d: Directory) -> DirectoryOut:
 
 def get_directory(session: Session, directory_id: str) -> Directory:
     d = session.get(Directory, directory_id)
-    if d is None:
+    if d is None or not visible(session, d.organization_id):
         raise HTTPException(404, f"directory {directory_id} not found")
     return d
 
@@ -78,9 +78,7 @@ async def create_directory(body: DirectoryIn, session: SessionDep, settings: Set
 
 @router.get("", response_model=list[DirectoryOut])
 def list_directories(session: SessionDep, organization_id: str | None = None):
-    q = select(Directory).order_by(Directory.id)
-    if organization_id:
-        q = q.where(Directory.organization_id == organization_id)
+    q = scoped(session, select(Directory).order_by(Directory.id), Directory.organization_id, organization_id)
     return [directory_out(d) for d in session.scalars(q)]
 
 

@@ -8,8 +8,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from dirhook import temporal as t
-from dirhook.api.deps import SessionDep, SettingsDep, TemporalDep
-from dirhook.api.routers.organizations import resolve_organization
+from dirhook.api.deps import SessionDep, SettingsDep, TemporalDep, visible
+from dirhook.api.routers.organizations import resolve_organization, scoped
 from dirhook.api.schemas import (
     AttemptOut,
     DeliveryOut,
@@ -46,7 +46,7 @@ def endpoint_out(e: Endpoint) -> EndpointOut:
 
 def get_endpoint(session: Session, endpoint_id: str) -> Endpoint:
     e = session.get(Endpoint, endpoint_id)
-    if e is None:
+    if e is None or not visible(session, e.organization_id):
         raise HTTPException(404, f"endpoint {endpoint_id} not found")
     return e
 
@@ -92,9 +92,7 @@ async def create_endpoint(body: EndpointIn, session: SessionDep, settings: Setti
 
 @router.get("", response_model=list[EndpointOut])
 def list_endpoints(session: SessionDep, organization_id: str | None = None):
-    q = select(Endpoint).order_by(Endpoint.id)
-    if organization_id:
-        q = q.where(Endpoint.organization_id == organization_id)
+    q = scoped(session, select(Endpoint).order_by(Endpoint.id), Endpoint.organization_id, organization_id)
     return [endpoint_out(e) for e in session.scalars(q)]
 
 

@@ -5,8 +5,10 @@ from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select
 
 from dirhook.api.deps import SessionDep
+from dirhook.api.routers.directories import get_directory
+from dirhook.api.routers.organizations import scoped
 from dirhook.api.schemas import Page
-from dirhook.db.schema import Directory, EventRow
+from dirhook.db.schema import EventRow
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
@@ -19,11 +21,8 @@ def list_events(session: SessionDep, directory_id: str | None = None, organizati
     """Events oldest first, exactly as receivers get them. Follow by passing `next_cursor` back as `after`."""
     q = select(EventRow.pk, EventRow.body).order_by(EventRow.pk).limit(limit + 1)
     if directory_id:
-        if session.get(Directory, directory_id) is None:
-            raise HTTPException(404, f"directory {directory_id} not found")
-        q = q.where(EventRow.directory_id == directory_id)
-    if organization_id:
-        q = q.where(EventRow.organization_id == organization_id)
+        q = q.where(EventRow.directory_id == get_directory(session, directory_id).id)
+    q = scoped(session, q, EventRow.organization_id, organization_id)
     if type:
         q = q.where(EventRow.type == type)
     if after:

@@ -1,10 +1,13 @@
-from fastapi import APIRouter, HTTPException
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dirhook.api.deps import SessionDep
-from dirhook.api.schemas import OrganizationIn, OrganizationOut
-from dirhook.db.schema import Organization
+from dirhook import api_keys
+from dirhook.api.deps import SessionDep, caller_scope, require_admin, visible
+from dirhook.api.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, OrganizationIn, OrganizationOut
+from dirhook.db.schema import ApiKey, Organization, utcnow
 from dirhook.ids import new_id
 
 router = APIRouter(prefix="/v1/organizations", tags=["organizations"])
@@ -13,10 +16,12 @@ DEFAULT_ORGANIZATION_ID = "org_default"
 
 
 def resolve_organization(session: Session, organization_id: str | None) -> Organization:
-    """The named organization (404 if unknown), or the default one, created on first use."""
+    """The named organization (404 if unknown or not the caller's); when none is named,
+    the caller's own, or for the admin the default one, created on first use."""
+    organization_id = organization_id or caller_scope(session)
     if organization_id:
         org = session.get(Organization, organization_id)
-        if org is None:
+        if org is None or not visible(session, org.id):
             raise HTTPException(404, f"organization {organization_id} not found")
         return org
     org = session.get(Organization, DEFAULT_ORGANIZATION_ID)
@@ -27,8 +32,20 @@ def resolve_organization(session: Session, organization_id: str | None) -> Organ
     return org
 
 
-@router.post("", response_model=OrganizationOut, status_code=201)
+def scoped(session: Session, query, column, organization_id: str | None = None):
+    """``query`` narrowed to the named organization (404 unless the caller may see it) or,
+    for an organization's API key, to its own."""
+    if organization_id:
+        resolve_organization(session, organization_id)
+        return query.where(column == organization_id)
+    if scope := caller_scope(session):
+        return query.where(column == scope)
+    return query
+
+
+@router.post("", response_model=OrganizationOut, status_code=201, dependencies=[Depends(require_admin)])
 def create_organization(body: OrganizationIn, session: SessionDep):
+    """Admin token only."""
     org = Organization(id=new_id("org"), name=body.name)
     session.add(org)
     session.commit()
@@ -37,5 +54,46 @@ def create_organization(body: OrganizationIn, session: SessionDep):
 
 @router.get("", response_model=list[OrganizationOut])
 def list_organizations(session: SessionDep):
-    return [OrganizationOut.model_validate(o, from_attributes=True)
-            for o in session.scalars(select(Organization).order_by(Organization.created_at))]
+    q = scoped(session, select(Organization).order_by(Organization.created_at), Organization.id)
+    return [OrganizationOut.model_validate(o, from_attributes=True) for o in session.scalars(q)]
+
+
+@router.get("/{organization_id}", response_model=OrganizationOut)
+def read_organization(organization_id: str, session: SessionDep):
+    return OrganizationOut.model_validate(resolve_organization(session, organization_id), from_attributes=True)
+
+
+def _key_out(key: ApiKey) -> dict[str, Any]:
+    return ApiKeyOut.model_validate(key, from_attributes=True).model_dump()
+
+
+@router.post("/{organization_id}/api-keys", response_model=ApiKeyCreated, status_code=201)
+def create_api_key(organization_id: str, body: ApiKeyIn, session: SessionDep):
+    """A key that reads and changes this organization's resources only. The response
+    carries the key: it is never shown again (only a digest is stored)."""
+    org = resolve_organization(session, organization_id)
+    key_id, token, digest = api_keys.new_api_key()
+    key = ApiKey(id=key_id, organization_id=org.id, name=body.name, secret_digest=digest)
+    session.add(key)
+    session.commit()
+    return ApiKeyCreated(**_key_out(key), key=token)
+
+
+@router.get("/{organization_id}/api-keys", response_model=list[ApiKeyOut])
+def list_api_keys(organization_id: str, session: SessionDep):
+    org = resolve_organization(session, organization_id)
+    return [_key_out(k) for k in session.scalars(
+        select(ApiKey).where(ApiKey.organization_id == org.id).order_by(ApiKey.id))]
+
+
+@router.delete("/{organization_id}/api-keys/{key_id}", status_code=204)
+def revoke_api_key(organization_id: str, key_id: str, session: SessionDep):
+    """Revokes at once: the next request with the key gets 401. Revoking twice is a no-op."""
+    org = resolve_organization(session, organization_id)
+    key = session.get(ApiKey, key_id)
+    if key is None or key.organization_id != org.id:
+        raise HTTPException(404, f"API key {key_id} not found in organization {org.id}")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.commit()
+    return Response(status_code=204)

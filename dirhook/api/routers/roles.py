@@ -10,9 +10,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from temporalio.client import Client
 
-from dirhook.api.deps import SessionDep, SettingsDep, TemporalDep
+from dirhook.api.deps import SessionDep, SettingsDep, TemporalDep, visible
 from dirhook.api.routers.directories import get_directory, request_sync
-from dirhook.api.routers.organizations import resolve_organization
+from dirhook.api.routers.organizations import resolve_organization, scoped
 from dirhook.api.schemas import RoleIn, RoleMappingIn, RoleMappingOut, RoleOut, RolePatch
 from dirhook.config import Settings
 from dirhook.db.schema import Directory, Role, RoleMappingRow
@@ -24,7 +24,7 @@ mappings_router = APIRouter(prefix="/v1/directories/{directory_id}/role-mappings
 
 def get_role(session: Session, role_id: str) -> Role:
     role = session.get(Role, role_id)
-    if role is None:
+    if role is None or not visible(session, role.organization_id):
         raise HTTPException(404, f"role {role_id} not found")
     return role
 
@@ -57,9 +57,7 @@ async def create_role(body: RoleIn, session: SessionDep, settings: SettingsDep, 
 
 @roles_router.get("", response_model=list[RoleOut])
 def list_roles(session: SessionDep, organization_id: str | None = None):
-    q = select(Role).order_by(Role.priority.desc(), Role.slug)
-    if organization_id:
-        q = q.where(Role.organization_id == organization_id)
+    q = scoped(session, select(Role).order_by(Role.priority.desc(), Role.slug), Role.organization_id, organization_id)
     return [RoleOut.model_validate(r, from_attributes=True) for r in session.scalars(q)]
 
 
