@@ -235,6 +235,10 @@ class DeliveryActivities:
                     counts["sent"] += 1
                 else:
                     counts["failed"] += 1
+                    log.info("delivery %s of %s to endpoint %s failed (%s): retrying on its schedule", d.id,
+                             d.event_id, ep.id, r.status_code or r.error,
+                             extra={"endpoint_id": ep.id, "event_id": d.event_id, "delivery_id": d.id,
+                                    "directory_id": d.directory_id})
                     await self._start_retry(RetryInput(d.id, ep.id, d.event_id, d.event_type, d.directory_id,
                                                        ep.schedule, attempts_made=d.attempts + 1))
             activity.heartbeat({"sent": counts["sent"], "failed": counts["failed"]})
@@ -385,6 +389,10 @@ class DeliveryActivities:
         disabled = await asyncio.to_thread(
             self._record, ep.id, [(d, r, {"status": "succeeded" if r.succeeded else "retrying", "next_attempt_at": None})],
             scheduled)
+        log.info("attempt %d of delivery %s (%s to endpoint %s): %s", d.attempts + 1, d.id, d.event_id, ep.id,
+                 "succeeded" if r.succeeded else f"failed ({r.status_code or r.error})",
+                 extra={"endpoint_id": ep.id, "event_id": d.event_id, "delivery_id": d.id,
+                        "directory_id": d.directory_id})
         return AttemptOutcome(r.succeeded, d.attempts + 1, r.status_code, r.error, r.retry_after, r.gone,
                               disabled is not None)
 

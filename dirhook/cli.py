@@ -152,7 +152,11 @@ def receiver(secret: str = typer.Option(..., envvar="DIRHOOK_RECEIVER_SECRET", h
     from aiohttp import web
 
     from dirhook.receiver import make_receiver_app, print_event
+    from dirhook.signing import is_valid_secret
 
+    if not is_valid_secret(secret):
+        err.print("[red]error[/red] --secret / DIRHOOK_RECEIVER_SECRET must be the endpoint's whsec_… secret")
+        raise typer.Exit(2)
     console.print(f"receiving on http://{host}:{port}/ (signatures verified; Ctrl-C to stop)")
     web.run_app(make_receiver_app(secret, print_event), host=host, port=port, print=None)
 

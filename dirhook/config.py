@@ -26,6 +26,14 @@ class Settings(BaseSettings):
         default=None, description="Admin bearer token; generated once into data_dir when unset"
     )
 
+    # Payload encryption (dirhook/codec.py): {"key id": "base64 of 32 bytes"}, JSON.
+    encryption_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    encryption_key_id: str | None = Field(default=None, description="the key that encrypts; default: the only one")
+    # Origins of the Temporal UI allowed to call the API's codec endpoint (/codec).
+    codec_cors_origins: list[str] = Field(default_factory=list)
+    # The embedded stack only: its UI (loopback, no login) may decode without credentials.
+    codec_trust_local_ui: bool = False
+
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     task_queue: str = "dirhook"

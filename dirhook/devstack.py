@@ -8,6 +8,7 @@ them in order (API, worker, then Temporal); they also get SIGTERM if we die (PDE
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from dirhook.codec import ensure_dev_keyring
 from dirhook.config import Settings
 from dirhook.db.engine import migrate
 from dirhook.temporal import dev_server_search_attribute_args
@@ -105,6 +107,7 @@ class DevStack:
             "--ui-port", str(s.temporal_ui_port), "--http-port", str(s.temporal_http_port),
             "--metrics-port", str(s.temporal_metrics_port), "--db-filename", str(data / "temporal.db"),
             "--namespace", s.temporal_namespace, "--log-level", "warn", *dev_server_search_attribute_args(),
+            "--ui-codec-endpoint", f"http://{s.api_host}:{s.api_port}/codec",
         ], self.logs / "temporal.log", stop_timeout=15, restartable=False)
         self.worker = Child("worker", [sys.executable, "-m", "workers"], self.logs / "worker.log",
                             stop_timeout=35, restartable=True)
@@ -112,6 +115,10 @@ class DevStack:
                                  "--port", str(s.api_port)],
                          self.logs / "api.log", stop_timeout=10, restartable=True)
         self.children = [self.temporal, self.worker, self.api]
+
+    def ui_origins(self) -> list[str]:
+        port = self.settings.temporal_ui_port
+        return [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
 
     def env(self) -> dict[str, str]:
         s = self.settings
@@ -126,6 +133,9 @@ class DevStack:
             "DIRHOOK_WORKER_METRICS_PORT": str(s.worker_metrics_port or DEV_WORKER_METRICS_PORT),
             "DIRHOOK_TEMPORAL_SDK_METRICS_PORT": str(s.temporal_sdk_metrics_port or DEV_WORKER_METRICS_PORT + 1),
             "PYTHONUNBUFFERED": "1",
+            # The UI decodes the encrypted payloads through the API's codec endpoint.
+            "DIRHOOK_CODEC_CORS_ORIGINS": json.dumps(self.ui_origins()),
+            "DIRHOOK_CODEC_TRUST_LOCAL_UI": "true",
         })
         return env
 
@@ -141,6 +151,7 @@ class DevStack:
         signal.signal(signal.SIGINT, self._request_stop)
         signal.signal(signal.SIGTERM, self._request_stop)
         migrate(s.sqlalchemy_url)
+        ensure_dev_keyring(s)
         env = self.env()
         try:
             self.temporal.start(env)

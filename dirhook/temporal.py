@@ -37,8 +37,11 @@ def dev_server_search_attribute_args() -> list[str]:
 
 
 async def connect(settings: Settings, runtime=None) -> Client:
+    from dirhook.codec import data_converter
+
     kwargs = {"runtime": runtime} if runtime is not None else {}
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace, **kwargs)
+    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
+                                data_converter=data_converter(settings), **kwargs)
 
 
 async def register_search_attributes(client: Client, namespace: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
@@ -17,8 +18,10 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from dirhook.api.app import create_app
+from dirhook.codec import data_converter
 from dirhook.config import Settings
 from dirhook.db.engine import make_engine, make_sessionmaker, migrate
+from dirhook.logs import JsonFormatter
 from dirhook.devstack import temporal_cli
 from dirhook.temporal import SEARCH_ATTRIBUTES
 from tests.support.ports import free_port
@@ -28,6 +31,37 @@ from tests.support.slapd import Slapd
 from workers import build_workers, close_all
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
+TEST_ENCRYPTION_KEY = "q3NxlMSd0UeCmbS1ZUs3KZp8yXo0f2pVwcPp3Ahb0nM="  # 32 bytes, base64
+UI_ORIGIN = "http://127.0.0.1:8233"
+
+
+SESSION_LOG = "session-logs.jsonl"
+
+
+def pytest_collection_modifyitems(items):
+    last = [item for item in items if item.get_closest_marker("last")]
+    items[:] = [item for item in items if not item.get_closest_marker("last")] + last
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_log(tmp_path_factory):
+    """Everything logged in this process (dirhook at DEBUG), as JSON lines, for
+    test_logs_hold_no_secret to read at the end; processes the tests start keep their own
+    logs under the same base directory."""
+    path = tmp_path_factory.getbasetemp() / SESSION_LOG
+    handler = logging.FileHandler(path)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    ours = {name: logging.getLogger(name) for name in ("dirhook", "activities", "workers", "workflows")}
+    previous = {name: logger.level for name, logger in ours.items()}
+    for logger in ours.values():
+        logger.setLevel(logging.DEBUG)
+    yield path
+    for name, logger in ours.items():
+        logger.setLevel(previous[name])
+    root.removeHandler(handler)
+    handler.close()
 
 
 @pytest.fixture(scope="session")
@@ -96,9 +130,12 @@ async def stack(request, temporal_env, tmp_path_factory):
         temporal_address=temporal_env.client.service_client.config.target_host,
         task_queue=f"dirhook-{request.param}", allow_private_endpoints=True,
         api_port=api_port, ldap_timestamp_overlap_seconds=0,
+        # Every end-to-end test runs with encrypted payloads, as `dirhook dev` does.
+        encryption_keys={"test-k1": TEST_ENCRYPTION_KEY}, codec_cors_origins=[UI_ORIGIN],
     )
     migrate(url)
-    client = temporal_env.client
+    client = Client(temporal_env.client.service_client, namespace=temporal_env.client.namespace,
+                    data_converter=data_converter(settings))
     workers, closers = build_workers(client, settings)
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=api_port,
                                            log_level="warning", lifespan="on"))

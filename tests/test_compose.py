@@ -2,7 +2,10 @@
 speaks dirhook's settings."""
 
 import os
+import re
+import shlex
 import subprocess
+from pathlib import Path
 
 import yaml
 
@@ -10,7 +13,7 @@ from dirhook.config import Settings
 
 
 def _config() -> dict:
-    env = {**os.environ, "DIRHOOK_ADMIN_TOKEN": "compose-check"}
+    env = {**os.environ, "DIRHOOK_ADMIN_TOKEN": "compose-check", "DIRHOOK_ENCRYPTION_KEYS": '{"k1": "x"}'}
     out = subprocess.run(["docker-compose", "config"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return yaml.safe_load(out.stdout)
@@ -27,3 +30,51 @@ def test_compose_file_is_valid_and_wires_dirhook():
         for var in services[name]["environment"]:
             assert var.startswith("DIRHOOK_") and var.removeprefix("DIRHOOK_") in fields, var
     assert services["api"]["depends_on"]["setup"]["condition"] == "service_completed_successfully"
+
+
+# -- the README's commands, checked against the file ------------------------------------------
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _readme_block() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Deploying with Docker Compose"):]
+    return section[section.index("```sh\n") + 6:section.index("\n```", section.index("```sh\n"))]
+
+
+def _published_ports(config: dict) -> set[int]:
+    ports = set()
+    for service in config["services"].values():
+        for p in service.get("ports", []):
+            ports.add(int(p["published"]) if isinstance(p, dict) else int(str(p).split(":")[-2]))
+    return ports
+
+
+def test_the_readme_compose_commands_name_what_the_file_has(tmp_path):
+    block = _readme_block()
+    # Run the README's own .env lines, in a shell, with none of our variables around.
+    dotenv_script = block[block.index("cat > .env"):block.index("\nEOF\n") + 5]
+    clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    subprocess.run(["bash", "-c", dotenv_script], cwd=tmp_path, env=clean, check=True, timeout=30)
+    commands = [line.split("#")[0] for line in block.splitlines() if line.startswith("docker compose ")]
+    assert len(commands) >= 3, block
+    for line in commands:
+        args = shlex.split(line)[2:]
+        profiles = [args[i + 1] for i, a in enumerate(args) if a == "--profile"]
+        out = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "--project-directory", str(ROOT),
+                              "--env-file", str(tmp_path / ".env"), *[f"--profile={p}" for p in profiles], "config"],
+                             env=clean, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, (line, out.stderr)
+        services = set(yaml.safe_load(out.stdout)["services"])
+        rest = [a for i, a in enumerate(args) if a != "--profile" and (i == 0 or args[i - 1] != "--profile")]
+        subcommand, options = rest[0], rest[1:]
+        named = [a.split("=")[0] for i, a in enumerate(options) if i > 0 and options[i - 1] == "--scale"]
+        named += [a for i, a in enumerate(options)
+                  if not a.startswith("-") and (i == 0 or options[i - 1] != "--scale")]
+        assert subcommand in {"up", "logs", "ps", "down", "restart", "stop"}, line
+        assert set(named) <= services, f"{line}: {set(named) - services} not in docker-compose.yml"
+    everything = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "--project-directory",
+                                 str(ROOT), "--env-file", str(tmp_path / ".env"), "--profile=demo", "config"],
+                                env=clean, capture_output=True, text=True, timeout=60)
+    readme_ports = {int(p) for p in re.findall(r"localhost:(\d+)", block)}
+    assert readme_ports and readme_ports <= _published_ports(yaml.safe_load(everything.stdout))

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from dirhook import __version__
 from dirhook.api.deps import TemporalConnector, authenticate
-from dirhook.api.routers import directories, endpoints, events, health, organizations, roles
+from dirhook.api.routers import codec, directories, endpoints, events, health, organizations, roles
 from dirhook.config import Settings
 from dirhook.db.engine import make_engine, make_sessionmaker
 from dirhook.metrics import DatabaseCollector
@@ -55,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse(status_code=409, content={"detail": "conflicts with existing data"})
 
     app.include_router(health.router)
+    codec.setup(app, settings)
+    app.include_router(codec.router)  # its own auth: the Temporal UI calls it from the browser
     app.state.metrics = CollectorRegistry()
     app.state.metrics.register(DatabaseCollector(app.state.sessions))
 
