@@ -74,7 +74,7 @@ class SyncActivities:
                 else directory.deletion_threshold_count,
                 self.settings.deletion_threshold_percent if directory.deletion_threshold_percent is None
                 else directory.deletion_threshold_percent)
-            source = None if recompute else build_source(directory, self.settings)
+            source = None if recompute else build_source(directory, self.settings, self.sessions)
             mapping = mapping_for(directory) if recompute else source.mapping
 
         handle = self.client.get_workflow_handle(req.workflow_id, run_id=info.workflow_run_id)

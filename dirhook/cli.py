@@ -193,6 +193,27 @@ def add_ldap(
     console.print(f"directory [bold]{d['id']}[/bold] created; sync it with: dirhook sync {d['id']}", soft_wrap=True)
 
 
+@directories_app.command("add-scim")
+def add_scim(name: str = typer.Option(..., help="a name for people"),
+             organization_id: Optional[str] = typer.Option(None, help="default: the default organization")) -> None:
+    """Create a SCIM directory: prints the tenant URL and bearer token to give the IdP (shown once)."""
+    body: dict[str, Any] = {"name": name, "provider": "scim"}
+    if organization_id:
+        body["organization_id"] = organization_id
+    d = _run(_call, "POST", "/v1/directories", json=body)
+    console.print(f"SCIM directory {d['id']} created. Give your identity provider (shown once):")
+    console.print(f"  tenant URL    {d['scim_base_url']}", highlight=False)
+    console.print(f"  bearer token  {d['scim_token']}", soft_wrap=True, highlight=False)
+
+
+@directories_app.command("rotate-scim-token")
+def rotate_scim_token(directory_id: str) -> None:
+    """A new SCIM bearer token (shown once); the old one stops working at once."""
+    r = _run(_call, "POST", f"/v1/directories/{directory_id}/scim-token")
+    console.print(f"new bearer token for {r['scim_base_url']} (the previous one no longer works):")
+    console.print(r["scim_token"], soft_wrap=True, highlight=False)
+
+
 @directories_app.command("list")
 def list_directories() -> None:
     rows = _run(_call, "GET", "/v1/directories")

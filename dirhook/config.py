@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     # New LDAP/AD directories get a schedule of incremental passes this often (0: none).
     default_sync_interval_seconds: int = 900
 
+    # SCIM directories: the body and page size limits, and requests per second per directory.
+    scim_max_body_bytes: int = 1024 * 1024
+    scim_max_page_size: int = 1000
+    scim_rate_limit_per_second: float = 100.0
+    scim_rate_limit_burst: float = 200.0
+
     ldap_page_size: int = 500
     sync_chunk_size: int = 500
     # modifyTimestamp polling re-reads this many seconds before the stored cursor, so a

@@ -13,6 +13,7 @@ import uuid
 from typing import Any, Callable, Iterable, Mapping
 
 from dirhook.models import Email, NormalizedGroup, NormalizedUser
+from dirhook.scim.records import SCIM_MAPPING
 
 SourceRecord = Mapping[str, list[Any]]
 
@@ -22,7 +23,7 @@ SECRET_ATTRIBUTES = frozenset(
     for a in (
         "userPassword", "unicodePwd", "dBCSPwd", "ntPwdHistory", "lmPwdHistory",
         "supplementalCredentials", "sambaNTPassword", "sambaLMPassword", "sambaPasswordHistory",
-        "krbPrincipalKey", "authPassword",
+        "krbPrincipalKey", "authPassword", "password",
     )
 )
 # Bookkeeping the provider asks for that is not data about the person.
@@ -77,6 +78,9 @@ DEFAULT_MAPPINGS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
         },
     },
 }
+
+
+DEFAULT_MAPPINGS["scim"] = SCIM_MAPPING  # pushed by identity providers (dirhook/scim)
 
 
 class MappingError(ValueError):

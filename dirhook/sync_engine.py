@@ -146,6 +146,7 @@ class SyncEngine:
         cascade: set[str] = set()
         self._clear_held()
         gone_groups = self._hold_if_too_many("group", gone_groups, len(self._groups))
+        gone_groups |= {gid for gid, g in self._groups.items() if g.external_id in changes.deleted_group_ids}
         if gone_groups:
             with self.sessions.begin() as s:
                 outbox = self._outbox(s)
@@ -200,6 +201,7 @@ class SyncEngine:
                 else:
                     gone_users = {uid for ext, uid in stored_users.items() if ext not in present}
             gone_users = self._hold_if_too_many("user", gone_users, len(stored_users), s)
+            gone_users |= {stored_users[ext] for ext in changes.deleted_user_ids if ext in stored_users}
             self._delete_users(s, outbox, outbox.directory, gone_users)
             self._flush(outbox)
 
@@ -210,7 +212,7 @@ class SyncEngine:
         with self.sessions.begin() as s:
             directory = s.get(Directory, self.directory_id)
             directory.cursor = dict(changes.next_cursor)
-            if result.events_total:
+            if result.events_total and changes.announce:
                 outbox = self._outbox(s)
                 outbox.emit("directory.sync_completed", {
                     "object": "directory", "id": directory.id, "organization_id": directory.organization_id,

@@ -16,6 +16,8 @@ from dirhook.api.routers import codec, directories, endpoints, events, health, o
 from dirhook.config import Settings
 from dirhook.db.engine import make_engine, make_sessionmaker
 from dirhook.metrics import DatabaseCollector
+from dirhook.scim.gateway import ScimGateway
+from dirhook.scim.projection import make_projector
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -57,6 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     codec.setup(app, settings)
     app.include_router(codec.router)  # its own auth: the Temporal UI calls it from the browser
+    # SCIM: each directory's own bearer token, checked by the gateway; SCIM errors, not FastAPI's.
+    app.mount("/scim", ScimGateway(app.state.sessions, settings,
+                                   make_projector(app.state.sessions, settings, app.state.temporal.get)))
     app.state.metrics = CollectorRegistry()
     app.state.metrics.register(DatabaseCollector(app.state.sessions))
 

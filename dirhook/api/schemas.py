@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dirhook.providers.ldap import LdapConfig
 from dirhook.subscriptions import validate_event_type_patterns
@@ -53,13 +53,23 @@ class DirectoryIn(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     organization_id: str | None = Field(default=None, description="defaults to the 'default' organization")
-    provider: Literal["ldap"] = "ldap"
-    ldap: LdapConfig
+    provider: Literal["ldap", "scim"] = Field(
+        default="ldap", description="ldap: dirhook reads the directory; scim: the IdP pushes to /scim/v2/{id}/")
+    ldap: LdapConfig | None = Field(default=None, description="required for (and only for) provider ldap")
     bind_password: str | None = Field(default=None, description="write-only: never returned")
     attribute_mapping: dict[str, dict[str, Any]] | None = Field(
         default=None, description="per kind (user/group): target field -> {source, transform}; laid over the defaults")
     sync_interval_seconds: int | None = Field(
-        default=None, ge=0, le=7 * 86400, description="incremental passes on a schedule this often (900); 0: none")
+        default=None, ge=0, le=7 * 86400,
+        description="passes on a schedule this often (ldap: 900 by default; scim: none); 0: none")
+
+    @model_validator(mode="after")
+    def _provider_settings(self) -> "DirectoryIn":
+        if self.provider == "ldap" and self.ldap is None:
+            raise ValueError("ldap: required for an LDAP directory")
+        if self.provider == "scim" and (self.ldap is not None or self.bind_password is not None):
+            raise ValueError("a SCIM directory takes no ldap settings or bind_password: the IdP pushes to it")
+        return self
 
 
 class DirectoryPatch(BaseModel):
@@ -101,7 +111,19 @@ class DirectoryOut(BaseModel):
     deletion_threshold_count: int | None = None
     deletion_threshold_percent: float | None = None
     sync_interval_seconds: int | None = None
+    scim_path: str | None = Field(default=None, description="SCIM directories: where the IdP sends its requests")
     created_at: datetime
+
+
+class DirectoryCreated(DirectoryOut):
+    scim_base_url: str | None = Field(default=None, description="SCIM directories: the IdP's tenant URL")
+    scim_token: str | None = Field(default=None, description="SCIM directories: the IdP's bearer token, shown once")
+
+
+class ScimTokenOut(BaseModel):
+    directory_id: str
+    scim_base_url: str
+    scim_token: str = Field(description="the new bearer token, shown once; the previous one stops working now")
 
 
 class ScheduleOut(BaseModel):

@@ -15,11 +15,15 @@ def mapping_for(directory: Directory) -> dict:
     return effective_mapping(flavour, directory.attribute_mapping or None)
 
 
-def build_source(directory: Directory, settings: Settings):
+def build_source(directory: Directory, settings: Settings, sessions=None):
     if directory.provider == "ldap":
         from dirhook.providers.ldap import LdapConfig, LdapSource
 
         return LdapSource(LdapConfig.model_validate(directory.config), directory.secret,
                           directory.attribute_mapping or None,
                           timestamp_overlap_seconds=settings.ldap_timestamp_overlap_seconds)
+    if directory.provider == "scim":
+        from dirhook.scim.source import ScimStoreSource
+
+        return ScimStoreSource(sessions, directory.id, mapping_for(directory))
     raise SourceConfigError(f"provider {directory.provider!r} cannot be synced by polling")

@@ -1,6 +1,6 @@
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,18 +13,20 @@ from dirhook.config import Settings
 from dirhook.api.routers.organizations import resolve_organization, scoped
 from dirhook.api.schemas import (
     DeletionDecision,
+    DirectoryCreated,
     DirectoryIn,
     DirectoryOut,
     DirectoryPatch,
     HeldDeletionsOut,
     Page,
     ScheduleOut,
+    ScimTokenOut,
     SyncRunOut,
     SyncStarted,
     SyncStatusOut,
 )
 from dirhook.db.schema import Directory, Group, HeldDeletion, SyncRun, User
-from dirhook import sync_control
+from dirhook import sync_control, tokens
 from dirhook.ids import new_id
 from dirhook.sync_control import DirectoryRef
 from dirhook.normalize import MappingError, effective_mapping
@@ -42,7 +44,21 @@ def directory_out(d: Directory) -> DirectoryOut:
                         config=d.config, has_bind_password=bool(d.secret), attribute_mapping=d.attribute_mapping,
                         cursor=d.cursor, deletion_threshold_count=d.deletion_threshold_count,
                         deletion_threshold_percent=d.deletion_threshold_percent,
-                        sync_interval_seconds=d.sync_interval_seconds, created_at=d.created_at)
+                        sync_interval_seconds=d.sync_interval_seconds,
+                        scim_path=f"/scim/v2/{d.id}" if d.provider == "scim" else None, created_at=d.created_at)
+
+
+SCIM_TOKEN_PREFIX = "dhscim_"
+
+
+def new_scim_token(d: Directory) -> str:
+    token = SCIM_TOKEN_PREFIX + tokens.new_secret()
+    d.scim_token_digest = tokens.digest(token)
+    return token
+
+
+def scim_base_url(request: Request, d: Directory) -> str:
+    return str(request.base_url).rstrip("/") + f"/scim/v2/{d.id}"
 
 
 def get_directory(session: Session, directory_id: str) -> Directory:
@@ -52,19 +68,24 @@ def get_directory(session: Session, directory_id: str) -> Directory:
     return d
 
 
-@router.post("", response_model=DirectoryOut, status_code=201)
-async def create_directory(body: DirectoryIn, session: SessionDep, settings: SettingsDep, client: TemporalDep):
-    """Connects a directory and puts its incremental passes on a Temporal Schedule."""
+@router.post("", response_model=DirectoryCreated, status_code=201)
+async def create_directory(body: DirectoryIn, request: Request, session: SessionDep, settings: SettingsDep,
+                           client: TemporalDep):
+    """Connects a directory. LDAP: its incremental passes go on a Temporal Schedule. SCIM: the
+    answer carries the IdP's tenant URL and bearer token (shown once)."""
+    flavour = body.ldap.flavour if body.ldap else "scim"
     try:
-        effective_mapping(body.ldap.flavour, body.attribute_mapping)
+        effective_mapping(flavour, body.attribute_mapping)
     except MappingError as exc:
         raise HTTPException(422, f"attribute_mapping: {exc}") from None
     org = resolve_organization(session, body.organization_id)
-    interval = settings.default_sync_interval_seconds if body.sync_interval_seconds is None \
-        else body.sync_interval_seconds
+    default_interval = settings.default_sync_interval_seconds if body.provider == "ldap" else 0
+    interval = default_interval if body.sync_interval_seconds is None else body.sync_interval_seconds
     d = Directory(id=new_id("dir"), organization_id=org.id, name=body.name, provider=body.provider,
-                  config=body.ldap.model_dump(mode="json"), secret=body.bind_password,
-                  attribute_mapping=body.attribute_mapping or {}, sync_interval_seconds=interval or None)
+                  config=body.ldap.model_dump(mode="json") if body.ldap else {"flavour": "scim"},
+                  secret=body.bind_password, attribute_mapping=body.attribute_mapping or {},
+                  sync_interval_seconds=interval or None)
+    token = new_scim_token(d) if body.provider == "scim" else None
     session.add(d)
     session.commit()
     try:
@@ -73,7 +94,19 @@ async def create_directory(body: DirectoryIn, session: SessionDep, settings: Set
         session.delete(d)  # nothing half-made: no directory without its schedule
         session.commit()
         raise HTTPException(503, "could not create the directory's schedule in Temporal; nothing was created") from None
-    return directory_out(d)
+    return DirectoryCreated(**directory_out(d).model_dump(), scim_token=token,
+                            scim_base_url=scim_base_url(request, d) if token else None)
+
+
+@router.post("/{directory_id}/scim-token", response_model=ScimTokenOut)
+def rotate_scim_token(directory_id: str, request: Request, session: SessionDep):
+    """A new bearer token for the IdP, shown once; the previous one stops working at once."""
+    d = get_directory(session, directory_id)
+    if d.provider != "scim":
+        raise HTTPException(409, f"directory {d.id} is an {d.provider} directory: it has no SCIM token")
+    token = new_scim_token(d)
+    session.commit()
+    return ScimTokenOut(directory_id=d.id, scim_base_url=scim_base_url(request, d), scim_token=token)
 
 
 @router.get("", response_model=list[DirectoryOut])
@@ -99,6 +132,8 @@ async def update_directory(directory_id: str, body: DirectoryPatch, session: Ses
     on error. A new attribute mapping re-normalizes the stored users at once (no directory read);
     events go out only for users whose record changed."""
     d = get_directory(session, directory_id)
+    if d.provider == "scim":
+        return await _update_scim_directory(d, body, session, settings, client)
     config = LdapConfig.model_validate(d.config)
     if body.ldap is not None:
         try:
@@ -121,6 +156,34 @@ async def update_directory(directory_id: str, body: DirectoryPatch, session: Ses
         d.name = body.name
     if body.bind_password is not None:
         d.secret = body.bind_password
+    for field in ("deletion_threshold_count", "deletion_threshold_percent"):
+        if field in body.model_fields_set:
+            setattr(d, field, getattr(body, field))
+    reschedule = "sync_interval_seconds" in body.model_fields_set and \
+        (body.sync_interval_seconds or None) != d.sync_interval_seconds
+    if reschedule:
+        d.sync_interval_seconds = body.sync_interval_seconds or None
+    session.commit()
+    if reschedule or "name" in body.model_fields_set:
+        await sync_control.put_schedule(client, settings, ref(d), d.sync_interval_seconds)
+    if remap:
+        await request_sync(client, settings, d, "recompute")
+    return directory_out(d)
+
+
+async def _update_scim_directory(d: Directory, body: DirectoryPatch, session: Session, settings: Settings,
+                                 client: Client) -> DirectoryOut:
+    if body.ldap is not None or body.bind_password is not None:
+        raise HTTPException(422, "a SCIM directory has no ldap settings or bind_password")
+    mapping = body.attribute_mapping if body.attribute_mapping is not None else d.attribute_mapping
+    try:
+        effective_mapping("scim", mapping)
+    except MappingError as exc:
+        raise HTTPException(422, f"attribute_mapping: {exc}") from None
+    remap = (mapping or {}) != (d.attribute_mapping or {})
+    d.attribute_mapping = mapping or {}
+    if body.name is not None:
+        d.name = body.name
     for field in ("deletion_threshold_count", "deletion_threshold_percent"):
         if field in body.model_fields_set:
             setattr(d, field, getattr(body, field))

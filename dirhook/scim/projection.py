@@ -1,0 +1,50 @@
+"""A SCIM write, projected: the sync engine applies the change to users, groups and the
+outbox (one short incremental pass), then the endpoints with new deliveries are woken
+at once — delivery does not wait for any polling interval."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+from sqlalchemy.orm import sessionmaker
+from temporalio.client import Client
+
+from dirhook import temporal as t
+from dirhook.config import Settings
+from dirhook.db.schema import Directory
+from dirhook.providers.base import Changes
+from dirhook.providers.factory import mapping_for
+from dirhook.sync_engine import SyncEngine
+
+log = logging.getLogger(__name__)
+
+
+def make_projector(sessions: sessionmaker, settings: Settings,
+                   temporal: Callable[[], Awaitable[Client]]) -> Callable[[str, Changes], Awaitable[None]]:
+    def apply(directory_id: str, changes: Changes) -> set[str]:
+        touched: set[str] = set()
+        with sessions() as s:
+            mapping = mapping_for(s.get(Directory, directory_id))
+        engine = SyncEngine(sessions, directory_id, mapping, chunk_size=settings.sync_chunk_size,
+                            max_payload_bytes=settings.max_payload_bytes,
+                            raw_attributes_max_bytes=settings.raw_attributes_max_bytes,
+                            deletion_threshold=(settings.deletion_threshold_count,
+                                                settings.deletion_threshold_percent),
+                            on_commit=touched.update)
+        engine.run(changes)
+        return touched
+
+    async def project(directory_id: str, changes: Changes) -> None:
+        touched = await asyncio.to_thread(apply, directory_id, changes)
+        if not touched:
+            return
+        try:
+            client = await temporal()
+            await asyncio.gather(*(t.wake_dispatcher(client, settings, ep) for ep in touched))
+        except Exception:  # the events are stored: the next wake of these endpoints sends them
+            log.warning("could not wake the dispatchers of %s", sorted(touched), exc_info=True,
+                        extra={"directory_id": directory_id})
+
+    return project
