@@ -1,6 +1,6 @@
 """Runs last: every log line this test session produced — dirhook in this process (at DEBUG),
 and the logs of every `dirhook dev` the tests started — holds no endpoint secret, API key,
-LDAP password, admin token or encryption key."""
+SCIM token, LDAP password, admin token or encryption key."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tests.support.slapd import ROOT_PW
 pytestmark = [pytest.mark.last, pytest.mark.slow]
 
 LEAK_PATTERNS = [re.compile(r"whsec_[A-Za-z0-9+/]{16,}"), re.compile(r"dhk_key_[a-z0-9]+\.[A-Za-z0-9_\-]{8,}"),
-                 re.compile(r"dh_admin_[A-Za-z0-9_\-]{8,}")]
+                 re.compile(r"dh_admin_[A-Za-z0-9_\-]{8,}"), re.compile(r"dhscim_[A-Za-z0-9_\-]{8,}")]
 
 
 def test_logs_hold_no_secret(tmp_path_factory, receiver):
