@@ -71,6 +71,7 @@ ROUTES = [
     ("POST", "/v1/directories/{directory_id}/deletions/reject", None),
     ("POST", "/v1/directories/{directory_id}/role-mappings", {"role": "admin", "match": "name", "pattern": "x"}),
     ("GET", "/v1/directories/{directory_id}/role-mappings", None),
+    ("POST", "/v1/directories/{directory_id}/scim-token", None),
     ("DELETE", "/v1/directories/{directory_id}/role-mappings/{mapping_id}", None),
     ("GET", "/v1/endpoints/{endpoint_id}", None),
     ("PATCH", "/v1/endpoints/{endpoint_id}", {"rate_limit_per_second": 5}),

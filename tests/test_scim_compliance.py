@@ -76,3 +76,17 @@ async def test_a_rotated_token_replaces_the_old_one_at_once(stack):
     assert old.status_code == 401 and fresh.status_code == 200
     shown = await stack.api.get(f"/v1/directories/{d['id']}")
     assert new not in shown.text and d["scim_token"] not in shown.text
+
+
+async def test_the_cli_makes_a_scim_directory_whose_token_works(stack, tmp_path):
+    from tests.e2e_helpers import run_cli
+
+    out = await run_cli(stack, tmp_path, "directories", "add-scim", "--name", unique("cli-scim-"))
+    url = re.search(r"tenant URL\s+(\S+)", out).group(1)
+    token = re.search(r"(dhscim_\S+)", out).group(1)
+    async with httpx.AsyncClient(timeout=30) as client:
+        r = await client.get(url + "/Users", headers={"authorization": f"Bearer {token}"})
+    assert r.status_code == 200 and r.json()["totalResults"] == 0
+    directory_id = url.rsplit("/", 1)[-1]
+    out = await run_cli(stack, tmp_path, "directories", "rotate-scim-token", directory_id)
+    assert token not in out and re.search(r"dhscim_\S+", out)

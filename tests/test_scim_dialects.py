@@ -136,3 +136,29 @@ async def test_okta_provisioning_sequence(stack, receiver):
     assert not any("Okta-Pa55!word" in r.body for r in route.accepted)
     stored = (await scim.call("GET", f"/Users/{ids['Greg']}", 200)).json()
     assert "password" not in stored and stored["meta"]["location"].endswith(f"/Users/{ids['Greg']}")
+
+
+@pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+async def test_a_full_pass_reconciles_what_a_projection_missed(stack, receiver):
+    """The SCIM table is the truth: a resource stored without its projection (a crash
+    between the two) reaches receivers with the next full pass, and nothing else does."""
+    from datetime import datetime, timezone
+
+    from dirhook.db.schema import ScimResource
+    from dirhook.scim.storage import version_of
+    from tests.e2e_helpers import sync
+
+    scim, _endpoint, route = await scim_directory(stack, receiver)
+    await scim.call("POST", "/Users", 201, json=okta_user("Linus", "Torvalds", "Developer"))
+    await delivered(stack, scim, route, 1)
+    body = {"schemas": [USER], "id": "0" * 32, "userName": "orphan@okta.example", "active": True,
+            "meta": {"resourceType": "User"}}
+    now = datetime.now(timezone.utc)
+    with stack.sessions.begin() as s:
+        s.add(ScimResource(directory_id=scim.id, id=body["id"], resource_type="User", match_key=body["userName"],
+                           unique_key=body["userName"], body=body, version=version_of(body), created_at=now,
+                           updated_at=now))
+    status = await sync(stack, scim.id, "full")
+    assert status["last_run"]["status"] == "succeeded", status
+    events = await delivered(stack, scim, route, 3)
+    assert changes(events)[1:] == [("user.created", "orphan@okta.example", None), ("directory.sync_completed", None)]

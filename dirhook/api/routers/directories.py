@@ -68,7 +68,7 @@ def get_directory(session: Session, directory_id: str) -> Directory:
     return d
 
 
-@router.post("", response_model=DirectoryCreated, status_code=201)
+@router.post("", response_model=DirectoryCreated, status_code=201, response_model_exclude_unset=True)
 async def create_directory(body: DirectoryIn, request: Request, session: SessionDep, settings: SettingsDep,
                            client: TemporalDep):
     """Connects a directory. LDAP: its incremental passes go on a Temporal Schedule. SCIM: the
@@ -94,8 +94,10 @@ async def create_directory(body: DirectoryIn, request: Request, session: Session
         session.delete(d)  # nothing half-made: no directory without its schedule
         session.commit()
         raise HTTPException(503, "could not create the directory's schedule in Temporal; nothing was created") from None
-    return DirectoryCreated(**directory_out(d).model_dump(), scim_token=token,
-                            scim_base_url=scim_base_url(request, d) if token else None)
+    created = DirectoryCreated(**directory_out(d).model_dump())
+    if token:  # an LDAP directory's answer is the same as GET's
+        created.scim_token, created.scim_base_url = token, scim_base_url(request, d)
+    return created
 
 
 @router.post("/{directory_id}/scim-token", response_model=ScimTokenOut)
