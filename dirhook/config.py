@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     # New LDAP/AD directories get a schedule of incremental passes this often (0: none).
     default_sync_interval_seconds: int = 900
 
+    # Entra: a CA bundle to trust for the login and Graph hosts besides the system's (a
+    # TLS-inspecting proxy, a private cloud; the tests' local Graph).
+    entra_ca_bundle: str | None = None
+
     # SCIM directories: the body and page size limits, and requests per second per directory.
     scim_max_body_bytes: int = 1024 * 1024
     scim_max_page_size: int = 1000

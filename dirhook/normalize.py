@@ -13,6 +13,7 @@ import uuid
 from typing import Any, Callable, Iterable, Mapping
 
 from dirhook.models import Email, NormalizedGroup, NormalizedUser
+from dirhook.providers.entra_records import ENTRA_MAPPING
 from dirhook.scim.records import SCIM_MAPPING
 
 SourceRecord = Mapping[str, list[Any]]
@@ -81,6 +82,7 @@ DEFAULT_MAPPINGS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
 
 
 DEFAULT_MAPPINGS["scim"] = SCIM_MAPPING  # pushed by identity providers (dirhook/scim)
+DEFAULT_MAPPINGS["entra"] = ENTRA_MAPPING  # Microsoft Graph (dirhook/providers/entra.py)
 
 
 class MappingError(ValueError):

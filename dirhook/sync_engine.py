@@ -105,6 +105,7 @@ class SyncEngine:
     def run(self, changes: Changes) -> PassResult:
         result = PassResult(full=changes.full)
         self._result = result
+        result.warnings.extend(changes.notes)
         self._unresolved_managers: set[str] = set()
         self._load_context()
         before = self._group_signatures()
@@ -185,7 +186,12 @@ class SyncEngine:
                 for part in _chunks(list(members_by_ref), 500):
                     affected.update(s.scalars(select(User.id).where(
                         User.directory_id == self.directory_id, User.source_ref.in_(part))))
-            self._reprocess(affected - processed, fetched_ids, members_by_ref)
+                # A user the source deleted in this pass loses its groups with its deletion
+                # (group.user_removed, user.deleted), not first with a user.updated.
+                doomed = set(s.scalars(select(User.id).where(
+                    User.directory_id == self.directory_id,
+                    User.external_id.in_(changes.deleted_user_ids)))) if changes.deleted_user_ids else set()
+            self._reprocess(affected - processed - doomed, fetched_ids, members_by_ref)
             processed |= affected
 
         # 5. User deletions.

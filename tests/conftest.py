@@ -24,6 +24,7 @@ from dirhook.db.engine import make_engine, make_sessionmaker, migrate
 from dirhook.logs import JsonFormatter
 from dirhook.devstack import temporal_cli
 from dirhook.temporal import SEARCH_ATTRIBUTES
+from tests.support.graph import GraphServer
 from tests.support.ports import free_port
 from tests.support.postgres import PostgresCluster
 from tests.support.receiver import Receiver
@@ -116,8 +117,17 @@ def unique(prefix: str) -> str:
     return f"{prefix}{next(_counter)}"
 
 
+@pytest_asyncio.fixture(scope="session")
+async def graph():
+    """The local Microsoft Graph (tests/support/graph.py); each test makes its own tenant."""
+    server = GraphServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
 @pytest_asyncio.fixture(scope="session", params=["sqlite", "postgresql"])
-async def stack(request, temporal_env, tmp_path_factory):
+async def stack(request, temporal_env, tmp_path_factory, graph):
     """dirhook's worker and API, on SQLite or on PostgreSQL, sharing the session's Temporal server."""
     data_dir = tmp_path_factory.mktemp(f"dirhook-{request.param}")
     if request.param == "postgresql":
@@ -132,6 +142,7 @@ async def stack(request, temporal_env, tmp_path_factory):
         api_port=api_port, ldap_timestamp_overlap_seconds=0,
         # Every end-to-end test runs with encrypted payloads, as `dirhook dev` does.
         encryption_keys={"test-k1": TEST_ENCRYPTION_KEY}, codec_cors_origins=[UI_ORIGIN],
+        entra_ca_bundle=str(graph.ca_bundle),
     )
     migrate(url)
     client = Client(temporal_env.client.service_client, namespace=temporal_env.client.namespace,

@@ -7,6 +7,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dirhook.providers.entra import EntraConfig
 from dirhook.providers.ldap import LdapConfig
 from dirhook.subscriptions import validate_event_type_patterns
 
@@ -53,10 +54,13 @@ class DirectoryIn(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     organization_id: str | None = Field(default=None, description="defaults to the 'default' organization")
-    provider: Literal["ldap", "scim"] = Field(
-        default="ldap", description="ldap: dirhook reads the directory; scim: the IdP pushes to /scim/v2/{id}/")
+    provider: Literal["ldap", "entra", "scim"] = Field(
+        default="ldap", description="ldap: dirhook reads the directory; entra: dirhook reads Microsoft Graph; "
+                                    "scim: the IdP pushes to /scim/v2/{id}/")
     ldap: LdapConfig | None = Field(default=None, description="required for (and only for) provider ldap")
     bind_password: str | None = Field(default=None, description="write-only: never returned")
+    entra: EntraConfig | None = Field(default=None, description="required for (and only for) provider entra")
+    client_secret: str | None = Field(default=None, description="the Entra app's client secret; write-only")
     attribute_mapping: dict[str, dict[str, Any]] | None = Field(
         default=None, description="per kind (user/group): target field -> {source, transform}; laid over the defaults")
     sync_interval_seconds: int | None = Field(
@@ -65,10 +69,16 @@ class DirectoryIn(BaseModel):
 
     @model_validator(mode="after")
     def _provider_settings(self) -> "DirectoryIn":
+        given = {name for name in ("ldap", "bind_password", "entra", "client_secret") if getattr(self, name) is not None}
+        own = {"ldap": {"ldap", "bind_password"}, "entra": {"entra", "client_secret"}, "scim": set()}[self.provider]
+        if given - own:
+            what = {"ldap": "an LDAP", "entra": "an Entra", "scim": "a SCIM"}[self.provider]
+            raise ValueError(f"{what} directory takes no {', '.join(sorted(given - own))}"
+                             + (" (the IdP pushes to it)" if self.provider == "scim" else ""))
         if self.provider == "ldap" and self.ldap is None:
             raise ValueError("ldap: required for an LDAP directory")
-        if self.provider == "scim" and (self.ldap is not None or self.bind_password is not None):
-            raise ValueError("a SCIM directory takes no ldap settings or bind_password: the IdP pushes to it")
+        if self.provider == "entra" and (self.entra is None or not self.client_secret):
+            raise ValueError("entra and client_secret: required for an Entra directory")
         return self
 
 
@@ -78,6 +88,8 @@ class DirectoryPatch(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     ldap: dict[str, Any] | None = Field(default=None, description="fields to change; the result is validated whole")
     bind_password: str | None = Field(default=None, description="write-only: never returned")
+    entra: dict[str, Any] | None = Field(default=None, description="Entra settings to change; validated whole")
+    client_secret: str | None = Field(default=None, description="a new Entra client secret; write-only")
     attribute_mapping: dict[str, dict[str, Any]] | None = None
     deletion_threshold_count: int | None = Field(default=None, ge=0, description="hold a pass deleting more (500)")
     deletion_threshold_percent: float | None = Field(default=None, ge=0, le=100,
@@ -106,6 +118,7 @@ class DirectoryOut(BaseModel):
     provider: str
     config: dict[str, Any]
     has_bind_password: bool
+    has_client_secret: bool = False
     attribute_mapping: dict[str, Any]
     cursor: dict[str, Any] | None
     deletion_threshold_count: int | None = None

@@ -58,6 +58,8 @@ class Changes:
     # A pass ends with `directory.sync_completed`; a single pushed change (a SCIM
     # request) is not a pass anyone waits for, so it says nothing more.
     announce: bool = True
+    # What the source wants the operator to know about this pass (kept among its warnings).
+    notes: list[str] = field(default_factory=list)
 
 
 class DirectorySource(Protocol):

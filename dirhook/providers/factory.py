@@ -22,6 +22,12 @@ def build_source(directory: Directory, settings: Settings, sessions=None):
         return LdapSource(LdapConfig.model_validate(directory.config), directory.secret,
                           directory.attribute_mapping or None,
                           timestamp_overlap_seconds=settings.ldap_timestamp_overlap_seconds)
+    if directory.provider == "entra":
+        from dirhook.providers.entra import EntraConfig, EntraSource
+
+        return EntraSource(EntraConfig.model_validate(directory.config), directory.secret,
+                           directory.attribute_mapping or None, sessions, directory.id,
+                           ca_bundle=settings.entra_ca_bundle)
     if directory.provider == "scim":
         from dirhook.scim.source import ScimStoreSource
 

@@ -30,6 +30,7 @@ from dirhook import sync_control, tokens
 from dirhook.ids import new_id
 from dirhook.sync_control import DirectoryRef
 from dirhook.normalize import MappingError, effective_mapping
+from dirhook.providers.entra import EntraConfig
 from dirhook.providers.ldap import LdapConfig
 from dirhook.payloads import group_payload, user_payload
 from workflows.directory_sync import DirectorySyncWorkflow
@@ -41,7 +42,9 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 
 def directory_out(d: Directory) -> DirectoryOut:
     return DirectoryOut(id=d.id, organization_id=d.organization_id, name=d.name, provider=d.provider,
-                        config=d.config, has_bind_password=bool(d.secret), attribute_mapping=d.attribute_mapping,
+                        config=d.config, has_bind_password=d.provider == "ldap" and bool(d.secret),
+                        has_client_secret=d.provider == "entra" and bool(d.secret),
+                        attribute_mapping=d.attribute_mapping,
                         cursor=d.cursor, deletion_threshold_count=d.deletion_threshold_count,
                         deletion_threshold_percent=d.deletion_threshold_percent,
                         sync_interval_seconds=d.sync_interval_seconds,
@@ -73,17 +76,18 @@ async def create_directory(body: DirectoryIn, request: Request, session: Session
                            client: TemporalDep):
     """Connects a directory. LDAP: its incremental passes go on a Temporal Schedule. SCIM: the
     answer carries the IdP's tenant URL and bearer token (shown once)."""
-    flavour = body.ldap.flavour if body.ldap else "scim"
+    flavour = body.ldap.flavour if body.ldap else body.provider
     try:
         effective_mapping(flavour, body.attribute_mapping)
     except MappingError as exc:
         raise HTTPException(422, f"attribute_mapping: {exc}") from None
     org = resolve_organization(session, body.organization_id)
-    default_interval = settings.default_sync_interval_seconds if body.provider == "ldap" else 0
+    default_interval = settings.default_sync_interval_seconds if body.provider != "scim" else 0
     interval = default_interval if body.sync_interval_seconds is None else body.sync_interval_seconds
     d = Directory(id=new_id("dir"), organization_id=org.id, name=body.name, provider=body.provider,
-                  config=body.ldap.model_dump(mode="json") if body.ldap else {"flavour": "scim"},
-                  secret=body.bind_password, attribute_mapping=body.attribute_mapping or {},
+                  config=(body.ldap or body.entra).model_dump(mode="json") if (body.ldap or body.entra)
+                  else {"flavour": "scim"},
+                  secret=body.bind_password or body.client_secret, attribute_mapping=body.attribute_mapping or {},
                   sync_interval_seconds=interval or None)
     token = new_scim_token(d) if body.provider == "scim" else None
     session.add(d)
@@ -134,8 +138,8 @@ async def update_directory(directory_id: str, body: DirectoryPatch, session: Ses
     on error. A new attribute mapping re-normalizes the stored users at once (no directory read);
     events go out only for users whose record changed."""
     d = get_directory(session, directory_id)
-    if d.provider == "scim":
-        return await _update_scim_directory(d, body, session, settings, client)
+    if d.provider != "ldap":
+        return await _update_pushed_or_graph_directory(d, body, session, settings, client)
     config = LdapConfig.model_validate(d.config)
     if body.ldap is not None:
         try:
@@ -173,13 +177,30 @@ async def update_directory(directory_id: str, body: DirectoryPatch, session: Ses
     return directory_out(d)
 
 
-async def _update_scim_directory(d: Directory, body: DirectoryPatch, session: Session, settings: Settings,
-                                 client: Client) -> DirectoryOut:
+ENTRA_CURSOR_SCOPE = ("tenant_id", "graph_base_url")
+
+
+async def _update_pushed_or_graph_directory(d: Directory, body: DirectoryPatch, session: Session,
+                                           settings: Settings, client: Client) -> DirectoryOut:
+    """PATCH of a SCIM or Entra directory (LDAP's is update_directory)."""
     if body.ldap is not None or body.bind_password is not None:
-        raise HTTPException(422, "a SCIM directory has no ldap settings or bind_password")
+        raise HTTPException(422, f"a {d.provider} directory has no ldap settings or bind_password")
+    if d.provider == "scim" and (body.entra is not None or body.client_secret is not None):
+        raise HTTPException(422, "a SCIM directory has no entra settings or client_secret")
+    if body.entra is not None:
+        try:
+            config = EntraConfig.model_validate({**d.config, **body.entra}).model_dump(mode="json")
+        except ValidationError as exc:
+            raise HTTPException(422, [{"loc": ["body", "entra", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                                      for e in exc.errors(include_url=False, include_input=False)]) from None
+        if any(config.get(k) != d.config.get(k) for k in ENTRA_CURSOR_SCOPE):
+            d.cursor = None  # another tenant or cloud: its delta links mean nothing here
+        d.config = config
+    if body.client_secret is not None:
+        d.secret = body.client_secret
     mapping = body.attribute_mapping if body.attribute_mapping is not None else d.attribute_mapping
     try:
-        effective_mapping("scim", mapping)
+        effective_mapping(d.provider, mapping)
     except MappingError as exc:
         raise HTTPException(422, f"attribute_mapping: {exc}") from None
     remap = (mapping or {}) != (d.attribute_mapping or {})

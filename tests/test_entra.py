@@ -1,0 +1,221 @@
+"""Entra ID through Microsoft Graph delta queries, against the local Graph (tests/support/graph.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import pytest
+from temporalio.client import WorkflowFailureError
+
+from tests.e2e_helpers import connect_directory, sync
+from tests.entra_helpers import entra_directory, graph_user
+from tests.scim_helpers import summary
+from tests.support.slapd import expected_memberships
+from tests.support.wait import wait_for
+
+pytestmark = [pytest.mark.slow]
+
+SQLITE_ONLY = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
+
+
+async def emitted(stack, directory_id: str) -> list[dict]:
+    events, after = [], None
+    while True:
+        params = {"directory_id": directory_id, "limit": 1000, **({"after": after} if after else {})}
+        page = (await stack.api.get("/v1/events", params=params)).json()
+        events += page["data"]
+        if not page["has_more"]:
+            return events
+        after = page["next_cursor"]
+
+
+def canonical(event: dict) -> str:
+    """An event without what is specific to its directory or provider."""
+    data = dict(event["data"])
+    if event["type"].startswith("group.user_"):
+        data = {"group": data["group"]["name"], "user": data["user"]["username"]}
+    for key in ("id", "directory_id", "organization_id", "external_id", "raw_attributes", "custom_attributes",
+                "updated_at", "version", "manager_id", "name", "provider", "object_id"):
+        if not (event["type"].startswith("group.") and key == "name"):
+            data.pop(key, None)
+    if "groups" in data:
+        data["groups"] = sorted(g["name"] for g in data["groups"])
+    return json.dumps({"type": event["type"], "data": data}, sort_keys=True)
+
+
+@SQLITE_ONLY
+@pytest.mark.timeout(240)
+async def test_a_full_sync_delivers_what_ldap_delivers_for_the_same_people(stack, graph, slapd, receiver):
+    n_users, n_groups = 1000, 50
+    tenant = graph.new_tenant()
+    ids = [graph_user(tenant, i) for i in range(n_users)]
+    for g in range(n_groups):
+        gid = tenant.put_group(displayName=f"group{g:03d}", description=f"Group {g}")
+        for i in range(n_users):
+            if i % n_groups == g or (i % 3 == 0 and (i + 1) % n_groups == g):
+                tenant.set_member(gid, ids[i])
+    entra, _endpoint, entra_route = await entra_directory(stack, graph, receiver, tenant)
+    ldap = await connect_directory(stack, slapd, receiver, n_users, n_groups)
+    for directory_id in (entra["id"], ldap.id):
+        status = await sync(stack, directory_id, "full", timeout=180)
+        assert status["last_run"]["status"] == "succeeded", status
+    total = n_users + n_groups + expected_memberships(n_users, n_groups) + 1
+    await wait_for(lambda: len(entra_route.events()) == total, 120, f"{total} Entra events at the receiver")
+    from_entra, from_ldap = await emitted(stack, entra["id"]), await emitted(stack, ldap.id)
+    assert len(from_entra) == len(from_ldap) == total
+    assert sorted(map(canonical, from_entra)) == sorted(map(canonical, from_ldap))
+    sample = next(e for e in from_entra if e["type"] == "user.created")["data"]
+    assert sample["raw_attributes"]["employeeId"] and sample["external_id"] in ids
+
+
+async def round_(stack, directory_id: str, route, before: int, n: int) -> list[tuple]:
+    """An incremental pass: the n change events it sent (after them, the pass's
+    directory.sync_completed when there were any), and nothing else."""
+    status = await sync(stack, directory_id)
+    assert status["last_run"]["status"] == "succeeded", status
+    total = before + n + (1 if n else 0)
+    await wait_for(lambda: len(route.events()) >= total, 30, f"{n} more events")
+    got = await emitted(stack, directory_id)
+    assert len(got) == total, [summary([e]) for e in got[before:]]  # nothing else was emitted
+    new = route.events()[before:]
+    if n:
+        assert new[-1]["type"] == "directory.sync_completed"
+    return [(*summary([e])[0], e.get("previous_attributes")) for e in new[:n]]
+
+
+async def test_incremental_rounds_emit_exactly_the_changes(stack, graph, receiver):
+    tenant = graph.new_tenant()
+    ids = [graph_user(tenant, i) for i in range(5)]
+    team = tenant.put_group(displayName="team", description="the team")
+    for i in (0, 1, 2):
+        tenant.set_member(team, ids[i])
+    directory, _endpoint, route = await entra_directory(stack, graph, receiver, tenant)
+    d = directory["id"]
+    await sync(stack, d, "full")
+    seen = await wait_for(lambda: len(route.events()) == 10 and 10, 30, "the first round")  # 5+1+3+1
+    cursor = (await stack.api.get(f"/v1/directories/{d}")).json()["cursor"]
+    assert "$deltatoken=" in cursor["users"] and "$deltatoken=" in cursor["groups"]
+
+    assert await round_(stack, d, route, seen, 0) == []  # an empty round emits nothing…
+    kept = (await stack.api.get(f"/v1/directories/{d}")).json()["cursor"]
+    assert kept["users"].split("?")[0] == cursor["users"].split("?")[0] and "$deltatoken=" in kept["users"]
+
+    tenant.put_user(id=ids[3], displayName="User Three Renamed")
+    assert await round_(stack, d, route, seen, 1) == [("user.updated", "user00003", {"display_name": "User 3"})]
+    seen += 2
+    tenant.put_user(id=ids[3], accountEnabled=False)
+    assert await round_(stack, d, route, seen, 1) == [("user.updated", "user00003", {"active": True})]
+    seen += 2
+    tenant.remove_user(ids[4], reason="changed")  # soft delete: deactivated, restorable
+    assert await round_(stack, d, route, seen, 1) == [("user.updated", "user00004", {"active": True})]
+    seen += 2
+    tenant.set_member(team, ids[3])
+    got = await round_(stack, d, route, seen, 2)
+    assert got == [("user.updated", "user00003", {"groups": []}), ("group.user_added", "team", "user00003", None)]
+    seen += 3
+    tenant.set_member(team, ids[1], False)
+    got = await round_(stack, d, route, seen, 2)
+    assert (got[0][:2], got[1]) == (("user.updated", "user00001"), ("group.user_removed", "team", "user00001", None))
+    assert [g["name"] for g in got[0][2]["groups"]] == ["team"]
+    seen += 3
+    tenant.remove_user(ids[0], reason="deleted")  # permanent: a member of team
+    got = await round_(stack, d, route, seen, 2)
+    assert got == [("group.user_removed", "team", "user00000", None), ("user.deleted", "user00000", None)]
+
+
+@SQLITE_ONLY
+async def test_an_expired_delta_token_resyncs_and_sends_only_real_differences(stack, graph, receiver):
+    tenant = graph.new_tenant()
+    ids = [graph_user(tenant, i) for i in range(20)]
+    directory, _endpoint, route = await entra_directory(stack, graph, receiver, tenant)
+    d = directory["id"]
+    await sync(stack, d, "full")
+    await wait_for(lambda: len(route.events()) == 21, 30, "the first round")
+    tenant.put_user(id=ids[7], jobTitle="Architect")
+    tenant.remove_user(ids[8], reason="deleted")
+    tenant.expire_tokens()
+    status = await sync(stack, d)
+    run = status["last_run"]
+    assert run["status"] == "succeeded" and run["counts"]["full"] is True and run["counts"]["users_read"] == 19
+    assert any("410" in w for w in run["counts"]["warnings"])
+    assert any(code == 410 for _t, code, _url in tenant.requests)
+    events = await wait_for(lambda: len(route.events()) == 24 and route.events(), 30, "the differences")
+    assert [summary([e])[0] for e in events[21:]] == [
+        ("user.updated", "user00007"), ("user.deleted", "user00008"), ("directory.sync_completed",)]
+    assert events[21]["previous_attributes"] == {"title": "Engineer"}
+
+
+@SQLITE_ONLY
+async def test_throttling_is_waited_out(stack, graph, receiver):
+    tenant = graph.new_tenant()
+    graph_user(tenant, 1)
+    directory, _endpoint, route = await entra_directory(stack, graph, receiver, tenant)
+    tenant.throttled, tenant.retry_after = 1, 2
+    status = await sync(stack, directory["id"], "full")
+    assert status["last_run"]["status"] == "succeeded", status
+    assert [code for _at, code, _url in tenant.requests[:2]] == [429, 200]
+    waited = tenant.requests[1][0] - tenant.requests[0][0]
+    assert waited >= 2.0, waited  # Retry-After honoured
+    await wait_for(lambda: len(route.events()) == 2, 30, "the user and the pass")
+
+
+@SQLITE_ONLY
+async def test_bad_credentials_fail_clearly_once_and_change_nothing(stack, graph, receiver, tmp_path):
+    from tests.e2e_helpers import run_cli
+
+    tenant = graph.new_tenant()
+    graph_user(tenant, 1)
+    directory, _endpoint, route = await entra_directory(stack, graph, receiver, tenant, secret="not-the-secret")
+    r = await stack.api.post(f"/v1/directories/{directory['id']}/sync", params={"mode": "full"})
+    assert r.status_code == 202
+    handle = stack.client.get_workflow_handle(r.json()["workflow_id"], run_id=r.json()["run_id"])
+    with pytest.raises(WorkflowFailureError):  # the pass fails at once: no retries of a refused secret
+        await asyncio.wait_for(handle.result(), 60)
+    status = (await stack.api.get(f"/v1/directories/{directory['id']}/sync")).json()
+    assert "AADSTS7000215" in status["error"] and "credentials" in status["error"], status
+    assert status["last_run"]["status"] == "failed"
+    assert tenant.token_requests == 1 and tenant.requests == []  # no retry storm, nothing read
+    assert (await stack.api.get(f"/v1/directories/{directory['id']}/users")).json()["data"] == []
+    assert await emitted(stack, directory["id"]) == [] and route.events() == []
+    runs = await run_cli(stack, tmp_path, "directories", "show", directory["id"])
+    assert "AADSTS7000215" in runs or "credentials" in runs
+
+
+@SQLITE_ONLY
+async def test_a_worker_serving_ldap_directories_never_imports_msgraph(stack, slapd, receiver):
+    conn = await connect_directory(stack, slapd, receiver, 3, 1)
+    script = f"""
+import asyncio, sys
+from dirhook.config import Settings
+from dirhook.db.engine import make_engine, make_sessionmaker
+from dirhook.db.schema import Directory
+from dirhook.providers.factory import build_source
+from dirhook.sync_engine import SyncEngine
+import dirhook.temporal as t
+from workers import build_workers, close_all
+
+async def main():
+    settings = Settings(database_url={stack.settings.sqlalchemy_url!r}, temporal_address={stack.settings.temporal_address!r},
+                        task_queue="no-msgraph-check", encryption_keys={{"k": {stack.settings.encryption_keys["test-k1"].get_secret_value()!r}}})
+    client = await t.connect(settings)
+    workers, closers = build_workers(client, settings)
+    sessions = make_sessionmaker(make_engine(settings.sqlalchemy_url))
+    with sessions() as s:
+        directory = s.get(Directory, {conn.id!r})
+        source = build_source(directory, settings, sessions)
+    source.connect()
+    result = SyncEngine(sessions, directory.id, source.mapping).run(source.changes(None, full=True))
+    source.close()
+    await close_all(closers)
+    assert result.users_read == 3, result
+    print("LOADED", sorted(m for m in sys.modules if m.split(".")[0] in ("msgraph", "msgraph_core", "kiota_http", "azure")))
+
+asyncio.run(main())
+"""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, out.decode()
+    assert "LOADED []" in out.decode(), out.decode()[-2000:]
