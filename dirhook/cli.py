@@ -193,6 +193,33 @@ def add_ldap(
     console.print(f"directory [bold]{d['id']}[/bold] created; sync it with: dirhook sync {d['id']}", soft_wrap=True)
 
 
+@directories_app.command("add-entra")
+def add_entra(
+    name: str = typer.Option(..., help="a name for people"),
+    tenant_id: str = typer.Option(..., help="the directory (tenant) ID or primary domain"),
+    client_id: str = typer.Option(..., help="the app registration's application (client) ID"),
+    client_secret: str = typer.Option(..., envvar="DIRHOOK_ENTRA_CLIENT_SECRET", prompt=True, hide_input=True,
+                                      help="prompted for when not given (or DIRHOOK_ENTRA_CLIENT_SECRET)"),
+    authority_host: Optional[str] = typer.Option(None, help="national clouds, e.g. https://login.microsoftonline.us"),
+    graph_base_url: Optional[str] = typer.Option(None, help="national clouds, e.g. https://graph.microsoft.us/v1.0"),
+    only_enabled: bool = typer.Option(False, "--only-enabled", help="leave out disabled accounts"),
+    organization_id: Optional[str] = None,
+) -> None:
+    """Connect a Microsoft Entra ID tenant (read through Microsoft Graph delta queries). The app
+    needs the application permissions User.Read.All and GroupMember.Read.All."""
+    entra: dict[str, Any] = {"tenant_id": tenant_id, "client_id": client_id, "only_enabled": only_enabled}
+    if authority_host:
+        entra["authority_host"] = authority_host
+    if graph_base_url:
+        entra["graph_base_url"] = graph_base_url
+    body: dict[str, Any] = {"name": name, "provider": "entra", "entra": entra, "client_secret": client_secret}
+    if organization_id:
+        body["organization_id"] = organization_id
+    d = _run(_call, "POST", "/v1/directories", json=body)
+    console.print(f"directory [bold]{d['id']}[/bold] created; sync it with: dirhook sync {d['id']} --full",
+                  soft_wrap=True)
+
+
 @directories_app.command("add-scim")
 def add_scim(name: str = typer.Option(..., help="a name for people"),
              organization_id: Optional[str] = typer.Option(None, help="default: the default organization")) -> None:

@@ -29,6 +29,11 @@ BAD_REQUESTS = [
     ("POST", "/v1/directories", {"json": {"name": "x", "provider": "scim", "ldap": GOOD_LDAP}}, 422, "SCIM"),
     ("POST", "/v1/directories", {"json": {"name": "x", "provider": "scim", "bind_password": "pw"}}, 422, "SCIM"),
     ("POST", "/v1/directories", {"json": {"name": "x", "provider": "okta"}}, 422, "provider"),
+    ("POST", "/v1/directories", {"json": {"name": "x", "provider": "entra", "client_secret": "s"}}, 422, "entra"),
+    ("POST", "/v1/directories", {"json": {"name": "x", "provider": "entra", "client_secret": "s", "entra": {
+        "tenant_id": "t", "client_id": "c", "graph_base_url": "http://graph.example/v1.0"}}}, 422, "https"),
+    ("POST", "/v1/directories", {"json": {"name": "x", "provider": "entra", "entra": {
+        "tenant_id": "t", "client_id": "c"}}}, 422, "client_secret"),
     ("POST", "/v1/endpoints", {"json": {"url": "file:///etc/passwd"}}, 422, "http"),
     ("POST", "/v1/endpoints", {"json": {"url": "not a url"}}, 422, "http"),
     ("POST", "/v1/endpoints", {"json": {"url": "http://127.0.0.1:1/", "event_types": ["nope.*"]}}, 422, "matches no event type"),

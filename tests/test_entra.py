@@ -184,6 +184,24 @@ async def test_bad_credentials_fail_clearly_once_and_change_nothing(stack, graph
 
 
 @SQLITE_ONLY
+async def test_the_cli_connects_a_tenant(stack, graph, receiver, tmp_path):
+    import re
+
+    from tests.e2e_helpers import run_cli
+
+    tenant = graph.new_tenant()
+    graph_user(tenant, 1)
+    out = await run_cli(stack, tmp_path, "directories", "add-entra", "--name", "Contoso", "--tenant-id",
+                        tenant.tenant_id, "--client-id", tenant.client_id, "--authority-host", graph.authority,
+                        "--graph-base-url", graph.graph_url, env={"DIRHOOK_ENTRA_CLIENT_SECRET": tenant.client_secret})
+    directory_id = re.search(r"(dir_\w+)", out).group(1)
+    shown = (await stack.api.get(f"/v1/directories/{directory_id}")).json()
+    assert shown["provider"] == "entra" and shown["has_client_secret"] and tenant.client_secret not in str(shown)
+    status = await sync(stack, directory_id, "full")
+    assert status["last_run"]["counts"]["users_read"] == 1
+
+
+@SQLITE_ONLY
 async def test_a_worker_serving_ldap_directories_never_imports_msgraph(stack, slapd, receiver):
     conn = await connect_directory(stack, slapd, receiver, 3, 1)
     script = f"""
