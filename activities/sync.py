@@ -20,7 +20,7 @@ from dirhook.db.schema import Directory, HeldDeletion, SyncRun, utcnow
 from dirhook.metrics import SYNC_OBJECTS_READ, SYNC_PASS_DURATION
 from dirhook.providers.base import SourceError
 from dirhook.providers.factory import build_source, mapping_for
-from dirhook.sync_control import DirectoryRef
+from dirhook.sync_control import DirectoryRef, request_sync
 from dirhook.temporal import wake_dispatcher
 from dirhook.sync_engine import SyncEngine
 
@@ -151,6 +151,58 @@ class SyncActivities:
                           on_progress=on_progress, max_payload_bytes=self.settings.max_payload_bytes,
                           raw_attributes_max_bytes=self.settings.raw_attributes_max_bytes,
                           deletion_threshold=thresholds, on_commit=on_commit)
+
+    @activity.defn(name="listen_for_changes")
+    def listen_for_changes(self, directory_id: str) -> str:
+        """Holds the LDAP server's refreshAndPersist search and requests an incremental pass
+        per burst of changes (50 ms), for at most an hour a run."""
+        from dirhook.providers.ldap import LdapSource
+
+        with self.sessions() as s:
+            directory = s.get(Directory, directory_id)
+            if directory is None:
+                raise ApplicationError(f"directory {directory_id} does not exist", type="DirectoryNotFound",
+                                       non_retryable=True)
+            if directory.provider != "ldap":
+                return f"a {directory.provider} directory has no LDAP listener"
+            source = build_source(directory, self.settings, self.sessions)
+            ref = DirectoryRef(directory.id, directory.organization_id, directory.name, directory.provider)
+            cookie = (directory.cursor or {}).get("sync_users")
+        if not isinstance(source, LdapSource):
+            return "not an LDAP source"
+        try:
+            source.connect()
+            if not source.syncrepl:
+                return "the server does not offer syncrepl: incremental passes poll on the schedule"
+            started, last_request, pending = time.monotonic(), 0.0, False
+
+            def on_change() -> None:
+                nonlocal pending
+                pending = True
+
+            def keep_going() -> bool:
+                nonlocal pending, last_request
+                activity.heartbeat()
+                if activity.is_cancelled():
+                    return False
+                now = time.monotonic()
+                if pending and now - last_request >= 0.05:
+                    pending, last_request = False, now
+                    fut = asyncio.run_coroutine_threadsafe(
+                        request_sync(self.client, self.settings, ref, "incremental"), self.loop)
+                    try:
+                        fut.result(timeout=10)
+                    except Exception:  # the schedule's pass catches up
+                        log.warning("could not request a pass of %s", directory_id, exc_info=True,
+                                    extra={"directory_id": directory_id})
+                return now - started < 3600
+
+            source.listen(cookie, on_change, keep_going)
+            return "renew"
+        except SourceError as exc:
+            raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=not exc.retryable) from None
+        finally:
+            source.close()
 
     @activity.defn(name="request_scheduled_sync")
     async def request_scheduled_sync(self, directory_id: str) -> str:

@@ -77,7 +77,11 @@ class Settings(BaseSettings):
     scim_rate_limit_burst: float = 200.0
 
     ldap_page_size: int = 500
+    # Live LDAP listeners one sync worker process holds at most (one thread each).
+    ldap_listeners_max: int = 200
     sync_chunk_size: int = 500
+    # A pass silent this long (no committed chunk) is given to another worker.
+    sync_heartbeat_timeout_seconds: float = 120.0
     # modifyTimestamp polling re-reads this many seconds before the stored cursor, so a
     # change made while the previous pass was paging is never missed; the content hash
     # makes the overlap free of duplicate events.
@@ -100,6 +104,11 @@ class Settings(BaseSettings):
     @property
     def sync_task_queue(self) -> str:
         return f"{self.task_queue}-sync"
+
+    @property
+    def listen_task_queue(self) -> str:
+        """LDAP live listeners: each holds an activity slot and a thread as long as it runs."""
+        return f"{self.task_queue}-listen"
 
     @property
     def delivery_task_queue(self) -> str:

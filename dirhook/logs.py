@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
+import threading
 from datetime import datetime, timezone
 
 ID_FIELDS = ("organization_id", "directory_id", "endpoint_id", "event_id", "delivery_id", "workflow_id")
@@ -66,3 +68,13 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Whatever else a process would print goes through the same lines: Python warnings,
+    # and exceptions nobody caught (in any thread).
+    logging.captureWarnings(True)
+    sys.excepthook = lambda kind, exc, tb: logging.getLogger("dirhook").critical(
+        "uncaught exception", exc_info=(kind, exc, tb))
+    sys.unraisablehook = lambda u: logging.getLogger("dirhook").warning(
+        "exception ignored in %r: %s", u.object, u.err_msg or "", exc_info=(u.exc_type, u.exc_value, u.exc_traceback))
+    threading.excepthook = lambda args: logging.getLogger("dirhook").error(
+        "uncaught exception in thread %s", getattr(args.thread, "name", "?"),
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback))

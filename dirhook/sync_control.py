@@ -41,7 +41,8 @@ async def request_sync(client: Client, settings: Settings, d: DirectoryRef, mode
     """Signal-with-start the directory's sync workflow: runs now, or right after the running pass."""
     return await client.start_workflow(
         "DirectorySyncWorkflow",
-        {"directory_id": d.id, "mode": None, "delivery_task_queue": settings.delivery_task_queue},
+        {"directory_id": d.id, "mode": None, "delivery_task_queue": settings.delivery_task_queue,
+         "heartbeat_timeout_seconds": settings.sync_heartbeat_timeout_seconds},
         id=t.sync_workflow_id(d.id), task_queue=settings.sync_task_queue,
         start_signal="request_sync", start_signal_args=[mode],
         search_attributes=TypedSearchAttributes([
@@ -51,6 +52,35 @@ async def request_sync(client: Client, settings: Settings, d: DirectoryRef, mode
         static_summary=f"Sync directory {d.name} ({d.provider})",
         static_details=f"directory `{d.id}` of organization `{d.organization_id}`",
     )
+
+
+async def start_listener(client: Client, settings: Settings, d: DirectoryRef, restart: bool = False) -> None:
+    """The directory's live LDAP listener (`ldaplisten/<dir>`): started once; `restart`
+    replaces a running one (its base DNs or filters changed)."""
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    if restart:
+        await stop_listener(client, d.id)
+    await client.start_workflow(
+        "LdapListenerWorkflow", d.id, id=t.listener_workflow_id(d.id), task_queue=settings.listen_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        search_attributes=TypedSearchAttributes([
+            SearchAttributePair(t.DIRECTORY_ID, d.id), SearchAttributePair(t.ORGANIZATION_ID, d.organization_id),
+            SearchAttributePair(t.PROVIDER, d.provider),
+        ]),
+        static_summary=f"Listen to directory {d.name} for changes",
+        static_details=f"directory `{d.id}`: OpenLDAP refreshAndPersist; each change starts an incremental pass",
+    )
+
+
+async def stop_listener(client: Client, directory_id: str) -> None:
+    from temporalio.service import RPCError, RPCStatusCode
+
+    try:
+        await client.get_workflow_handle(t.listener_workflow_id(directory_id)).terminate(reason="directory changed")
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
 
 
 def schedule_id(directory_id: str) -> str:

@@ -146,8 +146,11 @@ class SyncEngine:
                 result.warnings.append("the source returned no groups; no group was deleted")
         cascade: set[str] = set()
         self._clear_held()
-        gone_groups = self._hold_if_too_many("group", gone_groups, len(self._groups))
-        gone_groups |= {gid for gid, g in self._groups.items() if g.external_id in changes.deleted_group_ids}
+        told = {gid for gid, g in self._groups.items() if g.external_id in changes.deleted_group_ids}
+        if changes.hold_explicit_deletions:
+            gone_groups = self._hold_if_too_many("group", gone_groups | told, len(self._groups))
+        else:
+            gone_groups = self._hold_if_too_many("group", gone_groups, len(self._groups)) | told
         if gone_groups:
             with self.sessions.begin() as s:
                 outbox = self._outbox(s)
@@ -206,8 +209,11 @@ class SyncEngine:
                     result.warnings.append("the source returned no users; no user was deleted")
                 else:
                     gone_users = {uid for ext, uid in stored_users.items() if ext not in present}
-            gone_users = self._hold_if_too_many("user", gone_users, len(stored_users), s)
-            gone_users |= {stored_users[ext] for ext in changes.deleted_user_ids if ext in stored_users}
+            told = {stored_users[ext] for ext in changes.deleted_user_ids if ext in stored_users}
+            if changes.hold_explicit_deletions:
+                gone_users = self._hold_if_too_many("user", gone_users | told, len(stored_users), s)
+            else:
+                gone_users = self._hold_if_too_many("user", gone_users, len(stored_users), s) | told
             self._delete_users(s, outbox, outbox.directory, gone_users)
             self._flush(outbox)
 
@@ -217,7 +223,10 @@ class SyncEngine:
 
         with self.sessions.begin() as s:
             directory = s.get(Directory, self.directory_id)
-            directory.cursor = dict(changes.next_cursor)
+            if not result.held:
+                directory.cursor = dict(changes.next_cursor)
+            # else the cursor stays: a source that reports deletions once (syncrepl, Graph)
+            # reports the held ones again on the next pass, until they are approved.
             if result.events_total and changes.announce:
                 outbox = self._outbox(s)
                 outbox.emit("directory.sync_completed", {

@@ -21,6 +21,10 @@ def sync_workflow_id(directory_id: str) -> str:
     return f"dirsync/{directory_id}"
 
 
+def listener_workflow_id(directory_id: str) -> str:
+    return f"ldaplisten/{directory_id}"
+
+
 def dispatch_workflow_id(endpoint_id: str) -> str:
     return f"dispatch/{endpoint_id}"
 

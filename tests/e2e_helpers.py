@@ -39,7 +39,7 @@ class Connected:
 
 def ldap_body(slapd: Slapd, ou: str, **overrides) -> dict:
     return {
-        "url": slapd.url, "bind_dn": ROOT_DN,
+        "url": slapd.url, "bind_dn": ROOT_DN, "live": False,  # tests sync when they mean to (test_ldap_live)
         "user_base_dn": f"ou=people,ou={ou},{SUFFIX}", "group_base_dn": f"ou=groups,ou={ou},{SUFFIX}",
         **overrides,
     }
@@ -123,7 +123,7 @@ def count_types(events: list[dict]) -> dict[str, int]:
 async def scratch_directory(stack: Stack) -> dict:
     """A directory row to hang events on (it is never synced)."""
     r = await stack.api.post("/v1/directories", json={"name": unique("scratch-"), "ldap": {
-        "url": "ldap://127.0.0.1:1", "bind_dn": ROOT_DN, "user_base_dn": f"ou=none,{SUFFIX}"}})
+        "url": "ldap://127.0.0.1:1", "bind_dn": ROOT_DN, "user_base_dn": f"ou=none,{SUFFIX}", "live": False}})
     assert r.status_code == 201, r.text
     return r.json()
 

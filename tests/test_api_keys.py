@@ -24,7 +24,7 @@ async def _organization_with_everything(stack, receiver) -> dict[str, str]:
     org = (await api.post("/v1/organizations", json={"name": unique("org-")})).json()
     directory = (await api.post("/v1/directories", json={
         "name": unique("dir-"), "organization_id": org["id"],
-        "ldap": {"url": "ldap://127.0.0.1:1", "bind_dn": ROOT_DN, "user_base_dn": f"ou=none,{SUFFIX}"}})).json()
+        "ldap": {"url": "ldap://127.0.0.1:1", "bind_dn": ROOT_DN, "user_base_dn": f"ou=none,{SUFFIX}", "live": False}})).json()
     endpoint, route = await subscribe(stack, receiver, [directory["id"]], organization_id=org["id"])
     role = (await api.post("/v1/roles", json={"slug": "admin", "name": "Admin", "organization_id": org["id"]})).json()
     mapping = (await api.post(f"/v1/directories/{directory['id']}/role-mappings",
@@ -94,7 +94,7 @@ ROUTES = [
 COLLECTIONS = [
     ("GET", "/v1/directories", {"params": {"organization_id": "{organization_id}"}}),
     ("POST", "/v1/directories", {"json": {"name": "x", "organization_id": "{organization_id}", "ldap": {
-        "url": "ldap://127.0.0.1:1", "bind_dn": ROOT_DN, "user_base_dn": f"ou=none,{SUFFIX}"}}}),
+        "url": "ldap://127.0.0.1:1", "bind_dn": ROOT_DN, "user_base_dn": f"ou=none,{SUFFIX}", "live": False}}}),
     ("GET", "/v1/endpoints", {"params": {"organization_id": "{organization_id}"}}),
     ("POST", "/v1/endpoints", {"json": {"url": "http://127.0.0.1:9/x", "organization_id": "{organization_id}"}}),
     ("GET", "/v1/roles", {"params": {"organization_id": "{organization_id}"}}),

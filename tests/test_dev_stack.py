@@ -46,7 +46,12 @@ def test_dev_comes_up_serves_and_stops_cleanly(tmp_path):
         # Worker and API logs are JSON lines, with no secret in them.
         for name in ("worker.log", "api.log"):
             lines = (tmp_path / "data" / "logs" / name).read_text().splitlines()
-            assert lines and all(json.loads(line)["message"] for line in lines), name
+            assert lines, name
+            for line in lines:
+                try:
+                    assert json.loads(line)["message"]
+                except (ValueError, KeyError):
+                    raise AssertionError(f"{name}: not a JSON log line: {line!r}") from None
             assert token not in "\n".join(lines)
     finally:
         if proc.poll() is None:

@@ -20,6 +20,7 @@ from dirhook.db.engine import make_engine, make_sessionmaker
 from dirhook.delivery import WebhookSender
 from workflows.directory_sync import DirectorySyncWorkflow
 from workflows.endpoint_dispatch import EndpointDispatchWorkflow
+from workflows.ldap_listener import LdapListenerWorkflow
 from workflows.scheduled_sync import ScheduledSyncWorkflow
 from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
@@ -49,6 +50,16 @@ def build_workers(client: Client, settings: Settings, queues: Iterable[str] = QU
             activities=[sync.run_pass, sync.discard_held_deletions, sync.request_scheduled_sync],
             activity_executor=executor, max_concurrent_activities=8,
             graceful_shutdown_timeout=timedelta(seconds=30),
+        ))
+        # Live LDAP listeners wait on a socket for hours: a queue and threads of their own,
+        # so they never take a sync pass's slot.
+        listen_executor = ThreadPoolExecutor(max_workers=settings.ldap_listeners_max, thread_name_prefix="ldap-listen")
+        closers.append(lambda: listen_executor.shutdown(wait=False))
+        workers.append(Worker(
+            client, task_queue=settings.listen_task_queue, workflows=[LdapListenerWorkflow],
+            activities=[sync.listen_for_changes], activity_executor=listen_executor,
+            max_concurrent_activities=settings.ldap_listeners_max,
+            graceful_shutdown_timeout=timedelta(seconds=5),
         ))
     if "delivery" in queues:
         sender = WebhookSender(timeout_seconds=settings.delivery_timeout_seconds,

@@ -33,6 +33,9 @@ class SyncRequest:
     delivery_task_queue: str = ""
     # Requests still queued when the previous run continued as new.
     carried: list[str] = field(default_factory=list)
+    # How long a pass may go without a heartbeat before Temporal hands it to another
+    # worker (one heartbeat per committed chunk of users).
+    heartbeat_timeout_seconds: float = 120.0
 
 
 @dataclass
@@ -173,7 +176,7 @@ class DirectorySyncWorkflow:
                     "run_sync_pass", PassInput(req.directory_id, mode, workflow.info().workflow_id),
                     result_type=PassSummary,
                     start_to_close_timeout=timedelta(hours=6),
-                    heartbeat_timeout=timedelta(minutes=2),
+                    heartbeat_timeout=timedelta(seconds=req.heartbeat_timeout_seconds),
                     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3,
                                              non_retryable_error_types=NON_RETRYABLE),
                     summary=f"{mode} pass",
@@ -199,5 +202,6 @@ class DirectorySyncWorkflow:
                 )
             if self._queued and (s.passes >= MAX_PASSES_PER_RUN or workflow.info().is_continue_as_new_suggested()):
                 workflow.continue_as_new(SyncRequest(req.directory_id, None, req.delivery_task_queue,
-                                                     carried=sorted(self._queued)))
+                                                     carried=sorted(self._queued),
+                                                     heartbeat_timeout_seconds=req.heartbeat_timeout_seconds))
         return self._status

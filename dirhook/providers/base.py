@@ -48,11 +48,13 @@ class Changes:
     # deletion detection (None when the source reports deletions itself).
     user_ids: Any = None
     group_ids: Any = None
-    # Sources that are told of deletions (SCIM DELETE, Graph's @removed) name them:
-    # external ids. Explicit, so deletion protection (which guards against deletions
-    # inferred from absence) does not hold them.
+    # Sources that are told of deletions (SCIM DELETE, Graph's @removed, syncrepl's
+    # syncIdSet) name them: external ids.
     deleted_user_ids: set[str] = field(default_factory=set)
     deleted_group_ids: set[str] = field(default_factory=set)
+    # Deletion protection counts them too, unless each was one person's explicit request
+    # (a SCIM DELETE, which the IdP expects done).
+    hold_explicit_deletions: bool = True
     # The cursor to store once the state these changes produce is committed.
     next_cursor: dict[str, Any] = field(default_factory=dict)
     # A pass ends with `directory.sync_completed`; a single pushed change (a SCIM

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, Field, field_validator
 
 from dirhook.normalize import effective_mapping, requested_attributes
+from dirhook.providers import syncrepl
 from dirhook.providers.base import (
     Changes,
     SourceAuthError,
@@ -37,6 +38,7 @@ class LdapConfig(BaseModel):
     group_base_dn: str | None = Field(default=None, description="defaults to user_base_dn")
     group_filter: str = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"
     flavour: str = Field(default="openldap", description="openldap | active_directory (attribute defaults)")
+    live: bool = Field(default=True, description="OpenLDAP with syncrepl: a listener starts a pass on every change")
     page_size: int = Field(default=500, ge=1, le=5000)
     timeout_seconds: float = Field(default=10, gt=0, le=300)
 
@@ -69,6 +71,22 @@ class LdapConfig(BaseModel):
     @property
     def external_id_attribute(self) -> str:
         return "objectGUID" if self.flavour == "active_directory" else "entryUUID"
+
+
+def common_base(*dns: str) -> str:
+    """The deepest entry above all these DNs (compared case-insensitively)."""
+    split = [[rdn.strip() for rdn in dn.split(",")][::-1] for dn in dns]
+    common = []
+    for parts in zip(*split):
+        if len({p.lower() for p in parts}) != 1:
+            break
+        common.append(parts[0])
+    return ",".join(reversed(common))
+
+
+def _entry_uuid(entry: SourceEntry) -> str:
+    values = next((v for k, v in entry.attributes.items() if k.lower() == "entryuuid"), [b""])
+    return values[0].decode() if isinstance(values[0], bytes) else str(values[0])
 
 
 def _parse_time(value: str) -> datetime:
@@ -118,6 +136,19 @@ class LdapSource:
         except LDAPException as exc:
             raise SourceUnavailable(f"cannot reach LDAP server {where}: {exc}") from None
         self._conn = conn
+        self.syncrepl = self.config.flavour == "openldap" and self._supports(syncrepl.SYNC_REQUEST_OID)
+
+    def _supports(self, control_oid: str) -> bool:
+        """Whether the root DSE lists the control (read once per connection)."""
+        import ldap3
+
+        ok = self._conn.search("", "(objectClass=*)", search_scope=ldap3.BASE, attributes=["supportedControl"],
+                               dereference_aliases=ldap3.DEREF_NEVER)
+        if not ok or not self._conn.response:
+            return False
+        raw = self._conn.response[0].get("raw_attributes", {})
+        values = next((v for k, v in raw.items() if k.lower() == "supportedcontrol"), [])
+        return control_oid.encode() in values
 
     def close(self) -> None:
         if self._conn is not None:
@@ -180,14 +211,127 @@ class LdapSource:
             if ext:
                 yield ext
 
+    # -- syncrepl (RFC 4533) -------------------------------------------------------------------
+    def _sync_search(self, base: str, ldap_filter: str, attributes: list[str], cookie: str | None):
+        """One refreshOnly round: (changed entries, deleted entryUUIDs, present entryUUIDs
+        or None when the server sent deletions itself, the new cookie)."""
+        import ldap3
+        from ldap3.core.exceptions import LDAPException
+
+        try:
+            ok = self._conn.search(base, ldap_filter, search_scope=ldap3.SUBTREE, attributes=attributes,
+                                   controls=[syncrepl.sync_request_control(syncrepl.REFRESH_ONLY, cookie)],
+                                   dereference_aliases=ldap3.DEREF_NEVER)
+        except LDAPException as exc:
+            raise SourceUnavailable(f"LDAP sync search under {base!r} failed: {exc}") from None
+        result = self._conn.result
+        if not ok and result.get("result") not in (0, None):  # no entry is not an error
+            desc = result.get("description")
+            if desc == "noSuchObject":
+                raise SourceConfigError(f"base DN {base!r} does not exist on the server")
+            raise SourceUnavailable(f"LDAP sync search under {base!r} failed: {desc} {result.get('message')}")
+        entries, deleted, present, new_cookie = [], set(), set(), None
+        for item in self._conn.response or ():
+            if item.get("type") == "intermediateResponse" and item.get("responseName") == syncrepl.SYNC_INFO_OID:
+                info = syncrepl.decode_info(item["responseValue"])
+                deleted.update(info.deleted)
+                present.update(info.present)
+                new_cookie = info.cookie or new_cookie
+            elif item.get("type") == "searchResEntry":
+                control = (item.get("controls") or {}).get(syncrepl.SYNC_STATE_OID)
+                state = syncrepl.decode_state(control["value"]) if control else None
+                if state and state.state == "delete":
+                    deleted.add(state.entry_uuid)
+                elif state and state.state == "present":
+                    present.add(state.entry_uuid)
+                else:
+                    entries.append(SourceEntry(ref=item["dn"], attributes=item["raw_attributes"]))
+        done = (result.get("controls") or {}).get(syncrepl.SYNC_DONE_OID)
+        refresh_deletes = True
+        if done:
+            done_cookie, refresh_deletes = syncrepl.decode_done(done["value"])
+            new_cookie = done_cookie or new_cookie
+        # Without refreshDeletes the server ran a present phase: whatever it did not name
+        # as present (nor send as changed) is gone.
+        if not refresh_deletes or present:
+            present.update(_entry_uuid(e) for e in entries)
+            return entries, deleted, present, new_cookie or cookie
+        return entries, deleted, None, new_cookie or cookie
+
+    def _fresh_cookie(self, base: str) -> str | None:
+        """The server's state now, as a cookie: a refreshOnly search that matches nothing."""
+        _entries, _deleted, _present, cookie = self._sync_search(
+            base, "(entryUUID=00000000-0000-0000-0000-000000000000)", ["1.1"], None)
+        return cookie
+
+    def _syncrepl_changes(self, cursor: dict[str, Any], user_attrs: list[str], group_attrs: list[str]) -> Changes:
+        cfg = self.config
+        group_base = cfg.group_base_dn or cfg.user_base_dn
+        groups, deleted_groups, present_groups, group_cookie = self._sync_search(
+            group_base, cfg.group_filter, group_attrs, cursor["sync_groups"])
+        users, deleted_users, present_users, user_cookie = self._sync_search(
+            cfg.user_base_dn, cfg.user_filter, user_attrs, cursor["sync_users"])
+        return Changes(
+            full=False, groups=iter(groups), users=iter(users),
+            user_ids=(lambda: present_users) if present_users is not None else None,
+            group_ids=(lambda: present_groups) if present_groups is not None else None,
+            deleted_user_ids=deleted_users, deleted_group_ids=deleted_groups,
+            next_cursor={**cursor, "sync_users": user_cookie, "sync_groups": group_cookie})
+
+    # -- live: refreshAndPersist ---------------------------------------------------------------
+    def listen(self, cookie: str | None, on_change, keep_going) -> None:
+        """Holds a refreshAndPersist search over the users and groups and calls
+        ``on_change()`` for every change the server announces, while ``keep_going()``;
+        the pass that follows reads the changes themselves (with its stored cookie)."""
+        import queue
+
+        import ldap3
+
+        cfg = self.config
+        parsed = urlparse(cfg.url)
+        server = self._conn.server
+        conn = ldap3.Connection(server, user=cfg.bind_dn, password=self._password, client_strategy=ldap3.ASYNC_STREAM,
+                                auto_bind=ldap3.AUTO_BIND_NONE, read_only=True, auto_referrals=False)
+        conn.open()
+        if cfg.start_tls:
+            conn.start_tls()
+        if not conn.bind():
+            raise SourceUnavailable(f"LDAP bind for the live listener at {parsed.hostname} failed")
+        conn.strategy.streaming = False  # changes go to strategy.events
+        base = common_base(cfg.user_base_dn, cfg.group_base_dn or cfg.user_base_dn)
+        wanted = f"(|{cfg.user_filter}{cfg.group_filter})"
+        try:
+            with conn.strategy.async_lock:
+                message_id = conn.search(base, wanted, search_scope=ldap3.SUBTREE, attributes=["1.1"],
+                                         controls=[syncrepl.sync_request_control(syncrepl.REFRESH_AND_PERSIST, cookie)],
+                                         dereference_aliases=ldap3.DEREF_NEVER)
+                conn.strategy.persistent_search_message_id = message_id
+            while keep_going():
+                try:
+                    event = conn.strategy.events.get(timeout=0.25)
+                except queue.Empty:
+                    if conn.closed:
+                        raise SourceUnavailable("the LDAP server closed the live listener's connection")
+                    continue
+                if event.get("type") == "searchResEntry":
+                    on_change()
+        finally:
+            try:
+                conn.abandon(message_id)
+                conn.unbind()
+            except Exception:  # the connection may be gone already
+                pass
+
     def changes(self, cursor: dict[str, Any] | None, full: bool) -> Changes:
         cfg = self.config
         group_base = cfg.group_base_dn or cfg.user_base_dn
         stamp_attr = "whenChanged" if cfg.flavour == "active_directory" else "modifyTimestamp"
         user_attrs = requested_attributes(self.mapping["user"], [stamp_attr])
         group_attrs = requested_attributes(self.mapping["group"], [stamp_attr])
+        if self.syncrepl and not full and (cursor or {}).get("sync_users") and (cursor or {}).get("sync_groups"):
+            return self._syncrepl_changes(cursor, user_attrs, group_attrs)
         since = (cursor or {}).get("modify_timestamp")
-        full = full or not since
+        full = full or not since or (self.syncrepl and not (cursor or {}).get("sync_users"))
         user_filter, group_filter = cfg.user_filter, cfg.group_filter
         if not full:
             start = (_parse_time(since) - self.overlap).strftime(GENERALIZED_TIME)
@@ -196,6 +340,11 @@ class LdapSource:
             user_filter = f"(&{cfg.user_filter}({stamp_attr}>={start}))"
             group_filter = f"(&{cfg.group_filter}({stamp_attr}>={start}))"
         next_cursor: dict[str, Any] = {"modify_timestamp": since or ""}
+        if self.syncrepl and full:
+            # Taken before reading: a change made while the pass reads comes again next
+            # time (the content hash makes that free), none is lost.
+            next_cursor["sync_users"] = self._fresh_cookie(cfg.user_base_dn)
+            next_cursor["sync_groups"] = self._fresh_cookie(group_base)
         return Changes(
             full=full,
             groups=self._entries(group_base, group_filter, group_attrs, next_cursor),

@@ -204,7 +204,7 @@ class DirectoryScimStorage(AsyncScimStorage):
         users = [self._entry("User", body)] if body is not None and resource_type == "User" else []
         groups = [self._entry("Group", body)] if body is not None and resource_type == "Group" else []
         await self.project(Changes(
-            full=False, groups=iter(groups), users=iter(users), announce=False,
+            full=False, groups=iter(groups), users=iter(users), announce=False, hold_explicit_deletions=False,
             deleted_user_ids={deleted} if deleted and resource_type == "User" else set(),
             deleted_group_ids={deleted} if deleted and resource_type == "Group" else set()))
 

@@ -1,3 +1,4 @@
+import logging
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -36,6 +37,7 @@ from dirhook.payloads import group_payload, user_payload
 from workflows.directory_sync import DirectorySyncWorkflow
 
 router = APIRouter(prefix="/v1/directories", tags=["directories"])
+log = logging.getLogger(__name__)
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
@@ -98,6 +100,7 @@ async def create_directory(body: DirectoryIn, request: Request, session: Session
         session.delete(d)  # nothing half-made: no directory without its schedule
         session.commit()
         raise HTTPException(503, "could not create the directory's schedule in Temporal; nothing was created") from None
+    await _listen(client, settings, d)
     created = DirectoryCreated(**directory_out(d).model_dump())
     if token:  # an LDAP directory's answer is the same as GET's
         created.scim_token, created.scim_base_url = token, scim_base_url(request, d)
@@ -153,6 +156,7 @@ async def update_directory(directory_id: str, body: DirectoryPatch, session: Ses
     except MappingError as exc:
         raise HTTPException(422, f"attribute_mapping: {exc}") from None
     new_config = config.model_dump(mode="json")
+    relisten = any(new_config.get(k) != d.config.get(k) for k in (*CURSOR_SCOPE, "live", "bind_dn", "start_tls"))
     if any(new_config.get(k) != d.config.get(k) for k in CURSOR_SCOPE):
         d.cursor = None
     remap = (mapping or {}) != (d.attribute_mapping or {})
@@ -172,6 +176,8 @@ async def update_directory(directory_id: str, body: DirectoryPatch, session: Ses
     session.commit()
     if reschedule or "name" in body.model_fields_set:
         await sync_control.put_schedule(client, settings, ref(d), d.sync_interval_seconds)
+    if relisten or body.bind_password is not None:
+        await _listen(client, settings, d, restart=True)
     if remap:
         await request_sync(client, settings, d, "recompute")
     return directory_out(d)
@@ -232,9 +238,23 @@ async def delete_directory(directory_id: str, session: SessionDep, client: Tempo
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
     await sync_control.delete_schedule(client, d.id)
+    await sync_control.stop_listener(client, d.id)
     session.delete(d)
     session.commit()
     return Response(status_code=204)
+
+
+async def _listen(client: Client, settings: Settings, d: Directory, restart: bool = False) -> None:
+    """OpenLDAP directories with `live` get a syncrepl listener (it ends by itself when the
+    server has no syncrepl). Best effort: the schedule's passes cover a listener that fails."""
+    live = d.provider == "ldap" and d.config.get("live", True) and d.config.get("flavour") == "openldap"
+    try:
+        if live:
+            await sync_control.start_listener(client, settings, ref(d), restart=restart)
+        elif restart:
+            await sync_control.stop_listener(client, d.id)
+    except Exception:
+        log.warning("could not start the live listener of %s", d.id, exc_info=True, extra={"directory_id": d.id})
 
 
 def ref(d: Directory) -> DirectoryRef:

@@ -1,0 +1,36 @@
+"""`ldaplisten/<directory>`: holds the OpenLDAP server's refreshAndPersist search for one
+directory and asks for an incremental pass whenever the server announces a change, so a
+change reaches receivers within a fraction of a second. The pass itself reads the
+changes with the stored syncrepl cookie: a restarted listener re-emits nothing.
+
+One long activity (heartbeating) per run; the run continues as new when it returns, so the
+history stays small. A server without syncrepl ends the workflow: the schedule's polling
+is then the directory's only path.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+
+@workflow.defn
+class LdapListenerWorkflow:
+    @workflow.run
+    async def run(self, directory_id: str) -> str:
+        workflow.set_current_details(f"listening to directory `{directory_id}` for changes (syncrepl)")
+        outcome = await workflow.execute_activity(
+            "listen_for_changes", directory_id, result_type=str,
+            start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(seconds=20),
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2,
+                                     maximum_interval=timedelta(minutes=1),
+                                     non_retryable_error_types=["DirectoryNotFound", "SourceAuthError",
+                                                                "SourceConfigError"]),
+            summary="hold the refreshAndPersist search",
+        )
+        if outcome == "renew":
+            workflow.continue_as_new(directory_id)
+        workflow.set_current_details(f"stopped: {outcome}")
+        return outcome
