@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 import httpx
@@ -198,8 +199,11 @@ def add_entra(
     name: str = typer.Option(..., help="a name for people"),
     tenant_id: str = typer.Option(..., help="the directory (tenant) ID or primary domain"),
     client_id: str = typer.Option(..., help="the app registration's application (client) ID"),
-    client_secret: str = typer.Option(..., envvar="DIRHOOK_ENTRA_CLIENT_SECRET", prompt=True, hide_input=True,
-                                      help="prompted for when not given (or DIRHOOK_ENTRA_CLIENT_SECRET)"),
+    client_secret: Optional[str] = typer.Option(None, envvar="DIRHOOK_ENTRA_CLIENT_SECRET",
+                                                help="prompted for when neither it nor a certificate is given"),
+    certificate_file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+                                                    help="PEM with the app certificate's private key, instead of a secret"),
+    group_id: list[str] = typer.Option([], "--group-id", help="repeatable: only these groups and their members"),
     authority_host: Optional[str] = typer.Option(None, help="national clouds, e.g. https://login.microsoftonline.us"),
     graph_base_url: Optional[str] = typer.Option(None, help="national clouds, e.g. https://graph.microsoft.us/v1.0"),
     only_enabled: bool = typer.Option(False, "--only-enabled", help="leave out disabled accounts"),
@@ -207,7 +211,13 @@ def add_entra(
 ) -> None:
     """Connect a Microsoft Entra ID tenant (read through Microsoft Graph delta queries). The app
     needs the application permissions User.Read.All and GroupMember.Read.All."""
-    entra: dict[str, Any] = {"tenant_id": tenant_id, "client_id": client_id, "only_enabled": only_enabled}
+    entra: dict[str, Any] = {"tenant_id": tenant_id, "client_id": client_id, "only_enabled": only_enabled,
+                             "group_ids": group_id}
+    if certificate_file:
+        entra["credential"] = "certificate"
+        client_secret = certificate_file.read_text()
+    elif not client_secret:
+        client_secret = typer.prompt("client secret", hide_input=True)
     if authority_host:
         entra["authority_host"] = authority_host
     if graph_base_url:

@@ -126,6 +126,34 @@ async def test_incremental_rounds_emit_exactly_the_changes(stack, graph, receive
 
 
 @SQLITE_ONLY
+async def test_a_group_scope_syncs_those_groups_and_their_members_only(stack, graph, receiver):
+    tenant = graph.new_tenant()
+    ids = [graph_user(tenant, i) for i in range(5)]
+    chosen, other = tenant.put_group(displayName="chosen"), tenant.put_group(displayName="other")
+    for i in (0, 1):
+        tenant.set_member(chosen, ids[i])
+    tenant.set_member(other, ids[2])
+    directory, _endpoint, route = await entra_directory(stack, graph, receiver, tenant, group_ids=[chosen])
+    d = directory["id"]
+    await sync(stack, d, "full")
+    first = await wait_for(lambda: len(route.events()) >= 6 and route.events(), 30, "the first round")
+    assert sorted(summary(first)) == sorted([
+        ("group.created", "chosen"), ("user.created", "user00000"), ("user.created", "user00001"),
+        ("group.user_added", "chosen", "user00000"), ("group.user_added", "chosen", "user00001"),
+        ("directory.sync_completed",)])
+    seen = len(first)
+    tenant.set_member(chosen, ids[3])  # joins without changing: read by itself
+    tenant.put_user(id=ids[4], jobTitle="Out of scope")  # changes, but no selected group holds it
+    got = await round_(stack, d, route, seen, 2)
+    assert [g[:3] if g[0] == "group.user_added" else g[:2] for g in got] == [
+        ("user.created", "user00003"), ("group.user_added", "chosen", "user00003")]
+    seen += 3
+    tenant.set_member(chosen, ids[0], False)  # leaves the scope
+    got = await round_(stack, d, route, seen, 2)
+    assert got == [("group.user_removed", "chosen", "user00000", None), ("user.deleted", "user00000", None)]
+
+
+@SQLITE_ONLY
 async def test_an_expired_delta_token_resyncs_and_sends_only_real_differences(stack, graph, receiver):
     tenant = graph.new_tenant()
     ids = [graph_user(tenant, i) for i in range(20)]
@@ -181,6 +209,27 @@ async def test_bad_credentials_fail_clearly_once_and_change_nothing(stack, graph
     assert await emitted(stack, directory["id"]) == [] and route.events() == []
     runs = await run_cli(stack, tmp_path, "directories", "show", directory["id"])
     assert "AADSTS7000215" in runs or "credentials" in runs
+
+
+@SQLITE_ONLY
+async def test_a_certificate_credential_works_and_a_foreign_one_is_refused(stack, graph, receiver):
+    tenant = graph.new_tenant()
+    graph_user(tenant, 1)
+    pem = tenant.add_certificate()
+    directory, _endpoint, route = await entra_directory(stack, graph, receiver, tenant, secret=pem,
+                                                       credential="certificate")
+    status = await sync(stack, directory["id"], "full")
+    assert status["last_run"]["status"] == "succeeded" and status["last_run"]["counts"]["users_read"] == 1
+    assert pem.split("-----")[2].strip()[:40] not in (await stack.api.get(f"/v1/directories/{directory['id']}")).text
+
+    stranger = graph.new_tenant().add_certificate()  # a certificate the app does not know
+    other, _e, _r = await entra_directory(stack, graph, receiver, tenant, secret=stranger, credential="certificate")
+    r = await stack.api.post(f"/v1/directories/{other['id']}/sync", params={"mode": "full"})
+    handle = stack.client.get_workflow_handle(r.json()["workflow_id"], run_id=r.json()["run_id"])
+    with pytest.raises(WorkflowFailureError):
+        await asyncio.wait_for(handle.result(), 60)
+    error = (await stack.api.get(f"/v1/directories/{other['id']}/sync")).json()["error"]
+    assert "AADSTS700027" in error
 
 
 @SQLITE_ONLY

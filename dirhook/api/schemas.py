@@ -60,7 +60,8 @@ class DirectoryIn(BaseModel):
     ldap: LdapConfig | None = Field(default=None, description="required for (and only for) provider ldap")
     bind_password: str | None = Field(default=None, description="write-only: never returned")
     entra: EntraConfig | None = Field(default=None, description="required for (and only for) provider entra")
-    client_secret: str | None = Field(default=None, description="the Entra app's client secret; write-only")
+    client_secret: str | None = Field(default=None, description="the Entra app's client secret, or with "
+                                      "entra.credential 'certificate' its PEM (key and certificate); write-only")
     attribute_mapping: dict[str, dict[str, Any]] | None = Field(
         default=None, description="per kind (user/group): target field -> {source, transform}; laid over the defaults")
     sync_interval_seconds: int | None = Field(

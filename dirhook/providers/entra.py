@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -60,7 +60,12 @@ class EntraConfig(BaseModel):
                                 description="national clouds: https://login.microsoftonline.us, …")
     graph_base_url: str = Field(default="https://graph.microsoft.com/v1.0",
                                 description="national clouds: https://graph.microsoft.us/v1.0, …")
+    credential: Literal["secret", "certificate"] = Field(
+        default="secret", description="how the app proves itself: a client secret, or a certificate (PEM with its key)")
     only_enabled: bool = Field(default=False, description="leave out users whose accountEnabled is false")
+    group_ids: list[str] = Field(default_factory=list, max_length=50,
+                                 description="only these groups (object IDs) and their direct members; "
+                                             "empty: the whole tenant")
     page_size: int = Field(default=999, ge=1, le=999, description="objects per Graph page (odata.maxpagesize)")
     timeout_seconds: float = Field(default=30, gt=0, le=300)
     flavour: str = Field(default="entra", description="attribute defaults: always 'entra'")
@@ -105,7 +110,7 @@ class EntraSource:
     # -- the SDK, in a loop of this thread (the pass runs in an activity thread) -----------------
     def connect(self) -> None:
         if not self.client_secret:
-            raise SourceConfigError("the directory has no client secret")
+            raise SourceConfigError(f"the directory has no client {self.config.credential}")
         self._loop = asyncio.new_event_loop()
         self._run(self._build())
 
@@ -126,8 +131,18 @@ class EntraSource:
         graph = urlparse(cfg.graph_base_url)
         verify: Any = ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle else True
         extra = {"connection_verify": self.ca_bundle} if self.ca_bundle else {}
-        self._credential = ClientSecretCredential(cfg.tenant_id, cfg.client_id, self.client_secret,
-                                                  authority=cfg.authority_host, **extra)
+        if cfg.credential == "certificate":
+            from azure.identity.aio import CertificateCredential
+
+            try:
+                self._credential = CertificateCredential(cfg.tenant_id, cfg.client_id,
+                                                         certificate_data=self.client_secret.encode(),
+                                                         authority=cfg.authority_host, **extra)
+            except ValueError as exc:  # not a PEM with an RSA key and its certificate
+                raise SourceConfigError(f"the client certificate cannot be used: {exc}") from None
+        else:
+            self._credential = ClientSecretCredential(cfg.tenant_id, cfg.client_id, self.client_secret,
+                                                      authority=cfg.authority_host, **extra)
         auth = AzureIdentityAuthenticationProvider(self._credential, scopes=[f"https://{graph.netloc}/.default"],
                                                    allowed_hosts=[graph.hostname])
         http = GraphClientFactory.create_with_default_middleware(
@@ -159,9 +174,11 @@ class EntraSource:
         if url:
             info = builder.with_url(url).to_get_request_information()
         else:
+            scoped = kind == "groups" and self.config.group_ids
             query = builder.DeltaRequestBuilderGetQueryParameters(
                 select=list(USER_SELECT if kind == "users" else GROUP_SELECT),
-                expand=["manager($select=id)"] if kind == "users" else None)
+                expand=["manager($select=id)"] if kind == "users" else None,
+                filter=" or ".join(f"id eq '{g}'" for g in self.config.group_ids) if scoped else None)
             info = builder.to_get_request_information(RequestConfiguration(query_parameters=query))
         info.headers.try_add("Prefer", f"odata.maxpagesize={self.config.page_size}")
         try:
@@ -234,9 +251,40 @@ class EntraSource:
         if self.resynced:
             changes.notes.append("Graph no longer knew the delta token (410 resyncRequired): read everything "
                                  "again; only real differences were sent")
-        changes.groups = iter(self._groups(first_groups, links, changes, incremental))
-        changes.users = self._users(first_users, links, changes)
+        groups = self._groups(first_groups, links, changes, incremental)
+        changes.groups = iter(groups)
+        scope = self._scope(groups) if self.config.group_ids else None
+        changes.users = self._users(first_users, links, changes, scope, incremental)
         return changes
+
+    def _scope(self, fetched: list[SourceEntry]) -> set[str]:
+        """The users the selected groups hold now: from this round's groups, and what is
+        stored for the selected groups this round did not mention."""
+        members = {ref for e in fetched for ref in e.attributes.get("members", [])}
+        quiet = [g for g in self.config.group_ids if g not in {e.ref for e in fetched}]
+        for refs in self._stored_members(quiet).values():
+            members |= refs
+        return members
+
+    def _stored_user_ids(self) -> set[str]:
+        with self.sessions() as s:
+            return set(s.scalars(select(User.external_id).where(User.directory_id == self.directory_id)))
+
+    async def _user(self, user_id: str) -> dict[str, Any] | None:
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+
+        builder = self._client.users.by_user_id(user_id)
+        query = builder.UserItemRequestBuilderGetQueryParameters(select=list(USER_SELECT),
+                                                                expand=["manager($select=id)"])
+        info = builder.to_get_request_information(RequestConfiguration(query_parameters=query))
+        try:
+            raw = await self._adapter.send_primitive_async(info, "bytes", {"XXX": self._odata_error})
+        except self._odata_error as exc:
+            if getattr(exc, "response_status_code", None) == 404:
+                return None
+            raise SourceUnavailable(f"Graph answered {getattr(exc, 'response_status_code', None)} "
+                                    f"{_odata_code(exc)} for user {user_id}") from None
+        return json.loads(raw)
 
     def _groups(self, first: dict[str, Any], links: dict[str, Any], changes: Changes,
                 incremental: bool) -> list[SourceEntry]:
@@ -251,18 +299,32 @@ class EntraSource:
             entries.append(SourceEntry(ref=group["id"], attributes=group_record(group, sorted(members))))
         return entries
 
-    def _users(self, first: dict[str, Any], links: dict[str, Any], changes: Changes) -> Iterator[SourceEntry]:
+    def _users(self, first: dict[str, Any], links: dict[str, Any], changes: Changes, scope: set[str] | None,
+               incremental: bool) -> Iterator[SourceEntry]:
+        stored = self._stored_user_ids() if scope is not None and incremental else set()
+        seen: set[str] = set()
         for page in self._pages("users", first, links):
             for user in page.get("value", []):
+                seen.add(user["id"])
                 removed = user.get("@removed")
                 if removed and removed.get("reason") == "changed":  # soft-deleted: deactivate
                     record = self._stored_record(user["id"])
                     if record is not None:
                         yield SourceEntry(ref=user["id"], attributes={**record, "accountEnabled": ["false"]})
-                elif removed or (self.config.only_enabled and user.get("accountEnabled") is False):
+                elif removed or (self.config.only_enabled and user.get("accountEnabled") is False) \
+                        or (scope is not None and user["id"] not in scope):
                     changes.deleted_user_ids.add(user["id"])
                 else:
                     yield SourceEntry(ref=user["id"], attributes=user_record(user))
+        if scope is None or not incremental:
+            return
+        # Group scope, between rounds: a user who joined a selected group without changing
+        # is not in the users delta, so it is read by itself; one who left them all goes.
+        for user_id in sorted(scope - stored - seen):
+            user = self._run(self._user(user_id))
+            if user and not (self.config.only_enabled and user.get("accountEnabled") is False):
+                yield SourceEntry(ref=user_id, attributes=user_record(user))
+        changes.deleted_user_ids.update(stored - scope)
 
 
 def _first_line(exc: Exception) -> str:

@@ -28,6 +28,7 @@ import base64
 import datetime
 import ipaddress
 import json
+import re
 import secrets
 import ssl
 import tempfile
@@ -41,7 +42,7 @@ from urllib.parse import parse_qs
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
 from tests.support.ports import free_port
@@ -108,6 +109,7 @@ class Tenant:
     resync_floor: int = 0  # delta tokens older than this get 410
     throttled: int = 0
     retry_after: int = 2
+    certificates: dict[str, x509.Certificate] = field(default_factory=dict)  # x5t#S256 -> the app's certificate
     issued: set[str] = field(default_factory=set)
     requests: list[tuple[float, int, str]] = field(default_factory=list)  # (monotonic time, status, URL)
     token_requests: int = 0
@@ -115,6 +117,41 @@ class Tenant:
     def _touch(self, kind: str, object_id: str) -> None:
         self.version += 1
         self.changed[(kind, object_id)] = self.version
+
+    def add_certificate(self) -> str:
+        """Registers a new certificate on the app; returns its PEM (private key and
+        certificate), as an admin downloads it for a certificate credential."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dirhook app")])
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=2)).sign(key, hashes.SHA256()))
+        thumbprint = base64.urlsafe_b64encode(cert.fingerprint(hashes.SHA256())).decode().rstrip("=")
+        self.certificates[thumbprint] = cert
+        return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()) + cert.public_bytes(serialization.Encoding.PEM)).decode()
+
+    def check_assertion(self, assertion: str, audience: str) -> bool:
+        """A client assertion (RFC 7523, as the identity platform takes it): a JWT signed
+        with PS256 or RS256 by a registered certificate, named by x5t#S256 (or x5t)."""
+        def part(text: str) -> bytes:
+            return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+        try:
+            head, body, signature = assertion.split(".")
+            header, claims = json.loads(part(head)), json.loads(part(body))
+            thumbprint = (header.get("x5t#S256") or "").rstrip("=")
+            cert = self.certificates.get(thumbprint)
+            if cert is None or claims.get("aud") != audience or claims.get("iss") != self.client_id \
+                    or claims.get("exp", 0) < time.time():
+                return False
+            pad = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO) \
+                if header.get("alg") == "PS256" else padding.PKCS1v15()
+            cert.public_key().verify(part(signature), f"{head}.{body}".encode(), pad, hashes.SHA256())
+            return True
+        except Exception:
+            return False
 
     # -- what a test does to the tenant -------------------------------------------------------
     def put_user(self, **props: Any) -> str:
@@ -196,6 +233,8 @@ class Tenant:
             ids = sorted(store)
         else:
             ids = sorted(i for (k, i), v in self.changed.items() if k == kind and v > since)
+        if state.get("only"):  # $filter=id eq '…' or id eq '…' (groups delta takes up to 50)
+            ids = [i for i in ids if i in state["only"]]
         out = []
         for object_id in ids:
             if object_id in store:
@@ -236,6 +275,7 @@ class GraphServer:
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
         app.router.add_get("/v1.0/users/delta()", self._users)
         app.router.add_get("/v1.0/groups/delta()", self._groups)
+        app.router.add_get("/v1.0/users/{id}", self._user)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self._ssl).start()
@@ -253,7 +293,15 @@ class GraphServer:
         if t is None:
             return web.json_response({"error": "invalid_request", "error_codes": [90002], "error_description":
                                       f"AADSTS90002: Tenant '{request.match_info['tenant']}' not found."}, status=400)
-        if form.get("grant_type") != "client_credentials" or form.get("client_id") != t.client_id \
+        if "client_assertion" in form:
+            audience = f"{self.authority}/{t.tenant_id}/oauth2/v2.0/token"
+            good = form.get("client_assertion_type") == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" \
+                and t.check_assertion(form["client_assertion"], audience)
+            if not good or form.get("client_id") != t.client_id:
+                return web.json_response({"error": "invalid_client", "error_codes": [700027], "error_description":
+                                          "AADSTS700027: The certificate with identifier used to sign the client "
+                                          "assertion is not registered on application."}, status=401)
+        elif form.get("grant_type") != "client_credentials" or form.get("client_id") != t.client_id \
                 or form.get("client_secret") != t.client_secret:
             return web.json_response({"error": "invalid_client", "error_codes": [7000215], "error_description":
                                       "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent "
@@ -273,6 +321,20 @@ class GraphServer:
 
     async def _groups(self, request: web.Request) -> web.Response:
         return await self._delta(request, "group", "groups")
+
+    async def _user(self, request: web.Request) -> web.Response:
+        """`GET /users/{id}?$select=…`: one user, or 404 `Request_ResourceNotFound`."""
+        auth = request.headers.get("Authorization", "")
+        t = self.by_token.get(auth[7:]) if auth.startswith("Bearer ") else None
+        if t is None:
+            return self._error(401, "InvalidAuthenticationToken", "Access token is empty.")
+        user = t.users.get(request.match_info["id"])
+        t.requests.append((time.monotonic(), 200 if user else 404, str(request.rel_url)))
+        if user is None:
+            return self._error(404, "Request_ResourceNotFound",
+                               f"Resource '{request.match_info['id']}' does not exist.")
+        select = request.query["$select"].split(",") if "$select" in request.query else None
+        return web.json_response(t._user_view(user, select, "manager" in request.query.get("$expand", "")))
 
     async def _delta(self, request: web.Request, kind: str, path: str) -> web.Response:
         auth = request.headers.get("Authorization", "")
@@ -300,6 +362,11 @@ class GraphServer:
                 else self.page_size
             state = {"since": None, "offset": 0, "select": select, "manager": "manager" in q.get("$expand", ""),
                      "top": min(size, 999)}
+            if "$filter" in q:
+                only = re.findall(r"id eq '([^']+)'", q["$filter"])
+                if not only or len(only) > 50 or kind != "group":
+                    return self._error(400, "Request_UnsupportedQuery", "Unsupported query.")
+                state["only"] = only
         if "until" not in state or "$deltatoken" in q:
             state["until"] = t.version  # the round covers the changes up to now
         t.requests.append((time.monotonic(), 200, str(request.rel_url)))
@@ -313,5 +380,5 @@ class GraphServer:
         else:
             body["@odata.deltaLink"] = f"{base}?$deltatoken=" + _token(
                 {"until": state["until"], "select": state["select"], "manager": state.get("manager", False),
-                 "top": top})
+                 "top": top, "only": state.get("only")})
         return web.json_response(body)
