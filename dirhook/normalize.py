@@ -30,7 +30,14 @@ SECRET_ATTRIBUTES = frozenset(
 # Bookkeeping the provider asks for that is not data about the person.
 OPERATIONAL_ATTRIBUTES = frozenset(
     a.lower() for a in ("entryUUID", "entryCSN", "modifyTimestamp", "createTimestamp", "uSNChanged",
-                        "uSNCreated", "whenChanged", "whenCreated", "objectGUID", "dn")
+                        "uSNCreated", "whenChanged", "whenCreated", "objectGUID", "dn",
+                        # Active Directory's own bookkeeping: logons and password counters change
+                        # on every sign-in and would make every pass a user.updated.
+                        "distinguishedName", "name", "instanceType", "objectCategory", "objectSid",
+                        "sAMAccountType", "primaryGroupID", "badPasswordTime", "badPwdCount", "lastLogon",
+                        "lastLogoff", "lastLogonTimestamp", "logonCount", "pwdLastSet", "codePage",
+                        "countryCode", "dSCorePropagationData", "msDS-SupportedEncryptionTypes",
+                        "isCriticalSystemObject", "replPropertyMetaData")
 )
 
 USER_FIELDS = ("external_id", "username", "emails", "given_name", "family_name", "display_name",

@@ -28,6 +28,7 @@ from tests.support.graph import GraphServer
 from tests.support.ports import free_port
 from tests.support.postgres import PostgresCluster
 from tests.support.receiver import Receiver
+from tests.support.samba import SambaDC
 from tests.support.slapd import Slapd
 from workers import build_workers, close_all
 
@@ -72,6 +73,16 @@ def slapd():
     server.start()
     yield server
     server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def samba_dc():
+    dc = SambaDC()
+    try:
+        dc.start()
+        yield dc
+    finally:
+        dc.stop()
 
 
 @pytest.fixture(scope="session")

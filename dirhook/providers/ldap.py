@@ -73,6 +73,22 @@ class LdapConfig(BaseModel):
         return "objectGUID" if self.flavour == "active_directory" else "entryUUID"
 
 
+DIRSYNC_OID = "1.2.840.113556.1.4.841"
+
+
+def _guid_of(item: dict) -> str | None:
+    """The objectGUID of a DirSync result, as dirhook's AD external ids spell it."""
+    import uuid
+
+    raw = (item.get("raw_attributes") or {}).get("objectGUID") or []
+    if raw and isinstance(raw[0], bytes) and len(raw[0]) == 16:
+        return str(uuid.UUID(bytes_le=raw[0]))
+    dn = item.get("dn") or ""
+    if dn.startswith("<GUID="):
+        return dn[6:dn.index(">")].lower()
+    return None
+
+
 def common_base(*dns: str) -> str:
     """The deepest entry above all these DNs (compared case-insensitively)."""
     split = [[rdn.strip() for rdn in dn.split(",")][::-1] for dn in dns]
@@ -137,6 +153,7 @@ class LdapSource:
             raise SourceUnavailable(f"cannot reach LDAP server {where}: {exc}") from None
         self._conn = conn
         self.syncrepl = self.config.flavour == "openldap" and self._supports(syncrepl.SYNC_REQUEST_OID)
+        self.dirsync = self.config.flavour == "active_directory" and self._supports(DIRSYNC_OID)
 
     def _supports(self, control_oid: str) -> bool:
         """Whether the root DSE lists the control (read once per connection)."""
@@ -278,6 +295,74 @@ class LdapSource:
             deleted_user_ids=deleted_users, deleted_group_ids=deleted_groups,
             next_cursor={**cursor, "sync_users": user_cookie, "sync_groups": group_cookie})
 
+    # -- Active Directory: DirSync ------------------------------------------------------------
+    def _naming_context(self) -> str:
+        """DirSync runs at the root of the naming context (a base below it is error 50)."""
+        base = self.config.user_base_dn
+        return ",".join(p for p in base.split(",") if p.strip().lower().startswith("dc="))
+
+    def _dirsync_round(self, cookie: bytes | None, attributes: list[str]) -> tuple[list[dict], bytes]:
+        """Every object changed since the cookie (only the changed attributes among those
+        asked for), and the new cookie."""
+        from ldap3.core.exceptions import LDAPException
+
+        try:
+            ds = self._conn.extend.microsoft.dir_sync(self._naming_context(), "(objectClass=*)",
+                                                      attributes=attributes, cookie=cookie, incremental_values=False)
+            found = []
+            while ds.more_results:
+                found += [r for r in ds.loop() if r.get("type") == "searchResEntry"]
+        except LDAPException as exc:
+            raise SourceUnavailable(f"DirSync under {self._naming_context()!r} failed: {exc}") from None
+        return found, ds.cookie
+
+    def _read_in_scope(self, guid: str, base: str, ldap_filter: str, attributes: list[str]) -> SourceEntry | None:
+        """The whole current entry of a changed object, if it is under ``base`` and matches
+        ``ldap_filter`` (DirSync sends only changed attributes: not enough to filter on)."""
+        import ldap3
+
+        self._conn.search(f"<GUID={guid}>", ldap_filter, search_scope=ldap3.BASE, attributes=attributes,
+                          dereference_aliases=ldap3.DEREF_NEVER)
+        for item in self._conn.response or ():
+            if item.get("type") == "searchResEntry" and item["dn"].lower().endswith(base.lower()):
+                return SourceEntry(ref=item["dn"], attributes=item["raw_attributes"])
+        return None
+
+    def _dirsync_changes(self, cursor: dict[str, Any], user_attrs: list[str], group_attrs: list[str]) -> Changes:
+        import base64
+
+        cfg = self.config
+        group_base = cfg.group_base_dn or cfg.user_base_dn
+        # DirSync returns an object when one of the attributes asked for changed: ask for
+        # every attribute the mappings read (not "*": on AD that includes noise like logonCount).
+        watched = sorted({a for a in user_attrs + group_attrs if a not in ("*", "+")} | {"objectGUID", "isDeleted"})
+        changed, cookie = self._dirsync_round(base64.b64decode(cursor["dirsync"]), watched)
+        users, groups, deleted = [], [], set()
+        for item in changed:
+            guid = _guid_of(item)
+            if guid is None:
+                continue
+            if (item.get("raw_attributes") or {}).get("isDeleted") in ([b"TRUE"], ["TRUE"]):
+                deleted.add(guid)
+                continue
+            user = self._read_in_scope(guid, cfg.user_base_dn, cfg.user_filter, user_attrs)
+            group = None if user else self._read_in_scope(guid, group_base, cfg.group_filter, group_attrs)
+            if user:
+                users.append(user)
+            elif group:
+                groups.append(group)
+            else:
+                deleted.add(guid)  # moved out of the bases or filters: gone for us (unknown ids are ignored)
+        return Changes(full=False, groups=iter(groups), users=iter(users), deleted_user_ids=set(deleted),
+                       deleted_group_ids=set(deleted),
+                       next_cursor={**cursor, "dirsync": base64.b64encode(cookie).decode()})
+
+    def _fresh_dirsync_cookie(self) -> str:
+        import base64
+
+        _changed, cookie = self._dirsync_round(None, ["objectGUID"])
+        return base64.b64encode(cookie).decode()
+
     # -- live: refreshAndPersist ---------------------------------------------------------------
     def listen(self, cookie: str | None, on_change, keep_going) -> None:
         """Holds a refreshAndPersist search over the users and groups and calls
@@ -330,8 +415,11 @@ class LdapSource:
         group_attrs = requested_attributes(self.mapping["group"], [stamp_attr])
         if self.syncrepl and not full and (cursor or {}).get("sync_users") and (cursor or {}).get("sync_groups"):
             return self._syncrepl_changes(cursor, user_attrs, group_attrs)
+        if self.dirsync and not full and (cursor or {}).get("dirsync"):
+            return self._dirsync_changes(cursor, user_attrs, group_attrs)
         since = (cursor or {}).get("modify_timestamp")
-        full = full or not since or (self.syncrepl and not (cursor or {}).get("sync_users"))
+        full = full or not since or (self.syncrepl and not (cursor or {}).get("sync_users")) \
+            or (self.dirsync and not (cursor or {}).get("dirsync"))
         user_filter, group_filter = cfg.user_filter, cfg.group_filter
         if not full:
             start = (_parse_time(since) - self.overlap).strftime(GENERALIZED_TIME)
@@ -340,6 +428,8 @@ class LdapSource:
             user_filter = f"(&{cfg.user_filter}({stamp_attr}>={start}))"
             group_filter = f"(&{cfg.group_filter}({stamp_attr}>={start}))"
         next_cursor: dict[str, Any] = {"modify_timestamp": since or ""}
+        if self.dirsync and full:
+            next_cursor["dirsync"] = self._fresh_dirsync_cookie()  # before reading, as for syncrepl
         if self.syncrepl and full:
             # Taken before reading: a change made while the pass reads comes again next
             # time (the content hash makes that free), none is lost.
