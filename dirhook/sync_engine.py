@@ -198,12 +198,15 @@ class SyncEngine:
             processed |= affected
 
         # 5. User deletions.
+        gone_users: set[str] = set()
+        present = seen_users if changes.full else self._present_ids(changes.user_ids)
+        # An incremental pass that names no deletion and lists nothing skips this: it would
+        # read every stored user's id for nothing (0.5 s at 100,000 users).
         with self.sessions.begin() as s:
             outbox = self._outbox(s)
             stored_users = dict(s.execute(select(User.external_id, User.id)
-                                          .where(User.directory_id == self.directory_id)).all())
-            present = seen_users if changes.full else self._present_ids(changes.user_ids)
-            gone_users: set[str] = set()
+                                          .where(User.directory_id == self.directory_id)).all()) \
+                if present is not None or changes.deleted_user_ids else {}
             if present is not None:
                 if not present and stored_users:
                     result.warnings.append("the source returned no users; no user was deleted")
