@@ -170,11 +170,25 @@ class SyncActivities:
             cookie = (directory.cursor or {}).get("sync_users")
         if not isinstance(source, LdapSource):
             return "not an LDAP source"
+        started = time.monotonic()
+        # Listen only once a pass has stored a cookie: without one the server would first
+        # send the whole directory, and the pass it triggers would run before anyone
+        # (an endpoint) is there to hear it. The first pass is the operator's.
+        while cookie is None:
+            activity.heartbeat()
+            if activity.is_cancelled() or time.monotonic() - started > 3600:
+                return "renew"
+            time.sleep(1.0)
+            with self.sessions() as s:
+                directory = s.get(Directory, directory_id)
+                if directory is None:
+                    return "the directory is gone"
+                cookie = (directory.cursor or {}).get("sync_users")
         try:
             source.connect()
             if not source.syncrepl:
                 return "the server does not offer syncrepl: incremental passes poll on the schedule"
-            started, last_request, pending = time.monotonic(), 0.0, False
+            last_request, pending = 0.0, False
 
             def on_change() -> None:
                 nonlocal pending
