@@ -233,6 +233,24 @@ async def test_a_certificate_credential_works_and_a_foreign_one_is_refused(stack
 
 
 @SQLITE_ONLY
+async def test_a_new_secret_by_patch_mends_a_refused_one(stack, graph, receiver):
+    tenant = graph.new_tenant()
+    graph_user(tenant, 1)
+    directory, _endpoint, route = await entra_directory(stack, graph, receiver, tenant, secret="wrong")
+    path = f"/v1/directories/{directory['id']}"
+    for patch, needle in (({"entra": {"graph_base_url": "http://graph.example/v1.0"}}, "https"),
+                          ({"entra": {"credential": "password"}}, "credential"),
+                          ({"ldap": {"url": "ldap://x"}}, "ldap"), ({"bind_password": "x"}, "bind_password")):
+        r = await stack.api.patch(path, json=patch)
+        assert r.status_code == 422 and needle in r.text, r.text
+    r = await stack.api.patch(path, json={"client_secret": tenant.client_secret, "entra": {"only_enabled": True}})
+    assert r.status_code == 200 and r.json()["config"]["only_enabled"] is True
+    assert tenant.client_secret not in r.text
+    status = await sync(stack, directory["id"], "full")
+    assert status["last_run"]["status"] == "succeeded" and status["last_run"]["counts"]["users_read"] == 1
+
+
+@SQLITE_ONLY
 async def test_the_cli_connects_a_tenant(stack, graph, receiver, tmp_path):
     import re
 

@@ -76,8 +76,9 @@ def get_directory(session: Session, directory_id: str) -> Directory:
 @router.post("", response_model=DirectoryCreated, status_code=201, response_model_exclude_unset=True)
 async def create_directory(body: DirectoryIn, request: Request, session: SessionDep, settings: SettingsDep,
                            client: TemporalDep):
-    """Connects a directory. LDAP: its incremental passes go on a Temporal Schedule. SCIM: the
-    answer carries the IdP's tenant URL and bearer token (shown once)."""
+    """Connects a directory. LDAP and Entra: their incremental passes go on a Temporal Schedule
+    (and OpenLDAP gets a live listener). SCIM: the answer carries the IdP's tenant URL and
+    bearer token (shown once)."""
     flavour = body.ldap.flavour if body.ldap else body.provider
     try:
         effective_mapping(flavour, body.attribute_mapping)
