@@ -59,6 +59,11 @@ async def test_a_change_reaches_the_receiver_within_a_second(stack, slapd, recei
     after = await wait_for(lambda: conn.route.events()[before:], 30, "the restarted listener's pass")
     assert [(e["type"], e["data"].get("username")) for e in after if e["type"] != "directory.sync_completed"] == [
         ("user.updated", "user00004")]  # the new change only: nothing old again
+    # Deleting the directory stops its listener and any pass it queued: later tests count
+    # the process's sync metrics and must not see this directory's passes.
+    assert (await stack.api.delete(f"/v1/directories/{conn.id}")).status_code == 204
+    gone = stack.client.get_workflow_handle(f"ldaplisten/{conn.id}")
+    assert (await gone.describe()).status.name == "TERMINATED"
 
 
 async def _listening(handle) -> bool:
