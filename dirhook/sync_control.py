@@ -74,13 +74,7 @@ async def start_listener(client: Client, settings: Settings, d: DirectoryRef, re
 
 
 async def stop_listener(client: Client, directory_id: str) -> None:
-    from temporalio.service import RPCError, RPCStatusCode
-
-    try:
-        await client.get_workflow_handle(t.listener_workflow_id(directory_id)).terminate(reason="directory changed")
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
+    await t.terminate_if_running(client, t.listener_workflow_id(directory_id), "directory changed")
 
 
 def schedule_id(directory_id: str) -> str:

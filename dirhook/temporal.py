@@ -21,6 +21,17 @@ def sync_workflow_id(directory_id: str) -> str:
     return f"dirsync/{directory_id}"
 
 
+async def terminate_if_running(client: Client, workflow_id: str, reason: str) -> None:
+    """Ends a workflow of a deleted or changed object; one that does not exist is fine."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    try:
+        await client.get_workflow_handle(workflow_id).terminate(reason=reason)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+
+
 def listener_workflow_id(directory_id: str) -> str:
     return f"ldaplisten/{directory_id}"
 

@@ -90,3 +90,12 @@ async def test_the_cli_makes_a_scim_directory_whose_token_works(stack, tmp_path)
     directory_id = url.rsplit("/", 1)[-1]
     out = await run_cli(stack, tmp_path, "directories", "rotate-scim-token", directory_id)
     assert token not in out and re.search(r"dhscim_\S+", out)
+
+
+async def test_a_scim_directory_patches_its_shared_fields_only(stack):
+    d = await scim_directory(stack)
+    for patch in ({"client_secret": "x"}, {"ldap": {"url": "ldap://x"}}, {"entra": {"tenant_id": "t"}}):
+        r = await stack.api.patch(f"/v1/directories/{d['id']}", json=patch)
+        assert r.status_code == 422 and "takes no" in r.text, r.text
+    r = await stack.api.patch(f"/v1/directories/{d['id']}", json={"name": "Renamed IdP"})
+    assert r.status_code == 200 and r.json()["name"] == "Renamed IdP" and r.json()["config"] == {"flavour": "scim"}

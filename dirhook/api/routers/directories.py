@@ -130,9 +130,15 @@ def read_directory(directory_id: str, session: SessionDep):
     return directory_out(get_directory(session, directory_id))
 
 
-# Changing any of these points the directory at other entries: the stored cursor no longer
+# What each provider's PATCH may carry besides the shared fields, and its settings' model.
+PROVIDER_FIELDS = {"ldap": ("ldap", "bind_password"), "entra": ("entra", "client_secret"), "scim": ()}
+SETTINGS_MODEL = {"ldap": LdapConfig, "entra": EntraConfig}
+# Changing any of these points the directory at other objects: the stored cursor no longer
 # describes them, so the next pass is a full one.
-CURSOR_SCOPE = ("url", "user_base_dn", "group_base_dn", "user_filter", "group_filter", "flavour")
+CURSOR_SCOPES = {"ldap": ("url", "user_base_dn", "group_base_dn", "user_filter", "group_filter", "flavour"),
+                 "entra": ("tenant_id", "graph_base_url")}
+# …and these, an LDAP live listener reconnects for.
+LISTENER_SCOPE = (*CURSOR_SCOPES["ldap"], "live", "bind_dn", "start_tls")
 
 
 @router.patch("/{directory_id}", response_model=DirectoryOut)
@@ -142,31 +148,16 @@ async def update_directory(directory_id: str, body: DirectoryPatch, session: Ses
     on error. A new attribute mapping re-normalizes the stored users at once (no directory read);
     events go out only for users whose record changed."""
     d = get_directory(session, directory_id)
-    if d.provider != "ldap":
-        return await _update_pushed_or_graph_directory(d, body, session, settings, client)
-    config = LdapConfig.model_validate(d.config)
-    if body.ldap is not None:
-        try:
-            config = LdapConfig.model_validate({**d.config, **body.ldap})
-        except ValidationError as exc:
-            raise HTTPException(422, [{"loc": ["body", "ldap", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-                                      for e in exc.errors(include_url=False, include_input=False)]) from None
+    relisten = _apply_source_settings(d, body)
     mapping = body.attribute_mapping if body.attribute_mapping is not None else d.attribute_mapping
     try:
-        effective_mapping(config.flavour, mapping)
+        effective_mapping(d.config.get("flavour", d.provider), mapping)
     except MappingError as exc:
         raise HTTPException(422, f"attribute_mapping: {exc}") from None
-    new_config = config.model_dump(mode="json")
-    relisten = any(new_config.get(k) != d.config.get(k) for k in (*CURSOR_SCOPE, "live", "bind_dn", "start_tls"))
-    if any(new_config.get(k) != d.config.get(k) for k in CURSOR_SCOPE):
-        d.cursor = None
     remap = (mapping or {}) != (d.attribute_mapping or {})
-    d.config = new_config
     d.attribute_mapping = mapping or {}
     if body.name is not None:
         d.name = body.name
-    if body.bind_password is not None:
-        d.secret = body.bind_password
     for field in ("deletion_threshold_count", "deletion_threshold_percent"):
         if field in body.model_fields_set:
             setattr(d, field, getattr(body, field))
@@ -177,67 +168,42 @@ async def update_directory(directory_id: str, body: DirectoryPatch, session: Ses
     session.commit()
     if reschedule or "name" in body.model_fields_set:
         await sync_control.put_schedule(client, settings, ref(d), d.sync_interval_seconds)
-    if relisten or body.bind_password is not None:
+    if relisten:
         await _listen(client, settings, d, restart=True)
     if remap:
         await request_sync(client, settings, d, "recompute")
     return directory_out(d)
 
 
-ENTRA_CURSOR_SCOPE = ("tenant_id", "graph_base_url")
-
-
-async def _update_pushed_or_graph_directory(d: Directory, body: DirectoryPatch, session: Session,
-                                           settings: Settings, client: Client) -> DirectoryOut:
-    """PATCH of a SCIM or Entra directory (LDAP's is update_directory)."""
-    if body.ldap is not None or body.bind_password is not None:
-        raise HTTPException(422, f"a {d.provider} directory has no ldap settings or bind_password")
-    if d.provider == "scim" and (body.entra is not None or body.client_secret is not None):
-        raise HTTPException(422, "a SCIM directory has no entra settings or client_secret")
-    if body.entra is not None:
+def _apply_source_settings(d: Directory, body: DirectoryPatch) -> bool:
+    """Lays the PATCH's provider settings and secret over the directory's, validated whole
+    (422, nothing applied, on error). True when the LDAP listener must start again."""
+    given = {name for name in ("ldap", "bind_password", "entra", "client_secret") if getattr(body, name) is not None}
+    foreign = given - set(PROVIDER_FIELDS[d.provider])
+    if foreign:
+        raise HTTPException(422, f"this {d.provider} directory takes no {', '.join(sorted(foreign))}")
+    settings_field, secret_field = PROVIDER_FIELDS[d.provider] or (None, None)
+    old = d.config
+    patch = getattr(body, settings_field) if settings_field else None
+    if patch is not None:
         try:
-            config = EntraConfig.model_validate({**d.config, **body.entra}).model_dump(mode="json")
+            d.config = SETTINGS_MODEL[d.provider].model_validate({**old, **patch}).model_dump(mode="json")
         except ValidationError as exc:
-            raise HTTPException(422, [{"loc": ["body", "entra", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+            raise HTTPException(422, [{"loc": ["body", settings_field, *e["loc"]], "msg": e["msg"], "type": e["type"]}
                                       for e in exc.errors(include_url=False, include_input=False)]) from None
-        if any(config.get(k) != d.config.get(k) for k in ENTRA_CURSOR_SCOPE):
-            d.cursor = None  # another tenant or cloud: its delta links mean nothing here
-        d.config = config
-    if body.client_secret is not None:
-        d.secret = body.client_secret
-    mapping = body.attribute_mapping if body.attribute_mapping is not None else d.attribute_mapping
-    try:
-        effective_mapping(d.provider, mapping)
-    except MappingError as exc:
-        raise HTTPException(422, f"attribute_mapping: {exc}") from None
-    remap = (mapping or {}) != (d.attribute_mapping or {})
-    d.attribute_mapping = mapping or {}
-    if body.name is not None:
-        d.name = body.name
-    for field in ("deletion_threshold_count", "deletion_threshold_percent"):
-        if field in body.model_fields_set:
-            setattr(d, field, getattr(body, field))
-    reschedule = "sync_interval_seconds" in body.model_fields_set and \
-        (body.sync_interval_seconds or None) != d.sync_interval_seconds
-    if reschedule:
-        d.sync_interval_seconds = body.sync_interval_seconds or None
-    session.commit()
-    if reschedule or "name" in body.model_fields_set:
-        await sync_control.put_schedule(client, settings, ref(d), d.sync_interval_seconds)
-    if remap:
-        await request_sync(client, settings, d, "recompute")
-    return directory_out(d)
+        if any(d.config.get(k) != old.get(k) for k in CURSOR_SCOPES[d.provider]):
+            d.cursor = None
+    secret = getattr(body, secret_field) if secret_field else None
+    if secret is not None:
+        d.secret = secret
+    return d.provider == "ldap" and (secret is not None or any(d.config.get(k) != old.get(k) for k in LISTENER_SCOPE))
 
 
 @router.delete("/{directory_id}", status_code=204)
 async def delete_directory(directory_id: str, session: SessionDep, client: TemporalDep):
     """Deletes the directory, its users, groups and events. A running sync is cancelled first."""
     d = get_directory(session, directory_id)
-    try:
-        await client.get_workflow_handle(t.sync_workflow_id(d.id)).terminate(reason="directory deleted")
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
+    await t.terminate_if_running(client, t.sync_workflow_id(d.id), "directory deleted")
     await sync_control.delete_schedule(client, d.id)
     await sync_control.stop_listener(client, d.id)
     session.delete(d)

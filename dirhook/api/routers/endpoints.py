@@ -5,7 +5,6 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
 from dirhook import temporal as t
 from dirhook.api.deps import SessionDep, SettingsDep, TemporalDep, visible
@@ -122,11 +121,7 @@ async def update_endpoint(endpoint_id: str, body: EndpointPatch, session: Sessio
 async def delete_endpoint(endpoint_id: str, session: SessionDep, client: TemporalDep):
     """Deletes the endpoint and its deliveries; its dispatcher stops."""
     e = get_endpoint(session, endpoint_id)
-    try:
-        await client.get_workflow_handle(t.dispatch_workflow_id(e.id)).terminate(reason="endpoint deleted")
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
+    await t.terminate_if_running(client, t.dispatch_workflow_id(e.id), "endpoint deleted")
     session.delete(e)
     session.commit()
     return Response(status_code=204)
