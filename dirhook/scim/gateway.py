@@ -152,7 +152,8 @@ class ScimGateway:
             await send_error(send, 404, "SCIM lives at /scim/v2/{directory_id}/")
             return
         provider, token_digest = await asyncio.to_thread(self._directory, directory_id)
-        auth = dict(scope["headers"]).get(b"authorization", b"").decode(errors="replace")
+        headers = dict(scope["headers"])
+        auth = headers.get(b"authorization", b"").decode(errors="replace")
         scheme, _, token = auth.partition(" ")
         # An unknown directory and a wrong token look the same: nothing tells a caller
         # which directory IDs exist.
@@ -167,7 +168,7 @@ class ScimGateway:
                                         "second for this directory", headers={"retry-after": str(max(1, round(wait)))})
             return
         limit = self.settings.scim_max_body_bytes
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = headers.get(b"content-length")
         body, more = b"", True
         if declared and declared.isdigit() and int(declared) > limit:
             more = False

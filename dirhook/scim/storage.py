@@ -55,6 +55,11 @@ INDEXED = {"username": "match_key", "displayname": "match_key", "externalid": "e
 Project = Callable[[Changes], Awaitable[None]]
 
 
+def _stamp(moment: datetime) -> str:
+    """SCIM's dateTime (xsd:dateTime, UTC with a Z)."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 def version_of(body: dict[str, Any]) -> str:
     """A weak ETag from the content: equal content, equal version (RFC 7644 §3.14)."""
     content = {k: v for k, v in body.items() if k != "meta"}
@@ -140,8 +145,11 @@ class DirectoryScimStorage(AsyncScimStorage):
             scim_filter = parametrize(ScimFilter, Union[models])(str(scim_filter))  # noqa: UP007
         found = [r for r in resources if scim_filter is None or scim_filter.match(r)]
         if search_request.sort_by is not None:
-            found.sort(key=lambda r: (search_request.sort_value(r) is None, search_request.sort_value(r) or "", r.id),
-                       reverse=search_request.sort_order == SearchRequest.SortOrder.descending)
+            def order(resource: Resource[Any]) -> tuple:  # missing values last, then by id
+                value = search_request.sort_value(resource)
+                return value is None, value if value is not None else "", resource.id
+
+            found.sort(key=order, reverse=search_request.sort_order == SearchRequest.SortOrder.descending)
         start = search_request.start_index_0 or 0
         stop = None if search_request.count is None else start + search_request.count
         return SearchPage(total=len(found), resources=found[start:stop])
@@ -179,8 +187,7 @@ class DirectoryScimStorage(AsyncScimStorage):
                     if expected_version is not None and expected_version != row.version:
                         raise PreconditionFailedException(detail=f"the resource is at version {row.version}")
                     created = row.created_at
-                body["meta"] = {"resourceType": resource_type, "created": created.isoformat().replace("+00:00", "Z"),
-                                "lastModified": now.isoformat().replace("+00:00", "Z")}
+                body["meta"] = {"resourceType": resource_type, "created": _stamp(created), "lastModified": _stamp(now)}
                 version = version_of(body)
                 if row is not None and not create and version == row.version:
                     return row.body  # nothing changed: same version, no write (RFC 7644 §3.14 allows it)
@@ -235,8 +242,7 @@ class DirectoryScimStorage(AsyncScimStorage):
                                                               ScimResource.resource_type == "Group")):
                 body = without_members(group.body, resource_id)
                 if body is not None:
-                    body["meta"] = {**body.get("meta", {}), "lastModified": datetime.now(timezone.utc).isoformat()
-                                    .replace("+00:00", "Z")}
+                    body["meta"] = {**body.get("meta", {}), "lastModified": _stamp(datetime.now(timezone.utc))}
                     body["meta"]["version"] = group.version = version_of(body)
                     group.body = body
 
