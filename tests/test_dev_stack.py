@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import pytest
 
 from tests.support.dev_process import dev_env, interrupt, start_dev, wait_http
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -26,10 +26,8 @@ def test_dev_comes_up_serves_and_stops_cleanly(tmp_path):
         ui = wait_http(f"http://127.0.0.1:{ports['TEMPORAL_UI_PORT']}/", 30, proc, log)
         assert "<html" in ui.text.lower()
         token = (tmp_path / "data" / "admin_token").read_text().strip()
-        deadline = time.monotonic() + 30  # the banner follows the API's first healthy answer
-        while "dirhook is running" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        banner = log.read_text()
+        # the banner follows the API's first healthy answer
+        banner = wait_until(lambda: "dirhook is running" in (text := log.read_text()) and text, 30, "the banner")
         assert token in banner and api in banner and str(ports["TEMPORAL_UI_PORT"]) in banner, banner
         # Prometheus: the API's, the worker's own, and the Temporal SDK's.
         assert "dirhook_endpoints_disabled" in httpx.get(f"{api}/metrics").text

@@ -19,3 +19,15 @@ async def wait_for(check: Callable[[], T | Awaitable[T]], timeout: float = 30, w
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
         await asyncio.sleep(interval)
+
+
+def wait_until(check: Callable[[], T], timeout: float = 30, what: str = "condition", interval: float = 0.1) -> T:
+    """``wait_for`` for synchronous tests (those that drive `dirhook dev` as a child process)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = check()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        time.sleep(interval)
