@@ -167,14 +167,15 @@ class SyncActivities:
                 return f"a {directory.provider} directory has no LDAP listener"
             source = build_source(directory, self.settings, self.sessions)
             ref = DirectoryRef(directory.id, directory.organization_id, directory.name, directory.provider)
-            cookie = (directory.cursor or {}).get("sync_users")
+            cursor = directory.cursor
         if not isinstance(source, LdapSource):
             return "not an LDAP source"
+        no_syncrepl = "the server does not offer syncrepl: incremental passes poll on the schedule"
         started = time.monotonic()
         # Listen only once a pass has stored a cookie: without one the server would first
         # send the whole directory, and the pass it triggers would run before anyone
         # (an endpoint) is there to hear it. The first pass is the operator's.
-        while cookie is None:
+        while not cursor:
             activity.heartbeat()
             if activity.is_cancelled() or time.monotonic() - started > 3600:
                 return "renew"
@@ -183,11 +184,14 @@ class SyncActivities:
                 directory = s.get(Directory, directory_id)
                 if directory is None:
                     return "the directory is gone"
-                cookie = (directory.cursor or {}).get("sync_users")
+                cursor = directory.cursor
+        cookie = cursor.get("sync_users")
+        if not cookie:  # a pass ran without syncrepl
+            return no_syncrepl
         try:
             source.connect()
             if not source.syncrepl:
-                return "the server does not offer syncrepl: incremental passes poll on the schedule"
+                return no_syncrepl
             last_request, pending = 0.0, False
 
             def on_change() -> None:
