@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from dirhook.normalize import effective_mapping, requested_attributes
 from dirhook.providers import syncrepl
+from dirhook.providers.ldap_wire import use_fast_entries
 from dirhook.providers.base import (
     Changes,
     SourceAuthError,
@@ -76,11 +77,19 @@ class LdapConfig(BaseModel):
 DIRSYNC_OID = "1.2.840.113556.1.4.841"
 
 
+def _values(raw: dict[str, list], name: str) -> list:
+    """An attribute's values; names compare case-insensitively, as LDAP's do."""
+    if name in raw:
+        return raw[name]
+    low = name.lower()
+    return next((v for k, v in raw.items() if k.lower() == low), [])
+
+
 def _guid_of(item: dict) -> str | None:
     """The objectGUID of a DirSync result, as dirhook's AD external ids spell it."""
     import uuid
 
-    raw = (item.get("raw_attributes") or {}).get("objectGUID") or []
+    raw = _values(item.get("raw_attributes") or {}, "objectGUID")
     if raw and isinstance(raw[0], bytes) and len(raw[0]) == 16:
         return str(uuid.UUID(bytes_le=raw[0]))
     dn = item.get("dn") or ""
@@ -101,7 +110,7 @@ def common_base(*dns: str) -> str:
 
 
 def _entry_uuid(entry: SourceEntry) -> str:
-    values = next((v for k, v in entry.attributes.items() if k.lower() == "entryuuid"), [b""])
+    values = _values(entry.attributes, "entryUUID") or [b""]
     return values[0].decode() if isinstance(values[0], bytes) else str(values[0])
 
 
@@ -138,6 +147,7 @@ class LdapSource:
             read_only=True, raise_exceptions=False, receive_timeout=int(self.config.timeout_seconds * 6),
             auto_referrals=False, return_empty_attributes=False,
         )
+        use_fast_entries(conn)
         where = f"{parsed.hostname}:{server.port}"
         try:
             conn.open()
@@ -164,8 +174,7 @@ class LdapSource:
         if not ok or not self._conn.response:
             return False
         raw = self._conn.response[0].get("raw_attributes", {})
-        values = next((v for k, v in raw.items() if k.lower() == "supportedcontrol"), [])
-        return control_oid.encode() in values
+        return control_oid.encode() in _values(raw, "supportedControl")
 
     def close(self) -> None:
         if self._conn is not None:
@@ -210,7 +219,7 @@ class LdapSource:
 
     def _entries(self, base: str, ldap_filter: str, attributes: list[str], cursor: dict[str, Any]) -> Iterator[SourceEntry]:
         for dn, raw in self._paged(base, ldap_filter, attributes):
-            stamp = raw.get("modifyTimestamp") or raw.get("whenChanged")
+            stamp = _values(raw, "modifyTimestamp") or _values(raw, "whenChanged")
             if stamp:
                 value = stamp[0].decode() if isinstance(stamp[0], bytes) else str(stamp[0])
                 if value > cursor.get("modify_timestamp", ""):
@@ -223,8 +232,7 @@ class LdapSource:
         attr = self.config.external_id_attribute
         transform = TRANSFORMS["guid" if attr == "objectGUID" else "first"]
         for _dn, raw in self._paged(base, ldap_filter, [attr]):
-            values = next((v for k, v in raw.items() if k.lower() == attr.lower()), [])
-            ext = transform(values)
+            ext = transform(_values(raw, attr))
             if ext:
                 yield ext
 
@@ -342,7 +350,7 @@ class LdapSource:
             guid = _guid_of(item)
             if guid is None:
                 continue
-            if (item.get("raw_attributes") or {}).get("isDeleted") in ([b"TRUE"], ["TRUE"]):
+            if _values(item.get("raw_attributes") or {}, "isDeleted") in ([b"TRUE"], ["TRUE"]):
                 deleted.add(guid)
                 continue
             user = self._read_in_scope(guid, cfg.user_base_dn, cfg.user_filter, user_attrs)
