@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any, Mapping
 
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+from dirhook.jsonenc import canonical_bytes
 
 
 def content_hash(state: Mapping[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(state).encode()).hexdigest()
+    return hashlib.sha256(canonical_bytes(state)).hexdigest()
 
 
 def previous_attributes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import copy
 import uuid
 from typing import Any, Callable, Iterable, Mapping
 
+from dirhook.jsonenc import dumps_bytes
 from dirhook.models import Email, NormalizedGroup, NormalizedUser
 from dirhook.providers.entra_records import ENTRA_MAPPING
 from dirhook.scim.records import SCIM_MAPPING
@@ -198,11 +199,9 @@ def source_attributes(mapping: Mapping[str, Any]) -> set[str]:
 def cap_raw_attributes(raw: dict[str, Any], max_bytes: int) -> dict[str, Any]:
     """Keep raw_attributes under ``max_bytes`` of JSON: the largest attributes go first, and
     ``_truncated`` names them, so an oversized photo or certificate never bloats every event."""
-    import json
-
-    sizes = {k: len(json.dumps(v, ensure_ascii=False)) + len(k) + 4 for k, v in raw.items()}
-    if sum(sizes.values()) + 2 <= max_bytes:
+    if len(dumps_bytes(raw)) <= max_bytes:  # nearly always: one encoding, not one per attribute
         return raw
+    sizes = {k: len(dumps_bytes(v)) + len(k.encode()) + 4 for k, v in raw.items()}
     kept = dict(raw)
     dropped: list[str] = []
     budget = max_bytes - 64  # room for the _truncated list itself

@@ -13,9 +13,10 @@ import logging
 import math
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 
-from sqlalchemy import delete, select
+from sqlalchemy import Row, bindparam, delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dirhook.db.schema import (
@@ -31,6 +32,7 @@ from dirhook.db.schema import (
 )
 from dirhook.diff import content_hash, previous_attributes
 from dirhook.ids import new_id
+from dirhook.jsonenc import Encoded
 from dirhook.models import NormalizedGroup, NormalizedUser
 from dirhook.normalize import cap_raw_attributes, normalize_group, normalize_user, source_record
 from dirhook.outbox import Outbox
@@ -60,6 +62,20 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 def _ref(value: str | None) -> str | None:
     # DNs compare case-insensitively; "uid=A,ou=People" and "uid=a,ou=people" are one entry.
     return value.strip().lower() if value else None
+
+
+# What _apply_users reads of a stored user.
+_STORED_USER = (User.id, User.external_id, User.version, User.content_hash, User.state, User.attributes,
+                User.source_record, User.source_ref, User.updated_at)
+
+
+class _Snapshot(NamedTuple):
+    """A user as its payload shows it (the fields dirhook.payloads.user_payload reads)."""
+
+    id: str
+    state: dict[str, Any]
+    updated_at: datetime
+    version: int
 
 
 @dataclass
@@ -332,6 +348,7 @@ class SyncEngine:
         self._cycles = find_cycles(parents)
         self._roles = {r.slug: RoleDef(r.slug, r.priority) for r in role_rows}
         self._default_role = next((r.slug for r in role_rows if r.is_default), None)
+        self._group_payloads: dict[str, Encoded] = {}
         self._grants = group_grants((GroupInfo(g.id, g.external_id, g.state["name"]) for g in self._groups.values()),
                                     mappings)
 
@@ -426,56 +443,55 @@ class SyncEngine:
             ids.add(row.id)
         return ids
 
+    def _stored_users(self, s: Session, condition) -> dict[str, Row]:
+        """Stored users as plain rows (no ORM objects: a full pass handles every user), by external id."""
+        return {r.external_id: r for r in s.execute(select(*_STORED_USER).where(condition))}
+
+    def _group_json(self, gid: str, directory: Directory) -> Encoded:
+        """A group's payload, encoded once until the groups are loaded again."""
+        encoded = self._group_payloads.get(gid)
+        if encoded is None:
+            encoded = self._group_payloads[gid] = Encoded(group_payload(self._groups[gid], directory))
+        return encoded
+
     def _apply_users(self, s: Session, outbox: Outbox, pairs: list[tuple[NormalizedUser, dict | None]],
                      authoritative: set[str], members_by_ref: Mapping[str, set[str]],
-                     rows: dict[str, User] | None = None) -> set[str]:
-        """``pairs``: each user as normalized, with the source record it came from (None: keep the stored one)."""
+                     stored: dict[str, Row] | None = None) -> set[str]:
+        """``pairs``: each user as normalized, with the source record it came from (None: keep
+        the stored one). Writes go through Core statements in bulk: ORM objects for every
+        user of a full pass cost more than reading the directory (bench/ldap_full_sync.py)."""
         directory = outbox.directory
         users = [u for u, _r in pairs]
-        if rows is None:
-            rows = {u.external_id: u for u in s.scalars(select(User).where(
-                User.directory_id == self.directory_id, User.external_id.in_([u.external_id for u in users])))}
-        stored: dict[str, set[str]] = {}
-        if rows:
+        if stored is None:
+            stored = self._stored_users(s, (User.directory_id == self.directory_id)
+                                        & User.external_id.in_([u.external_id for u in users]))
+        memberships: dict[str, set[str]] = {}
+        if stored:
             for uid, gid in s.execute(select(Membership.user_id, Membership.group_id).where(
-                    Membership.user_id.in_([r.id for r in rows.values()]))):
-                stored.setdefault(uid, set()).add(gid)
-        new_rows = []
-        for u, record in pairs:
-            row = rows.get(u.external_id)
-            if row is None:
-                row = User(id=new_id("usr"), directory_id=self.directory_id, external_id=u.external_id,
-                           version=0, state={}, content_hash="")
-                rows[u.external_id] = row
-                new_rows.append(row)
-            row.source_ref = u.source_ref
-            row.attributes = u.model_dump(mode="json")
-            if record is not None:
-                row.source_record = record
-        s.add_all(new_rows)
-        s.flush()  # the users must exist before the memberships that point at them
-        manager_refs = {u.manager_ref.lower() for u in users if u.manager_ref}
-        managers: dict[str, str] = {}
-        for part in _chunks(manager_refs, 500):
+                    Membership.user_id.in_([r.id for r in stored.values()]))):
+                memberships.setdefault(uid, set()).add(gid)
+        ids = {u.external_id: (stored[u.external_id].id if u.external_id in stored else new_id("usr")) for u in users}
+        # Managers: this chunk's users first (some are not inserted yet), then the stored ones.
+        managers = {u.source_ref: ids[u.external_id] for u in users if u.source_ref}
+        wanted = {u.manager_ref.lower() for u in users if u.manager_ref} - managers.keys()
+        for part in _chunks(wanted, 500):
             managers.update(s.execute(select(User.source_ref, User.id).where(
                 User.directory_id == self.directory_id, User.source_ref.in_(part))).all())
+        inserts, updates, added_rows, removals = [], [], [], []
         touched = set()
-        for u in users:
-            row = rows[u.external_id]
-            old_groups = stored.get(row.id, set())
-            new_groups = (old_groups - authoritative) | set(members_by_ref.get(u.source_ref or "", ()))
+        for u, record in pairs:
+            row = stored.get(u.external_id)
+            uid = ids[u.external_id]
+            old_groups = memberships.get(uid, set())
+            new_groups = (old_groups - authoritative) | members_by_ref.get(u.source_ref or "", set())
             added, removed = new_groups - old_groups, old_groups - new_groups
-            if added:
-                s.add_all([Membership(group_id=g, user_id=row.id, directory_id=self.directory_id) for g in added])
-            if removed:
-                s.execute(delete(Membership).where(Membership.user_id == row.id, Membership.group_id.in_(removed)))
             manager_id = None
             if u.manager_ref:
                 manager_id = managers.get(u.manager_ref.lower())
                 if manager_id is None:
-                    self._unresolved_managers.add(row.id)
+                    self._unresolved_managers.add(uid)
                 else:
-                    self._unresolved_managers.discard(row.id)
+                    self._unresolved_managers.discard(uid)
             effective = effective_groups(new_groups, self._ancestors)
             roles = compute_roles(effective, self._grants, self._roles, self._default_role)
             state = {
@@ -491,23 +507,52 @@ class SyncEngine:
                 "raw_attributes": cap_raw_attributes(u.raw_attributes, self.raw_attributes_max_bytes),
             }
             h = content_hash(state)
-            if row.version == 0:
-                row.state, row.content_hash, row.version, row.updated_at = state, h, 1, utcnow()
-                outbox.emit("user.created", user_payload(row, directory), object_id=row.id)
-            elif h != row.content_hash:
-                prev = previous_attributes(row.state, state)
-                row.state, row.content_hash, row.updated_at = state, h, utcnow()
-                row.version += 1
-                outbox.emit("user.updated", user_payload(row, directory), prev, object_id=row.id)
-            for gid in sorted(removed):
-                outbox.emit("group.user_removed", {"object": "group_membership", "user": user_payload(row, directory),
-                                                   "group": group_payload(self._groups[gid], directory)},
-                            object_id=row.id)
-            for gid in sorted(added):
-                outbox.emit("group.user_added", {"object": "group_membership", "user": user_payload(row, directory),
-                                                 "group": group_payload(self._groups[gid], directory)},
-                            object_id=row.id)
-            touched.add(row.id)
+            attributes = u.model_dump(mode="json")
+            snapshot, event, previous = None, None, None
+            if row is None:
+                snapshot = _Snapshot(uid, state, utcnow(), 1)
+                inserts.append({"id": uid, "directory_id": self.directory_id, "external_id": u.external_id,
+                                "source_ref": u.source_ref, "attributes": attributes, "source_record": record,
+                                "state": state, "content_hash": h, "version": 1,
+                                "created_at": snapshot.updated_at, "updated_at": snapshot.updated_at})
+                event = "user.created"
+            else:
+                snapshot = _Snapshot(uid, row.state, row.updated_at, row.version)
+                changes = {}
+                if h != row.content_hash:
+                    previous = previous_attributes(row.state, state)
+                    if previous:
+                        snapshot = _Snapshot(uid, state, utcnow(), row.version + 1)
+                        event = "user.updated"
+                    # else only the hash's encoding changed: store it, tell nobody
+                if (event or h != row.content_hash or u.source_ref != row.source_ref or attributes != row.attributes
+                        or (record is not None and record != row.source_record)):
+                    changes = {"_id": uid, "source_ref": u.source_ref, "attributes": attributes,
+                               "source_record": row.source_record if record is None else record,
+                               "state": snapshot.state, "content_hash": h, "version": snapshot.version,
+                               "updated_at": snapshot.updated_at}
+                    updates.append(changes)
+            if event or added or removed:
+                user_json = Encoded(user_payload(snapshot, directory))
+                if event:
+                    outbox.emit(event, user_json, previous if event == "user.updated" else None, object_id=uid)
+                for kind, gids in (("group.user_removed", removed), ("group.user_added", added)):
+                    for gid in sorted(gids):
+                        outbox.emit(kind, {"object": "group_membership", "user": user_json,
+                                           "group": self._group_json(gid, directory)}, object_id=uid)
+            added_rows.extend({"group_id": g, "user_id": uid, "directory_id": self.directory_id} for g in added)
+            if removed:
+                removals.append((uid, removed))
+            touched.add(uid)
+        users_table = User.__table__
+        if inserts:  # before the memberships that point at them
+            s.execute(users_table.insert(), inserts)
+        if updates:
+            s.execute(users_table.update().where(users_table.c.id == bindparam("_id")), updates)
+        for uid, removed in removals:
+            s.execute(delete(Membership).where(Membership.user_id == uid, Membership.group_id.in_(removed)))
+        if added_rows:
+            s.execute(Membership.__table__.insert(), added_rows)
         return touched
 
     def _reprocess(self, user_ids: set[str], authoritative: set[str], members_by_ref: Mapping[str, set[str]],
@@ -517,14 +562,14 @@ class SyncEngine:
         for part in _chunks(sorted(user_ids), self.chunk_size):
             with self.sessions.begin() as s:
                 outbox = self._outbox(s)
-                rows = {r.external_id: r for r in s.scalars(select(User).where(User.id.in_(part)))}
+                stored = self._stored_users(s, User.id.in_(part))
                 pairs = []
-                for r in rows.values():
+                for r in stored.values():
                     if renormalize and r.source_record is not None:
                         pairs.append((normalize_user(self.mapping["user"], r.source_record, r.source_ref), None))
                     else:
                         pairs.append((NormalizedUser.model_validate(r.attributes), None))
-                self._apply_users(s, outbox, pairs, authoritative, members_by_ref, rows=rows)
+                self._apply_users(s, outbox, pairs, authoritative, members_by_ref, stored=stored)
                 self._flush(outbox)
 
     def _delete_groups(self, s: Session, outbox: Outbox, directory: Directory, group_ids: set[str]) -> set[str]:

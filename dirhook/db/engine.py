@@ -7,6 +7,8 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import sessionmaker
 
+from dirhook.jsonenc import dumps, loads
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -19,8 +21,10 @@ def normalize_url(url: str) -> str:
 
 def make_engine(url: str) -> Engine:
     url = normalize_url(url)
+    # JSON columns through orjson (dirhook/jsonenc.py): a full pass writes three per user.
+    codec = {"json_serializer": dumps, "json_deserializer": loads}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **codec)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
@@ -33,7 +37,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **codec)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:
