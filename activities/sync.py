@@ -154,8 +154,9 @@ class SyncActivities:
 
     @activity.defn(name="listen_for_changes")
     def listen_for_changes(self, directory_id: str) -> str:
-        """Holds the LDAP server's refreshAndPersist search and requests an incremental pass
-        per burst of changes (50 ms), for at most an hour a run."""
+        """Holds the LDAP server's persistent search (syncrepl's refreshAndPersist on
+        OpenLDAP, change notifications on Active Directory) and requests an incremental
+        pass per burst of changes (50 ms), for at most an hour a run."""
         from dirhook.providers.ldap import LdapSource
 
         with self.sessions() as s:
@@ -170,11 +171,13 @@ class SyncActivities:
             cursor = directory.cursor
         if not isinstance(source, LdapSource):
             return "not an LDAP source"
-        no_syncrepl = "the server does not offer syncrepl: incremental passes poll on the schedule"
+        active_directory = source.config.flavour == "active_directory"
+        cannot = ("the server does not offer change notifications" if active_directory else
+                  "the server does not offer syncrepl") + ": incremental passes poll on the schedule"
         started = time.monotonic()
-        # Listen only once a pass has stored a cookie: without one the server would first
-        # send the whole directory, and the pass it triggers would run before anyone
-        # (an endpoint) is there to hear it. The first pass is the operator's.
+        # Listen only once a pass has stored a cursor: without a syncrepl cookie the server
+        # would first send the whole directory, and the pass it triggers would run before
+        # anyone (an endpoint) is there to hear it. The first pass is the operator's.
         while not cursor:
             activity.heartbeat()
             if activity.is_cancelled() or time.monotonic() - started > 3600:
@@ -186,12 +189,12 @@ class SyncActivities:
                     return "the directory is gone"
                 cursor = directory.cursor
         cookie = cursor.get("sync_users")
-        if not cookie:  # a pass ran without syncrepl
-            return no_syncrepl
+        if not cookie and not active_directory:  # a pass ran without syncrepl
+            return cannot
         try:
             source.connect()
-            if not source.syncrepl:
-                return no_syncrepl
+            if not source.can_listen:
+                return cannot
             last_request, pending = 0.0, False
 
             def on_change() -> None:

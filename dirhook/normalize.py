@@ -97,6 +97,28 @@ class MappingError(ValueError):
     """An attribute mapping that cannot be applied (unknown transform or target)."""
 
 
+# Binary by definition: kept as "base64:…" even when the bytes happen to be valid UTF-8
+# (an objectGUID is, about once in 50,000), so that a stored record normalizes again to
+# the same values (see _guid).
+BINARY_ATTRIBUTES = frozenset(
+    a.lower() for a in ("objectGUID", "objectSid", "sIDHistory", "mS-DS-ConsistencyGuid", "msExchMailboxGuid",
+                        "jpegPhoto", "thumbnailPhoto", "userCertificate", "userSMIMECertificate")
+)
+
+
+def _binary_text(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray)):
+        return "base64:" + base64.b64encode(value).decode("ascii")
+    return str(value)
+
+
+def _texts(name_lower: str, values: list[Any]) -> list[str]:
+    """An attribute's values as text (str values, as in stored records, go through as they are)."""
+    if name_lower in BINARY_ATTRIBUTES:
+        return [_binary_text(v) for v in values]
+    return [v if v.__class__ is str else _text(v) for v in values]
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bytes):
         try:
@@ -215,9 +237,14 @@ def cap_raw_attributes(raw: dict[str, Any], max_bytes: int) -> dict[str, Any]:
 
 
 def source_record(record: SourceRecord) -> dict[str, list[str]]:
-    """The record as stored for a later re-normalization: text values, secrets left out."""
-    return {name: [_text(v) for v in values] for name, values in record.items()
-            if name.lower() not in SECRET_ATTRIBUTES}
+    """The record as stored for a later re-normalization: text values, secrets left out.
+    Normalizing it gives what normalizing the source's own record gives."""
+    out = {}
+    for name, values in record.items():
+        low = name.lower()
+        if low not in SECRET_ATTRIBUTES:
+            out[name] = _texts(low, values)
+    return out
 
 
 def _lower_keys(record: SourceRecord) -> dict[str, tuple[str, list[Any]]]:
@@ -244,7 +271,7 @@ def _apply(mapping: Mapping[str, Any], record: SourceRecord) -> tuple[dict[str, 
         elif value is not None:
             fields[target] = value
     raw = {
-        name: [_text(v) for v in values]
+        name: _texts(low, values)
         for low, (name, values) in sorted(lowered.items())
         if low not in used and low not in SECRET_ATTRIBUTES and low not in OPERATIONAL_ATTRIBUTES
     }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -23,13 +22,13 @@ class Outbox:
         self.session = session
         self.directory = directory
         self.max_payload_bytes = max_payload_bytes
-        self._pending: list[tuple[str, dict[str, Any], dict[str, Any] | None, str | None, datetime]] = []
+        self._pending: list[tuple[str, dict[str, Any] | Encoded, dict[str, Any] | None, str | None]] = []
         self.counts: dict[str, int] = {}
         self.endpoint_ids_touched: set[str] = set()
 
     def emit(self, type_: str, data: dict[str, Any] | Encoded, previous: dict[str, Any] | None = None,
              object_id: str | None = None) -> None:
-        self._pending.append((type_, data, previous, object_id, utcnow()))
+        self._pending.append((type_, data, previous, object_id))
         self.counts[type_] = self.counts.get(type_, 0) + 1
 
     def flush(self) -> int:
@@ -52,13 +51,16 @@ class Outbox:
                    Endpoint.max_payload_bytes).where(Endpoint.organization_id == self.directory.organization_id)
         ).all()
         organization_id, directory_id = self.directory.organization_id, self.directory.id
+        # One timestamp for the transaction's events: they become visible together.
+        ts = utcnow()
+        timestamp = ts.isoformat().replace("+00:00", "Z")
         rows, sizes = [], []
-        for i, (type_, data, previous, object_id, ts) in enumerate(self._pending):
+        for i, (type_, data, previous, object_id) in enumerate(self._pending):
             # The envelope of design.md's event contract (dirhook.models.Event), built as a
             # dict: validating tens of thousands of them through the model cost more than
             # encoding them. ``data`` may hold already-encoded parts (jsonenc.Encoded).
             event_id = new_id("evt")
-            envelope = {"id": event_id, "type": type_, "timestamp": ts.isoformat().replace("+00:00", "Z"),
+            envelope = {"id": event_id, "type": type_, "timestamp": timestamp,
                         "organization_id": organization_id, "directory_id": directory_id,
                         "sequence": first + i, "data": data}
             if previous is not None:  # only *.updated events carry it
@@ -78,7 +80,6 @@ class Outbox:
             select(EventRow.id, EventRow.pk).where(EventRow.directory_id == self.directory.id,
                                                    EventRow.sequence.between(first, last))).all())
         pks = [pk_of[row["id"]] for row in rows]
-        now = utcnow()
         deliveries = []
         for row, pk, size in zip(rows, pks, sizes, strict=True):
             for endpoint_id, types, directory_ids, enabled, max_bytes in endpoints:
@@ -91,7 +92,7 @@ class Outbox:
                 deliveries.append({"endpoint_id": endpoint_id, "event_pk": pk, "event_id": row["id"],
                                    "event_type": row["type"], "directory_id": row["directory_id"],
                                    "status": status, "last_error": error, "attempts": 0,
-                                   "created_at": now, "updated_at": now})
+                                   "created_at": ts, "updated_at": ts})
                 if status == "pending":
                     self.endpoint_ids_touched.add(endpoint_id)
         if deliveries:

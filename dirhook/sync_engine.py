@@ -33,7 +33,7 @@ from dirhook.db.schema import (
 from dirhook.diff import content_hash, previous_attributes
 from dirhook.ids import new_id
 from dirhook.jsonenc import Encoded
-from dirhook.models import NormalizedGroup, NormalizedUser
+from dirhook.models import NormalizedGroup
 from dirhook.normalize import cap_raw_attributes, normalize_group, normalize_user, source_record
 from dirhook.outbox import Outbox
 from dirhook.payloads import group_payload, user_payload
@@ -188,10 +188,15 @@ class SyncEngine:
         for chunk in _chunks(changes.users, self.chunk_size):
             users = []
             for e in chunk:
-                u = normalize_user(self.mapping["user"], e.attributes, _ref(e.ref))
-                users.append((u, source_record(e.attributes)))
+                if e.prepared is not None:  # normalized by the source, from the stored record
+                    users.append((e.prepared, e.attributes))
+                    continue
+                # Normalized from the record as stored: the text is made once, and a later
+                # re-normalization (a mapping change) starts from the same values.
+                record = source_record(e.attributes)
+                users.append((normalize_user(self.mapping["user"], record, _ref(e.ref)).model_dump(mode="json"), record))
             result.users_read += len(users)
-            seen_users.update(u.external_id for u, _r in users)
+            seen_users.update(u["external_id"] for u, _r in users)
             with self.sessions.begin() as s:
                 outbox = self._outbox(s)
                 processed.update(self._apply_users(s, outbox, users, fetched_ids, members_by_ref))
@@ -454,40 +459,41 @@ class SyncEngine:
             encoded = self._group_payloads[gid] = Encoded(group_payload(self._groups[gid], directory))
         return encoded
 
-    def _apply_users(self, s: Session, outbox: Outbox, pairs: list[tuple[NormalizedUser, dict | None]],
+    def _apply_users(self, s: Session, outbox: Outbox, pairs: list[tuple[dict[str, Any], dict | None]],
                      authoritative: set[str], members_by_ref: Mapping[str, set[str]],
                      stored: dict[str, Row] | None = None) -> set[str]:
-        """``pairs``: each user as normalized, with the source record it came from (None: keep
-        the stored one). Writes go through Core statements in bulk: ORM objects for every
+        """``pairs``: each user as normalized (a NormalizedUser as JSON, as stored in
+        ``users.attributes``), with the source record it came from (None: keep the stored one). Writes go through Core statements in bulk: ORM objects for every
         user of a full pass cost more than reading the directory (bench/ldap_full_sync.py)."""
         directory = outbox.directory
         users = [u for u, _r in pairs]
         if stored is None:
             stored = self._stored_users(s, (User.directory_id == self.directory_id)
-                                        & User.external_id.in_([u.external_id for u in users]))
+                                        & User.external_id.in_([u["external_id"] for u in users]))
         memberships: dict[str, set[str]] = {}
         if stored:
             for uid, gid in s.execute(select(Membership.user_id, Membership.group_id).where(
                     Membership.user_id.in_([r.id for r in stored.values()]))):
                 memberships.setdefault(uid, set()).add(gid)
-        ids = {u.external_id: (stored[u.external_id].id if u.external_id in stored else new_id("usr")) for u in users}
+        ids = {u["external_id"]: (stored[u["external_id"]].id if u["external_id"] in stored else new_id("usr"))
+               for u in users}
         # Managers: this chunk's users first (some are not inserted yet), then the stored ones.
-        managers = {u.source_ref: ids[u.external_id] for u in users if u.source_ref}
-        wanted = {u.manager_ref.lower() for u in users if u.manager_ref} - managers.keys()
+        managers = {u["source_ref"]: ids[u["external_id"]] for u in users if u["source_ref"]}
+        wanted = {u["manager_ref"].lower() for u in users if u["manager_ref"]} - managers.keys()
         for part in _chunks(wanted, 500):
             managers.update(s.execute(select(User.source_ref, User.id).where(
                 User.directory_id == self.directory_id, User.source_ref.in_(part))).all())
         inserts, updates, added_rows, removals = [], [], [], []
         touched = set()
         for u, record in pairs:
-            row = stored.get(u.external_id)
-            uid = ids[u.external_id]
+            row = stored.get(u["external_id"])
+            uid = ids[u["external_id"]]
             old_groups = memberships.get(uid, set())
-            new_groups = (old_groups - authoritative) | members_by_ref.get(u.source_ref or "", set())
+            new_groups = (old_groups - authoritative) | members_by_ref.get(u["source_ref"] or "", set())
             added, removed = new_groups - old_groups, old_groups - new_groups
             manager_id = None
-            if u.manager_ref:
-                manager_id = managers.get(u.manager_ref.lower())
+            if u["manager_ref"]:
+                manager_id = managers.get(u["manager_ref"].lower())
                 if manager_id is None:
                     self._unresolved_managers.add(uid)
                 else:
@@ -495,24 +501,22 @@ class SyncEngine:
             effective = effective_groups(new_groups, self._ancestors)
             roles = compute_roles(effective, self._grants, self._roles, self._default_role)
             state = {
-                "external_id": u.external_id, "username": u.username,
-                "emails": [e.model_dump() for e in u.emails], "given_name": u.given_name,
-                "family_name": u.family_name, "display_name": u.display_name, "title": u.title,
-                "department": u.department, "manager_id": manager_id, "active": u.active,
+                "external_id": u["external_id"], "username": u["username"], "emails": u["emails"],
+                "given_name": u["given_name"], "family_name": u["family_name"], "display_name": u["display_name"],
+                "title": u["title"], "department": u["department"], "manager_id": manager_id, "active": u["active"],
                 "groups": sorted(({"id": g, "name": self._groups[g].state["name"], "direct": direct}
                                   for g, direct in effective.items()), key=lambda x: (x["name"], x["id"])),
                 "roles": roles,
                 "role": primary_role(roles),
-                "custom_attributes": u.custom_attributes,
-                "raw_attributes": cap_raw_attributes(u.raw_attributes, self.raw_attributes_max_bytes),
+                "custom_attributes": u["custom_attributes"],
+                "raw_attributes": cap_raw_attributes(u["raw_attributes"], self.raw_attributes_max_bytes),
             }
             h = content_hash(state)
-            attributes = u.model_dump(mode="json")
             snapshot, event, previous = None, None, None
             if row is None:
                 snapshot = _Snapshot(uid, state, utcnow(), 1)
-                inserts.append({"id": uid, "directory_id": self.directory_id, "external_id": u.external_id,
-                                "source_ref": u.source_ref, "attributes": attributes, "source_record": record,
+                inserts.append({"id": uid, "directory_id": self.directory_id, "external_id": u["external_id"],
+                                "source_ref": u["source_ref"], "attributes": u, "source_record": record,
                                 "state": state, "content_hash": h, "version": 1,
                                 "created_at": snapshot.updated_at, "updated_at": snapshot.updated_at})
                 event = "user.created"
@@ -525,9 +529,9 @@ class SyncEngine:
                         snapshot = _Snapshot(uid, state, utcnow(), row.version + 1)
                         event = "user.updated"
                     # else only the hash's encoding changed: store it, tell nobody
-                if (event or h != row.content_hash or u.source_ref != row.source_ref or attributes != row.attributes
+                if (event or h != row.content_hash or u["source_ref"] != row.source_ref or u != row.attributes
                         or (record is not None and record != row.source_record)):
-                    changes = {"_id": uid, "source_ref": u.source_ref, "attributes": attributes,
+                    changes = {"_id": uid, "source_ref": u["source_ref"], "attributes": u,
                                "source_record": row.source_record if record is None else record,
                                "state": snapshot.state, "content_hash": h, "version": snapshot.version,
                                "updated_at": snapshot.updated_at}
@@ -566,9 +570,10 @@ class SyncEngine:
                 pairs = []
                 for r in stored.values():
                     if renormalize and r.source_record is not None:
-                        pairs.append((normalize_user(self.mapping["user"], r.source_record, r.source_ref), None))
+                        pairs.append((normalize_user(self.mapping["user"], r.source_record, r.source_ref)
+                                      .model_dump(mode="json"), None))
                     else:
-                        pairs.append((NormalizedUser.model_validate(r.attributes), None))
+                        pairs.append((r.attributes, None))
                 self._apply_users(s, outbox, pairs, authoritative, members_by_ref, stored=stored)
                 self._flush(outbox)
 

@@ -159,3 +159,14 @@ async def emit(stack: Stack, directory_id: str, n: int, padding: int = 0) -> Non
     touched = await asyncio.to_thread(_commit, stack, directory_id, n, padding)
     for endpoint_id in touched:
         await t.wake_dispatcher(stack.client, stack.settings, endpoint_id)
+
+
+async def listening(handle) -> bool:
+    """Whether a directory's live listener runs its activity (the search itself may still be
+    starting: tests prove it with a first, untimed change)."""
+    try:
+        desc = await handle.describe()
+    except Exception:
+        return False
+    return desc.status is not None and desc.status.name == "RUNNING" and bool(desc.raw_description.pending_activities) \
+        and desc.raw_description.pending_activities[0].state == 2  # STARTED

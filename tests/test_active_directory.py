@@ -1,12 +1,17 @@
 """Active Directory on a real Samba AD domain controller: DirSync incremental passes, each
-change made with samba-tool emitting exactly its events."""
+change made with samba-tool emitting exactly its events; change notifications starting
+passes by themselves."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import ldap3
 import pytest
 
 from tests.conftest import unique
-from tests.e2e_helpers import subscribe, sync
+from tests.e2e_helpers import listening, subscribe, sync
 from tests.scim_helpers import summary
 from tests.support.samba import ADMIN, ADMIN_PW, BASE
 from tests.support.wait import wait_for
@@ -21,7 +26,8 @@ async def test_each_samba_tool_change_emits_exactly_its_events(stack, samba_dc, 
                   "--mail-address=ada@example.test", "--job-title=Engineer", f"--userou=OU={ou}")
     r = await stack.api.post("/v1/directories", json={"name": f"AD {ou}", "bind_password": ADMIN_PW, "ldap": {
         "url": samba_dc.url, "bind_dn": ADMIN, "flavour": "active_directory", "user_base_dn": f"OU={ou},{BASE}",
-        "user_filter": "(&(objectClass=user)(!(objectClass=computer)))", "group_filter": "(objectClass=group)"}})
+        "user_filter": "(&(objectClass=user)(!(objectClass=computer)))", "group_filter": "(objectClass=group)",
+        "live": False}})  # each step's pass is this test's own (the live listener is the next test's)
     assert r.status_code == 201, r.text
     d = r.json()
     _endpoint, route = await subscribe(stack, receiver, [d["id"]])
@@ -72,3 +78,70 @@ async def test_each_samba_tool_change_emits_exactly_its_events(stack, samba_dc, 
     await step("user", "delete", "grace",
                expect=[("group.user_removed", "engineers", "grace@example.test", None),
                        ("user.deleted", "grace@example.test", None)])
+
+
+def _admin_ldap(samba_dc) -> ldap3.Connection:
+    return ldap3.Connection(ldap3.Server("127.0.0.1", 389, get_info=ldap3.NONE), ADMIN, ADMIN_PW, auto_bind=True)
+
+
+async def test_changes_notified_by_active_directory_arrive_by_themselves(stack, samba_dc, receiver):
+    ou = unique("Live")
+    samba_dc.tool("ou", "create", f"OU={ou},{BASE}")
+    samba_dc.tool("user", "create", "alan", "Passw0rd!Alan-1", "--given-name=Alan", "--surname=Turing",
+                  "--mail-address=alan@example.test", "--job-title=Mathematician", f"--userou=OU={ou}")
+    r = await stack.api.post("/v1/directories", json={"name": f"AD {ou}", "bind_password": ADMIN_PW, "ldap": {
+        "url": samba_dc.url, "bind_dn": ADMIN, "flavour": "active_directory", "user_base_dn": f"OU={ou},{BASE}",
+        "user_filter": "(&(objectClass=user)(!(objectClass=computer)))", "group_filter": "(objectClass=group)"}})
+    assert r.status_code == 201, r.text
+    d = r.json()
+    _endpoint, route = await subscribe(stack, receiver, [d["id"]])
+    await sync(stack, d["id"], "full")
+    await wait_for(lambda: route.events("directory.sync_completed"), 30, "the first pass")
+    listener = stack.client.get_workflow_handle(f"ldaplisten/{d['id']}")
+    await wait_for(lambda: listening(listener), 30, "the listener's notification search")
+    alan = f"CN=Alan Turing,OU={ou},{BASE}"
+    admin = await asyncio.to_thread(_admin_ldap, samba_dc)
+
+    # A change over LDAP (as an admin console or a provisioning tool makes it): the DC
+    # announces it at once. AD replays nothing, so changes are made until one shows the
+    # search held (unbounded); the next is timed.
+    async def warmed_up() -> list:
+        await asyncio.to_thread(admin.modify, alan, {"title": [(ldap3.MODIFY_REPLACE, [unique("Cryptanalyst")])]})
+        try:
+            return await wait_for(lambda: route.events("user.updated"), 2, "a warm-up change")
+        except AssertionError:  # made before the search was held: try again
+            return None
+
+    await wait_for(warmed_up, 60, "the listener's first pass")
+    seen = len(route.events("user.updated"))
+    started = time.monotonic()
+    assert await asyncio.to_thread(admin.modify, alan, {"title": [(ldap3.MODIFY_REPLACE, ["Codebreaker"])]})
+    updated = await wait_for(lambda: route.events("user.updated")[seen:], 1.0, "user.updated within 1 s")
+    print(f"LDAP modify on Samba AD to verified webhook: {(time.monotonic() - started) * 1000:.0f} ms")
+    assert updated[0]["data"]["title"] == "Codebreaker"
+    assert updated[0]["previous_attributes"]["title"].startswith("Cryptanalyst")
+
+    # The listener survives a quiet spell longer than the LDAP timeout (10 s): it used to
+    # end its connection then. (A spell of nothing happening: no condition to wait on.)
+    await asyncio.sleep(12)
+    held = (await listener.describe()).raw_description.pending_activities[0]
+    assert (held.state, held.attempt) == (2, 1), held  # still the first attempt, running
+    started = time.monotonic()
+    assert await asyncio.to_thread(admin.modify, alan, {"title": [(ldap3.MODIFY_REPLACE, ["Father of computing"])]})
+    await wait_for(lambda: route.events("user.updated")[seen + 1:], 1.0, "user.updated after a quiet spell")
+
+    # samba-tool writes the DC's database file directly: Samba finds such writes on its
+    # own 5-second round of pending notifications.
+    await asyncio.to_thread(samba_dc.tool, "user", "disable", "alan")
+    disabled = await wait_for(lambda: route.events("user.updated")[seen + 2:], 15, "the disable, announced by Samba")
+    assert disabled[0]["data"]["active"] is False
+
+    # A deletion is announced as the object's tombstone (CN=Deleted Objects).
+    started = time.monotonic()
+    assert await asyncio.to_thread(admin.delete, alan)
+    deleted = await wait_for(lambda: route.events("user.deleted"), 1.0, "user.deleted within 1 s")
+    print(f"LDAP delete on Samba AD to verified webhook: {(time.monotonic() - started) * 1000:.0f} ms")
+    assert deleted[0]["data"]["username"] == "alan@example.test"
+    admin.unbind()
+    assert (await stack.api.delete(f"/v1/directories/{d['id']}")).status_code == 204
+    assert (await listener.describe()).status.name == "TERMINATED"

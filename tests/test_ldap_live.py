@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.e2e_helpers import connect_directory, sync, wait_delivered
+from tests.e2e_helpers import connect_directory, listening, sync, wait_delivered
 from tests.support.slapd import ldap_tool
 from tests.support.wait import wait_for
 
@@ -51,7 +51,7 @@ async def test_a_change_reaches_the_receiver_within_a_second(stack, slapd, recei
     d = conn.directory
     await sync_control.start_listener(stack.client, stack.settings,
                                       DirectoryRef(d["id"], d["organization_id"], d["name"], "ldap"))
-    await wait_for(lambda: _listening(stack.client.get_workflow_handle(f"ldaplisten/{conn.id}")), 30, "relisten")
+    await wait_for(lambda: listening(stack.client.get_workflow_handle(f"ldaplisten/{conn.id}")), 30, "relisten")
     status = await sync(stack, conn.id)
     assert status["last_run"]["counts"]["events_total"] == 0
     await asyncio.to_thread(ldap_tool, "ldapmodify", slapd,
@@ -67,12 +67,3 @@ async def test_a_change_reaches_the_receiver_within_a_second(stack, slapd, recei
     assert (await stack.api.delete(f"/v1/directories/{conn.id}")).status_code == 204
     gone = stack.client.get_workflow_handle(f"ldaplisten/{conn.id}")
     assert (await gone.describe()).status.name == "TERMINATED"
-
-
-async def _listening(handle) -> bool:
-    try:
-        desc = await handle.describe()
-    except Exception:
-        return False
-    return desc.status is not None and desc.status.name == "RUNNING" and bool(desc.raw_description.pending_activities) \
-        and desc.raw_description.pending_activities[0].state == 2  # STARTED: the search is held

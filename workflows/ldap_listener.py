@@ -1,11 +1,12 @@
-"""`ldaplisten/<directory>`: holds the OpenLDAP server's refreshAndPersist search for one
-directory and asks for an incremental pass whenever the server announces a change, so a
-change reaches receivers within a fraction of a second. The pass itself reads the
-changes with the stored syncrepl cookie: a restarted listener re-emits nothing.
+"""`ldaplisten/<directory>`: holds the directory server's persistent search for one
+directory (OpenLDAP: syncrepl's refreshAndPersist; Active Directory: change notifications)
+and asks for an incremental pass whenever the server announces a change, so a change
+reaches receivers within a fraction of a second. The pass itself reads the changes with
+the stored cursor (syncrepl or DirSync cookie): a restarted listener re-emits nothing.
 
 One long activity (heartbeating) per run; the run continues as new when it returns, so the
 history stays small. A server without syncrepl ends the workflow: the schedule's polling
-is then the directory's only path.
+is then the directory's only path (so does one without syncrepl or notifications).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from temporalio.common import RetryPolicy
 class LdapListenerWorkflow:
     @workflow.run
     async def run(self, directory_id: str) -> str:
-        workflow.set_current_details(f"listening to directory `{directory_id}` for changes (syncrepl)")
+        workflow.set_current_details(f"listening to directory `{directory_id}` for changes")
         outcome = await workflow.execute_activity(
             "listen_for_changes", directory_id, result_type=str,
             start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(seconds=20),
@@ -28,7 +29,7 @@ class LdapListenerWorkflow:
                                      maximum_interval=timedelta(minutes=1),
                                      non_retryable_error_types=["DirectoryNotFound", "SourceAuthError",
                                                                 "SourceConfigError"]),
-            summary="hold the refreshAndPersist search",
+            summary="hold the persistent search",
         )
         if outcome == "renew":
             workflow.continue_as_new(directory_id)

@@ -34,6 +34,9 @@ class SourceConfigError(SourceError):
 class SourceEntry:
     ref: str  # where the source points at it (an LDAP DN)
     attributes: SourceRecord
+    # Set by sources that normalize users themselves (in another process): the
+    # NormalizedUser as JSON, ``attributes`` then being the record as stored.
+    prepared: dict[str, Any] | None = None
 
 
 @dataclass

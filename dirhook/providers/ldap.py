@@ -7,13 +7,14 @@ building ldap3 ``Entry`` objects costs several times the read itself (peers.md).
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, Field, field_validator
 
 from dirhook.normalize import effective_mapping, requested_attributes
 from dirhook.providers import syncrepl
+from dirhook.providers.ldap_reader import UserReader
 from dirhook.providers.ldap_wire import use_fast_entries
 from dirhook.providers.base import (
     Changes,
@@ -39,7 +40,8 @@ class LdapConfig(BaseModel):
     group_base_dn: str | None = Field(default=None, description="defaults to user_base_dn")
     group_filter: str = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"
     flavour: str = Field(default="openldap", description="openldap | active_directory (attribute defaults)")
-    live: bool = Field(default=True, description="OpenLDAP with syncrepl: a listener starts a pass on every change")
+    live: bool = Field(default=True, description="a listener starts a pass on every change the server announces "
+                                                 "(OpenLDAP: syncrepl; Active Directory: change notifications)")
     page_size: int = Field(default=500, ge=1, le=5000)
     timeout_seconds: float = Field(default=10, gt=0, le=300)
 
@@ -75,6 +77,13 @@ class LdapConfig(BaseModel):
 
 
 DIRSYNC_OID = "1.2.840.113556.1.4.841"
+NOTIFICATION_OID = "1.2.840.113556.1.4.528"  # LDAP_SERVER_NOTIFICATION_OID (MS-ADTS 3.1.1.3.4.1.9)
+SHOW_DELETED_OID = "1.2.840.113556.1.4.417"
+
+
+def _dn_key(dn: str) -> str:
+    """A DN for suffix comparison: lower case, no spaces around the RDN separators."""
+    return ",".join(part.strip() for part in dn.lower().split(","))
 
 
 def _values(raw: dict[str, list], name: str) -> list:
@@ -124,9 +133,11 @@ class LdapSource:
                  timestamp_overlap_seconds: int = 300):
         self.config = config
         self._password = password
+        self._mapping_overrides = mapping_overrides
         self.mapping = effective_mapping(config.flavour, mapping_overrides)
         self.overlap = timedelta(seconds=timestamp_overlap_seconds)
         self._conn = None
+        self.syncrepl = self.dirsync = self.notifications = False  # what the server offers (connect)
 
     # -- connection -------------------------------------------------------------------------
     def connect(self) -> None:
@@ -164,6 +175,7 @@ class LdapSource:
         self._conn = conn
         self.syncrepl = self.config.flavour == "openldap" and self._supports(syncrepl.SYNC_REQUEST_OID)
         self.dirsync = self.config.flavour == "active_directory" and self._supports(DIRSYNC_OID)
+        self.notifications = self.config.flavour == "active_directory" and self._supports(NOTIFICATION_OID)
 
     def _supports(self, control_oid: str) -> bool:
         """Whether the root DSE lists the control (read once per connection)."""
@@ -371,11 +383,34 @@ class LdapSource:
         _changed, cookie = self._dirsync_round(None, ["objectGUID"])
         return base64.b64encode(cookie).decode()
 
-    # -- live: refreshAndPersist ---------------------------------------------------------------
+    # -- live: refreshAndPersist (OpenLDAP) or change notifications (Active Directory) ------------
+    @property
+    def can_listen(self) -> bool:
+        """Whether the connected server can announce changes (syncrepl, or AD's notifications)."""
+        return self.syncrepl or self.notifications
+
+    def _live_search(self, cookie: str | None) -> tuple[str, str, list[str], list, Callable[[str], bool]]:
+        """(base, filter, attributes, controls, whether an announced DN concerns this directory)."""
+        cfg = self.config
+        group_base = cfg.group_base_dn or cfg.user_base_dn
+        if self.notifications:
+            # AD allows only "(objectClass=*)" with notifications, and a subtree search at a
+            # naming context's root: every object of the domain is announced, so the DN
+            # decides. Show-deleted makes deletions announced too (as the tombstone, moved
+            # to CN=Deleted Objects).
+            root = self._naming_context()
+            scopes = tuple(_dn_key(b) for b in (cfg.user_base_dn, group_base, f"CN=Deleted Objects,{root}"))
+            return (root, "(objectClass=*)", ["objectGUID"],
+                    [(NOTIFICATION_OID, True, None), (SHOW_DELETED_OID, False, None)],
+                    lambda dn: _dn_key(dn).endswith(scopes))
+        return (common_base(cfg.user_base_dn, group_base), f"(|{cfg.user_filter}{cfg.group_filter})", ["1.1"],
+                [syncrepl.sync_request_control(syncrepl.REFRESH_AND_PERSIST, cookie)], lambda _dn: True)
+
     def listen(self, cookie: str | None, on_change, keep_going) -> None:
-        """Holds a refreshAndPersist search over the users and groups and calls
-        ``on_change()`` for every change the server announces, while ``keep_going()``;
-        the pass that follows reads the changes themselves (with its stored cookie)."""
+        """Holds a persistent search over the users and groups (refreshAndPersist from the
+        syncrepl ``cookie`` on OpenLDAP, change notifications on Active Directory) and calls
+        ``on_change()`` for every change the server announces, while ``keep_going()``; the
+        pass that follows reads the changes themselves (with its stored cookie)."""
         import queue
 
         import ldap3
@@ -383,34 +418,42 @@ class LdapSource:
         cfg = self.config
         parsed = urlparse(cfg.url)
         server = self._conn.server
+        base, wanted, attributes, controls, concerns = self._live_search(cookie)
+        # A receive timeout makes ldap3's receiver thread wait on through a quiet socket: without
+        # one, the socket keeps the connect timeout and the thread ends the connection after
+        # that long without a change (seen: a listener dropped every 10 s).
         conn = ldap3.Connection(server, user=cfg.bind_dn, password=self._password, client_strategy=ldap3.ASYNC_STREAM,
-                                auto_bind=ldap3.AUTO_BIND_NONE, read_only=True, auto_referrals=False)
+                                auto_bind=ldap3.AUTO_BIND_NONE, read_only=True, auto_referrals=False,
+                                receive_timeout=int(cfg.timeout_seconds * 6))
         conn.open()
         if cfg.start_tls:
             conn.start_tls()
         if not conn.bind():
             raise SourceUnavailable(f"LDAP bind for the live listener at {parsed.hostname} failed")
         conn.strategy.streaming = False  # changes go to strategy.events
-        base = common_base(cfg.user_base_dn, cfg.group_base_dn or cfg.user_base_dn)
-        wanted = f"(|{cfg.user_filter}{cfg.group_filter})"
+        message_id = None
         try:
             with conn.strategy.async_lock:
-                message_id = conn.search(base, wanted, search_scope=ldap3.SUBTREE, attributes=["1.1"],
-                                         controls=[syncrepl.sync_request_control(syncrepl.REFRESH_AND_PERSIST, cookie)],
-                                         dereference_aliases=ldap3.DEREF_NEVER)
+                message_id = conn.search(base, wanted, search_scope=ldap3.SUBTREE, attributes=attributes,
+                                         controls=controls, dereference_aliases=ldap3.DEREF_NEVER)
                 conn.strategy.persistent_search_message_id = message_id
             while keep_going():
                 try:
                     event = conn.strategy.events.get(timeout=0.25)
                 except queue.Empty:
                     if conn.closed:
-                        raise SourceUnavailable("the LDAP server closed the live listener's connection")
+                        raise SourceUnavailable("the LDAP server closed the live listener's connection"
+                                                + (f": {conn.last_error}" if conn.last_error else ""))
                     continue
-                if event.get("type") == "searchResEntry":
+                if event.get("type") == "searchResEntry" and concerns(event.get("dn") or ""):
                     on_change()
+                elif event.get("type") == "searchResDone":  # a persistent search ends only on error
+                    raise SourceUnavailable(f"the LDAP server ended the live search: {event.get('description')} "
+                                            f"{event.get('message') or ''}".strip())
         finally:
             try:
-                conn.abandon(message_id)
+                if message_id is not None:
+                    conn.abandon(message_id)
                 conn.unbind()
             except Exception:  # the connection may be gone already
                 pass
@@ -443,10 +486,15 @@ class LdapSource:
             # time (the content hash makes that free), none is lost.
             next_cursor["sync_users"] = self._fresh_cookie(cfg.user_base_dn)
             next_cursor["sync_groups"] = self._fresh_cookie(group_base)
+        if full:  # every user: read and normalized in a second process (ldap_reader.py)
+            users = iter(UserReader(cfg.model_dump(), self._password, self._mapping_overrides, cfg.user_base_dn,
+                                    user_filter, user_attrs, next_cursor, cfg.timeout_seconds * 6))
+        else:
+            users = self._entries(cfg.user_base_dn, user_filter, user_attrs, next_cursor)
         return Changes(
             full=full,
             groups=self._entries(group_base, group_filter, group_attrs, next_cursor),
-            users=self._entries(cfg.user_base_dn, user_filter, user_attrs, next_cursor),
+            users=users,
             user_ids=None if full else (lambda: self._ids(cfg.user_base_dn, cfg.user_filter)),
             group_ids=None if full else (lambda: self._ids(group_base, cfg.group_filter)),
             next_cursor=next_cursor,

@@ -66,18 +66,43 @@ def decode_search_entry(message: bytes, message_id: int) -> dict[str, Any] | Non
         raw_dn = message[dn_start:dn_stop]
         attributes: dict[str, list[bytes]] = {}
         i, list_stop = _expect(message, dn_stop, 0x30, op_stop)  # PartialAttributeList
+        # The loops below read short-form lengths inline (nearly every attribute and value)
+        # and call _length only for long ones: this loop is the whole read's hot spot.
         while i < list_stop:
-            a_start, a_stop = _expect(message, i, 0x30, list_stop)
-            t_start, t_stop = _expect(message, a_start, 0x04, a_stop)
-            v, vals_stop = _expect(message, t_stop, 0x31, a_stop)  # SET OF value
+            if message[i] != 0x30:  # PartialAttribute
+                raise WireError("attribute is not a SEQUENCE")
+            length = message[i + 1]
+            if length < 0x80:
+                a_stop = i + 2 + length
+                i += 2
+            else:
+                length, i = _length(message, i + 1)
+                a_stop = i + length
+            if message[i] != 0x04:  # type
+                raise WireError("attribute type is not an OCTET STRING")
+            length = message[i + 1]
+            if length < 0x80:
+                name = message[i + 2:i + 2 + length]
+                i += 2 + length
+            else:
+                length, i = _length(message, i + 1)
+                name = message[i:i + length]
+                i += length
+            v, vals_stop = _expect(message, i, 0x31, a_stop)  # SET OF value
             values = []
             while v < vals_stop:
                 if message[v] != 0x04:
                     raise WireError("attribute value is not an OCTET STRING")
-                length, v = _length(message, v + 1)
+                length = message[v + 1]
+                if length < 0x80:
+                    v += 2
+                else:
+                    length, v = _length(message, v + 1)
                 values.append(message[v:v + length])
                 v += length
-            attributes[message[t_start:t_stop].decode("utf-8")] = values
+            if v != vals_stop or vals_stop != a_stop or a_stop > list_stop:
+                raise WireError("attribute runs past its container")
+            attributes[name.decode("utf-8")] = values
             i = a_stop
     except (WireError, IndexError, UnicodeDecodeError):
         return None

@@ -37,6 +37,18 @@ def test_active_directory_guid_and_disabled_flag():
     assert enabled.active is True
 
 
+@pytest.mark.parametrize("guid", [uuid.uuid4(), uuid.UUID(bytes_le=b"ab\x01cdefghijklmno")])  # the 2nd is valid UTF-8
+def test_a_stored_record_normalizes_as_the_source_record_did(guid):
+    from dirhook.normalize import source_record
+
+    record = {"objectGUID": [guid.bytes_le], "sAMAccountName": [b"bob"], "userAccountControl": [b"514"],
+              "jpegPhoto": [b"\xff\xd8"], "unicodePwd": [b"secret"], "info": ["already text"]}
+    stored = source_record(record)
+    assert "unicodePwd" not in stored and all(isinstance(v, str) for vs in stored.values() for v in vs)
+    assert normalize_user(AD["user"], stored) == normalize_user(AD["user"], record)
+    assert normalize_user(AD["user"], stored).external_id == str(guid)
+
+
 def test_custom_attribute_mapping_and_overrides():
     mapping = effective_mapping("openldap", {"user": {"custom_attributes.employee_id": {"source": "employeeNumber"},
                                                        "department": {"source": "departmentNumber"},

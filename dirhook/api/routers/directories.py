@@ -212,9 +212,10 @@ async def delete_directory(directory_id: str, session: SessionDep, client: Tempo
 
 
 async def _listen(client: Client, settings: Settings, d: Directory, restart: bool = False) -> None:
-    """OpenLDAP directories with `live` get a syncrepl listener (it ends by itself when the
-    server has no syncrepl). Best effort: the schedule's passes cover a listener that fails."""
-    live = d.provider == "ldap" and d.config.get("live", True) and d.config.get("flavour") == "openldap"
+    """LDAP directories with `live` get a listener (syncrepl on OpenLDAP, change notifications
+    on Active Directory; it ends by itself when the server offers neither). Best effort: the
+    schedule's passes cover a listener that fails."""
+    live = d.provider == "ldap" and d.config.get("live", True)
     try:
         if live:
             await sync_control.start_listener(client, settings, ref(d), restart=restart)

@@ -1,0 +1,134 @@
+"""A full pass's users, read and normalized in a second process while the engine commits.
+
+Reading (the socket and BER decoding) and normalizing are pure Python, as is the engine's
+work, so a thread would only take turns with it under the GIL (measured: slower). A child
+process takes them to the machine's other core (bench/ldap_full_sync.py).
+
+The child is a fresh interpreter (``python -m dirhook.providers.ldap_reader``), not a fork
+of the worker: forking a process with threads (Temporal's, asyncio's) can copy a lock held
+by another thread, and multiprocessing's spawn and forkserver re-run the parent's main
+script in every child. It starts when the pass starts, so its ~0.4 s start-up overlaps
+the groups' read. It opens its own LDAP connection (paged-results cookies belong to a
+connection), gets its settings on stdin (the bind password never shows in its arguments
+or environment) and sends pages of ``(dn, normalized user as JSON, stored record)`` on
+stdout, which blocks it when the engine falls behind, so memory stays flat; then its newest
+modifyTimestamp. Errors come back as the same ``SourceError`` kinds.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Iterator
+
+from dirhook.providers.base import SourceAuthError, SourceConfigError, SourceEntry, SourceError, SourceUnavailable
+
+_ERRORS = {cls.__name__: cls for cls in (SourceUnavailable, SourceAuthError, SourceConfigError)}
+PAGE = 500
+
+
+def _child(conn, config: dict[str, Any], password: str | None, overrides: dict[str, Any] | None,
+           base: str, ldap_filter: str, attributes: list[str]) -> None:
+    from dirhook.normalize import MappingError, normalize_user, source_record
+    from dirhook.providers.ldap import LdapConfig, LdapSource
+
+    source = None
+    try:
+        source = LdapSource(LdapConfig.model_validate(config), password, overrides)
+        source.connect()
+        mapping = source.mapping["user"]
+        cursor: dict[str, Any] = {}
+        page = []
+        for entry in source._entries(base, ldap_filter, attributes, cursor):
+            record = source_record(entry.attributes)
+            user = normalize_user(mapping, record, entry.ref.strip().lower() if entry.ref else None)
+            page.append((entry.ref, user.model_dump(mode="json"), record))
+            if len(page) >= PAGE:
+                conn.send(("page", page))
+                page = []
+        if page:
+            conn.send(("page", page))
+        conn.send(("done", cursor.get("modify_timestamp", "")))
+    except SourceError as exc:
+        conn.send(("error", type(exc).__name__, str(exc)))
+    except MappingError as exc:
+        conn.send(("error", "MappingError", str(exc)))
+    except BrokenPipeError:
+        pass  # the engine stopped reading (its pass failed or was cancelled)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it as unavailable
+        conn.send(("error", "SourceUnavailable", f"the LDAP reader failed: {type(exc).__name__}: {exc}"))
+    finally:
+        if source is not None:
+            source.close()
+        conn.close()
+
+
+def _main() -> None:
+    """The child: settings from stdin, messages to stdout (both multiprocessing connections)."""
+    import os
+
+    stdin, stdout = Connection(os.dup(0), writable=False), Connection(os.dup(1), readable=False)
+    _child(stdout, *stdin.recv())
+
+
+class UserReader:
+    """The child process reading one full pass's users; iterate it once."""
+
+    def __init__(self, config: dict[str, Any], password: str | None, overrides: dict[str, Any] | None,
+                 base: str, ldap_filter: str, attributes: list[str], cursor: dict[str, Any],
+                 timeout_seconds: float):
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+        self.cursor = cursor
+        self.timeout_seconds = timeout_seconds
+        self.process = subprocess.Popen([sys.executable, "-m", "dirhook.providers.ldap_reader"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                        env=env, close_fds=True)
+        # Connections on duplicates: they close their descriptor, as Popen closes its own.
+        self._messages = Connection(os.dup(self.process.stdout.fileno()), writable=False)
+        self.process.stdout.close()
+        with Connection(os.dup(self.process.stdin.fileno()), readable=False) as settings:
+            settings.send((config, password, overrides, base, ldap_filter, attributes))
+        self.process.stdin.close()
+
+    def __iter__(self) -> Iterator[SourceEntry]:
+        from dirhook.normalize import MappingError
+
+        try:
+            while True:
+                # A page takes one LDAP round trip: a child silent for the whole LDAP
+                # timeout is a hung one.
+                if not self._messages.poll(self.timeout_seconds):
+                    raise SourceUnavailable(f"the LDAP reader sent nothing for {self.timeout_seconds:.0f} s")
+                try:
+                    message = self._messages.recv()
+                except EOFError:
+                    raise SourceUnavailable(
+                        f"the LDAP reader ended unexpectedly (exit code {self.process.poll()})") from None
+                if message[0] == "page":
+                    for ref, attributes_json, record in message[1]:
+                        yield SourceEntry(ref=ref, attributes=record, prepared=attributes_json)
+                elif message[0] == "done":
+                    if message[1] > self.cursor.get("modify_timestamp", ""):
+                        self.cursor["modify_timestamp"] = message[1]
+                    return
+                else:
+                    _kind, name, text = message
+                    raise (MappingError if name == "MappingError" else _ERRORS.get(name, SourceUnavailable))(text)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stops the child (a pass that failed or finished early leaves it reading)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        self._messages.close()
+
+
+if __name__ == "__main__":
+    _main()
