@@ -6,9 +6,9 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.orm import sessionmaker
 from temporalio import activity
 from temporalio.client import Client
@@ -44,6 +44,16 @@ class PassSummary:
     events: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     held: dict[str, int] = field(default_factory=dict)  # deletions awaiting approval, by kind
+    users_written: int = 0
+    resumed_after_users: int = 0  # users a previous attempt of this pass had committed
+
+
+def _last_progress(details: Sequence[Any]) -> int:
+    """The users a previous attempt had read and committed, from its last heartbeat (0 if none)."""
+    for detail in reversed(details or ()):
+        if isinstance(detail, dict) and isinstance(detail.get("users_read"), int):
+            return detail["users_read"]
+    return 0
 
 
 class SyncActivities:
@@ -57,7 +67,20 @@ class SyncActivities:
     @activity.defn(name="run_sync_pass")
     def run_pass(self, req: PassInput) -> PassSummary:
         info = activity.info()
+        # A retried attempt: what the last one heartbeated is how far it got. LDAP cannot
+        # resume a paged search on a new connection, so this attempt reads again from the
+        # start, but what that attempt committed compares equal and is neither written nor
+        # sent again (PassResult.users_written).
+        resumed = _last_progress(info.heartbeat_details)
         with self.sessions.begin() as s:
+            if info.attempt > 1:
+                # The attempt before stopped without finishing (its worker was lost, or it
+                # timed out): its run is over, whatever its row still says.
+                s.execute(update(SyncRun).where(
+                    SyncRun.workflow_id == req.workflow_id, SyncRun.run_id == info.workflow_run_id,
+                    SyncRun.status == "running").values(
+                    status="failed", finished_at=utcnow(),
+                    error=f"attempt {info.attempt - 1} stopped without finishing; attempt {info.attempt} took over"))
             directory = s.get(Directory, req.directory_id)
             if directory is None:
                 raise ApplicationError(f"directory {req.directory_id} does not exist", type="DirectoryNotFound",
@@ -83,6 +106,8 @@ class SyncActivities:
 
         def on_progress(progress: dict[str, Any]) -> None:
             nonlocal last_signal
+            if resumed:
+                progress = {**progress, "resumed_after_users": resumed}
             activity.heartbeat(progress)
             # The workflow shows progress in its current details and answers queries with it;
             # at most one signal a second keeps its history small.
@@ -135,14 +160,18 @@ class SyncActivities:
         finally:
             if source is not None:
                 source.close()
-        self._finish(run_id, "succeeded", None, result.as_dict())
+        counts = result.as_dict()
+        if resumed:
+            counts["resumed_after_users"] = resumed
+        self._finish(run_id, "succeeded", None, counts)
         SYNC_PASS_DURATION.labels(provider, req.mode, "succeeded").observe(time.monotonic() - started)
         SYNC_OBJECTS_READ.labels(provider, "user").inc(result.users_read)
         SYNC_OBJECTS_READ.labels(provider, "group").inc(result.groups_read)
         log.info("sync of %s (%s) committed %d events", req.directory_id, provider, result.events_total,
                  extra={"directory_id": req.directory_id, "workflow_id": req.workflow_id})
         return PassSummary(sync_run_id=run_id, full=result.full, users_read=result.users_read,
-                           groups_read=result.groups_read, events_total=result.events_total,
+                           groups_read=result.groups_read, users_written=result.users_written,
+                           resumed_after_users=resumed, events_total=result.events_total,
                            events=dict(result.events), warnings=list(result.warnings), held=dict(result.held))
 
     def _engine(self, directory_id: str, mapping: dict, thresholds: tuple[int, float], on_progress,

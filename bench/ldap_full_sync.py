@@ -4,7 +4,9 @@
 
 Times (a) dirhook's full pass to committed events (SyncEngine on the database, without
 Temporal: the activity's own work), (b) ldap3 paged search of the same entries and
-attributes, (c) ``ldapsearch``; then a no-change incremental pass and one after 10 changes.
+attributes, (c) ``ldapsearch``; then the full pass again with nothing changed (a nightly
+resync, or an attempt taking over from a killed one), a no-change incremental pass and one
+after 10 changes.
 Each dirhook pass runs in a child process, so its peak RSS is its own (a full pass's own
 reader process, which reads and normalizes the users, is reported apart).
 """
@@ -123,6 +125,9 @@ def main() -> None:
         bare_s, entries = bare_ldap3(server.url, attrs_user, attrs_group)
         search_s = ldapsearch(server.url)
         full = run_in_child(db_url, server.url, True)
+        # What a full pass costs when everything is committed already: a nightly resync, or
+        # an attempt taking over from a killed one (it reads again; nothing is written).
+        again = run_in_child(db_url, server.url, True)
         nochange = run_in_child(db_url, server.url, False)
         time.sleep(1.1)  # modifyTimestamp has one-second resolution
         changes = "".join(f"dn: uid=user{i:05d},ou=people,ou={OU},{SUFFIX}\nchangetype: modify\nreplace: title\n"
@@ -135,6 +140,7 @@ def main() -> None:
         rows = [
             ("dirhook full pass (read+normalize+diff+commit)", full["seconds"], f"{full['events']} events, "
              f"peak RSS {full['peak_rss_mb']:.0f} MB (its reader process: {full['reader_peak_rss_mb']:.0f} MB)"),
+            ("dirhook full pass again, nothing changed", again["seconds"], f"{again['events']} events"),
             ("bare ldap3 paged read, same attributes", bare_s, f"{entries} entries"),
             ("ldapsearch, same entries", search_s, ""),
             ("dirhook no-change incremental pass", nochange["seconds"], f"{nochange['events']} events"),
@@ -145,7 +151,8 @@ def main() -> None:
         print(f"\n  ratio full pass / bare ldap3 read: {full['seconds'] / bare_s:.2f}x")
         print(f"  ratio full pass / ldapsearch:      {full['seconds'] / search_s:.2f}x")
         print(json.dumps({"users": args.users, "groups": args.groups, "full_s": full["seconds"], "bare_ldap3_s": bare_s,
-                          "ldapsearch_s": search_s, "nochange_s": nochange["seconds"],
+                          "ldapsearch_s": search_s, "full_again_s": again["seconds"], "full_again_events": again["events"],
+                          "nochange_s": nochange["seconds"],
                           "nochange_events": nochange["events"], "ten_changes_s": ten["seconds"],
                           "ten_changes_events": ten["events"], "peak_rss_mb": full["peak_rss_mb"],
                           "reader_peak_rss_mb": full["reader_peak_rss_mb"]}))

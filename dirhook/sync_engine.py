@@ -83,6 +83,7 @@ class PassResult:
     full: bool
     users_read: int = 0
     groups_read: int = 0
+    users_written: int = 0  # inserted or updated: what was unchanged is read and compared only
     events: dict[str, int] = field(default_factory=dict)
     endpoint_ids: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
@@ -94,8 +95,8 @@ class PassResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"full": self.full, "users_read": self.users_read, "groups_read": self.groups_read,
-                "events": dict(self.events), "events_total": self.events_total, "warnings": list(self.warnings),
-                "held_deletions": dict(self.held)}
+                "users_written": self.users_written, "events": dict(self.events), "events_total": self.events_total,
+                "warnings": list(self.warnings), "held_deletions": dict(self.held)}
 
 
 class SyncEngine:
@@ -414,7 +415,8 @@ class SyncEngine:
             touched, self._touched = self._touched, set()
             self.on_commit(touched)
         self.on_progress({"stage": stage, "users_read": self._result.users_read,
-                          "groups_read": self._result.groups_read, "events": self._result.events_total})
+                          "groups_read": self._result.groups_read, "users_written": self._result.users_written,
+                          "events": self._result.events_total})
 
     @staticmethod
     def _present_ids(lister: Callable[[], Iterable[str]] | None) -> set[str] | None:
@@ -548,6 +550,7 @@ class SyncEngine:
             if removed:
                 removals.append((uid, removed))
             touched.add(uid)
+        self._result.users_written += len(inserts) + len(updates)
         users_table = User.__table__
         if inserts:  # before the memberships that point at them
             s.execute(users_table.insert(), inserts)

@@ -5,6 +5,7 @@ passes by themselves."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import ldap3
@@ -84,7 +85,13 @@ def _admin_ldap(samba_dc) -> ldap3.Connection:
     return ldap3.Connection(ldap3.Server("127.0.0.1", 389, get_info=ldap3.NONE), ADMIN, ADMIN_PW, auto_bind=True)
 
 
+def _ldap_receiver_threads() -> set[threading.Thread]:
+    """ldap3's socket-reading threads of live listeners (this test's worker runs in-process)."""
+    return {t for t in threading.enumerate() if type(t).__name__ == "ReceiverSocketThread" and t.is_alive()}
+
+
 async def test_changes_notified_by_active_directory_arrive_by_themselves(stack, samba_dc, receiver):
+    others = _ldap_receiver_threads()
     ou = unique("Live")
     samba_dc.tool("ou", "create", f"OU={ou},{BASE}")
     samba_dc.tool("user", "create", "alan", "Passw0rd!Alan-1", "--given-name=Alan", "--surname=Turing",
@@ -143,5 +150,9 @@ async def test_changes_notified_by_active_directory_arrive_by_themselves(stack, 
     print(f"LDAP delete on Samba AD to verified webhook: {(time.monotonic() - started) * 1000:.0f} ms")
     assert deleted[0]["data"]["username"] == "alan@example.test"
     admin.unbind()
+    ours = _ldap_receiver_threads() - others
+    assert ours  # the listener's connection, reading
     assert (await stack.api.delete(f"/v1/directories/{d['id']}")).status_code == 204
     assert (await listener.describe()).status.name == "TERMINATED"
+    # Its connection closes and its reading thread ends (it once spun on the closed socket).
+    await wait_for(lambda: not any(t.is_alive() for t in ours), 15, "the listener's LDAP thread to end")

@@ -1,5 +1,6 @@
 """A worker killed (SIGKILL) in the middle of a 20,000-user full sync: after a new worker
-starts, the pass completes and the receiver gets every user.created exactly once."""
+starts, the pass completes, writing only what the killed attempt had not committed, and the
+receiver gets every user.created exactly once."""
 
 from __future__ import annotations
 
@@ -41,6 +42,10 @@ async def start_sync_worker(stack, task_queue: str, log_path) -> asyncio.subproc
                                                 stdout=open(log_path, "ab"), stderr=asyncio.subprocess.STDOUT)
 
 
+async def _at_least(value, minimum: int) -> bool:
+    return await value >= minimum
+
+
 @pytest.mark.timeout(420)
 async def test_sigkill_mid_sync_then_every_user_created_exactly_once(stack, slapd, receiver, tmp_path):
     queue = unique("crash")
@@ -58,7 +63,16 @@ async def test_sigkill_mid_sync_then_every_user_created_exactly_once(stack, slap
         d = conn.directory
         handle = await sync_control.request_sync(stack.client, crash, DirectoryRef(d["id"], d["organization_id"],
                                                                                     d["name"], "ldap"), "full")
+        async def heartbeated_users() -> int:
+            """How many committed users the pass's last heartbeat, as the server holds it, reports."""
+            for pending in (await handle.describe()).raw_description.pending_activities:
+                if pending.heartbeat_details.payloads:
+                    details = await stack.client.data_converter.decode(pending.heartbeat_details.payloads)
+                    return details[-1].get("users_read", 0)
+            return 0
+
         await wait_for(lambda: stored_users(stack, conn.id) >= 3000, 120, "the pass to commit 3,000 users")
+        await wait_for(lambda: _at_least(heartbeated_users(), 3000), 30, "a heartbeat of 3,000 committed users")
         worker.kill()  # SIGKILL: no goodbye, no graceful shutdown
         await asyncio.wait_for(worker.wait(), 10)
         killed_at = stored_users(stack, conn.id)
@@ -70,6 +84,14 @@ async def test_sigkill_mid_sync_then_every_user_created_exactly_once(stack, slap
             status = (await stack.api.get(f"/v1/directories/{conn.id}/sync")).json()
             assert status["last_run"]["status"] == "succeeded", status
             assert stored_users(stack, conn.id) == N_USERS
+            # The new attempt knew how far the killed one got (its last heartbeat, which may
+            # lag the kill by a second), and wrote only what was left.
+            counts = status["last_run"]["counts"]
+            assert 3000 <= counts["resumed_after_users"] <= killed_at, counts
+            assert counts["users_written"] == N_USERS - killed_at, counts
+            runs = (await stack.api.get(f"/v1/directories/{conn.id}/sync-runs")).json()
+            assert [(r["status"], r["error"]) for r in runs] == [
+                ("succeeded", None), ("failed", "attempt 1 stopped without finishing; attempt 2 took over")]
             created = await wait_for(lambda: len(conn.route.events("user.created")) >= N_USERS and
                                      conn.route.events("user.created"), 180, f"{N_USERS} user.created")
         finally:

@@ -50,6 +50,10 @@ def build_workers(client: Client, settings: Settings, queues: Iterable[str] = QU
             activities=[sync.run_pass, sync.discard_held_deletions, sync.request_scheduled_sync],
             activity_executor=executor, max_concurrent_activities=8,
             graceful_shutdown_timeout=timedelta(seconds=30),
+            # A pass's heartbeat carries its committed progress: sent at most every second
+            # (not every 80 % of the heartbeat timeout), it is what a retried attempt and the
+            # UI's pending-activity view see of how far the pass got.
+            max_heartbeat_throttle_interval=timedelta(seconds=1),
         ))
         # Live LDAP listeners wait on a socket for hours: a queue and threads of their own,
         # so they never take a sync pass's slot.
@@ -60,6 +64,9 @@ def build_workers(client: Client, settings: Settings, queues: Iterable[str] = QU
             activities=[sync.listen_for_changes], activity_executor=listen_executor,
             max_concurrent_activities=settings.ldap_listeners_max,
             graceful_shutdown_timeout=timedelta(seconds=5),
+            # Heartbeats are how a listener learns it was cancelled (its directory changed
+            # or went away): within a second, not 80 % of the heartbeat timeout.
+            max_heartbeat_throttle_interval=timedelta(seconds=1),
         ))
     if "delivery" in queues:
         sender = WebhookSender(timeout_seconds=settings.delivery_timeout_seconds,

@@ -119,7 +119,11 @@ class DirectorySyncWorkflow:
         lines = [f"**{s.state}** — {s.mode or '?'} pass #{s.passes} of directory `{s.directory_id}`"]
         if p:
             lines.append(f"stage: {p.get('stage')}, users read: {p.get('users_read', 0)}, "
-                         f"groups read: {p.get('groups_read', 0)}, events: {p.get('events', 0)}")
+                         f"written: {p.get('users_written', 0)}, groups read: {p.get('groups_read', 0)}, "
+                         f"events: {p.get('events', 0)}")
+            if p.get("resumed_after_users"):
+                lines.append(f"resumed: the previous attempt had committed {p['resumed_after_users']} users; "
+                             "they are read again and, unchanged, neither written nor sent again")
         if s.queued:
             lines.append(f"queued next: {', '.join(s.queued)}")
         if s.error:

@@ -419,13 +419,15 @@ class LdapSource:
         parsed = urlparse(cfg.url)
         server = self._conn.server
         base, wanted, attributes, controls, concerns = self._live_search(cookie)
-        # A receive timeout makes ldap3's receiver thread wait on through a quiet socket: without
-        # one, the socket keeps the connect timeout and the thread ends the connection after
-        # that long without a change (seen: a listener dropped every 10 s).
         conn = ldap3.Connection(server, user=cfg.bind_dn, password=self._password, client_strategy=ldap3.ASYNC_STREAM,
-                                auto_bind=ldap3.AUTO_BIND_NONE, read_only=True, auto_referrals=False,
-                                receive_timeout=int(cfg.timeout_seconds * 6))
+                                auto_bind=ldap3.AUTO_BIND_NONE, read_only=True, auto_referrals=False)
         conn.open()
+        # The socket keeps the connect timeout, and ldap3's receiver thread ends the
+        # connection at the first quiet spell that long (seen: a listener dropped every
+        # 10 s). A quiet socket is normal here, so its reads block; the thread's current
+        # read is answered by the bind. (ldap3's receive_timeout is no way out: with it the
+        # thread retries a closed socket forever, at full CPU.)
+        conn.socket.settimeout(None)
         if cfg.start_tls:
             conn.start_tls()
         if not conn.bind():
@@ -451,12 +453,12 @@ class LdapSource:
                     raise SourceUnavailable(f"the LDAP server ended the live search: {event.get('description')} "
                                             f"{event.get('message') or ''}".strip())
         finally:
-            try:
-                if message_id is not None:
-                    conn.abandon(message_id)
-                conn.unbind()
-            except Exception:  # the connection may be gone already
-                pass
+            for stop in ((lambda: conn.abandon(message_id)) if message_id is not None else None, conn.unbind):
+                try:
+                    if stop is not None:
+                        stop()
+                except Exception:  # the connection may be gone already
+                    pass
 
     def changes(self, cursor: dict[str, Any] | None, full: bool) -> Changes:
         cfg = self.config

@@ -1,0 +1,80 @@
+"""The full pass's reader process, against the real slapd: it gives what the in-process read
+gives, reports the server's refusals as the same errors, and never outlives its pass."""
+
+from __future__ import annotations
+
+import pytest
+
+from dirhook.normalize import normalize_user, source_record
+from dirhook.providers.base import SourceAuthError, SourceConfigError
+from dirhook.providers.ldap import LdapConfig, LdapSource
+from dirhook.providers.ldap_reader import UserReader
+from tests.conftest import unique
+from tests.support.slapd import ROOT_DN, ROOT_PW, SUFFIX, ldap_tool, people_ldif
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def people(slapd):
+    ou = unique("reader")
+    # 1,200 users: three pages of the reader's 500, the last one short.
+    ldap_tool("ldapadd", slapd, people_ldif(ou, 1200, 3))
+    return ou
+
+
+def _config(slapd, ou: str, **overrides) -> LdapConfig:
+    return LdapConfig.model_validate({"url": slapd.url, "bind_dn": ROOT_DN, "user_base_dn": f"ou=people,ou={ou},{SUFFIX}",
+                                      "group_base_dn": f"ou=groups,ou={ou},{SUFFIX}", **overrides})
+
+
+def _reader(cfg: LdapConfig, password: str = ROOT_PW, cursor: dict | None = None) -> UserReader:
+    source = LdapSource(cfg, password, None)
+    attrs = sorted({"*", "entryUUID", "modifyTimestamp", "manager"})
+    return UserReader(cfg.model_dump(), password, None, cfg.user_base_dn, cfg.user_filter, attrs,
+                      cursor if cursor is not None else {}, 30), source
+
+
+def test_the_reader_gives_what_the_in_process_read_gives(slapd, people):
+    cfg = _config(slapd, people)
+    cursor: dict = {}
+    reader, source = _reader(cfg, cursor=cursor)
+    got = {e.prepared["external_id"]: e for e in reader}
+    source.connect()
+    try:
+        expected = {}
+        for dn, raw in source._paged(cfg.user_base_dn, cfg.user_filter, ["*", "entryUUID", "modifyTimestamp"]):
+            record = source_record(raw)
+            user = normalize_user(source.mapping["user"], record, dn.lower())
+            expected[user.external_id] = (dn, user.model_dump(mode="json"), record)
+    finally:
+        source.close()
+    assert len(got) == len(expected) == 1200
+    for external_id, (dn, user, record) in expected.items():
+        entry = got[external_id]
+        assert (entry.ref, entry.prepared, entry.attributes) == (dn, user, record)
+    assert "userPassword" not in next(iter(got.values())).attributes  # secrets stay out of the record
+    assert cursor["modify_timestamp"].endswith("Z")  # the newest modifyTimestamp came back
+
+
+@pytest.mark.parametrize("case", ["missing base DN", "wrong password"])
+def test_the_servers_refusals_come_back_as_the_same_errors(slapd, people, case):
+    if case == "missing base DN":
+        reader, _ = _reader(_config(slapd, people, user_base_dn=f"ou=nowhere,{SUFFIX}"))
+        with pytest.raises(SourceConfigError, match="does not exist"):
+            list(reader)
+    else:
+        reader, _ = _reader(_config(slapd, people), password="not-the-password")
+        with pytest.raises(SourceAuthError, match="invalidCredentials") as failure:
+            list(reader)
+        assert "not-the-password" not in str(failure.value)
+    assert reader.process.returncode is not None  # ended and reaped
+
+
+def test_a_pass_that_stops_early_stops_its_reader(slapd, people):
+    reader, _ = _reader(_config(slapd, people))
+    users = iter(reader)
+    next(users)
+    assert reader.process.poll() is None  # reading on
+    users.close()  # what the engine's failure does to the stream (GeneratorExit)
+    assert reader.process.returncode is not None  # ended and reaped
