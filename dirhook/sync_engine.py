@@ -195,7 +195,8 @@ class SyncEngine:
                 # Normalized from the record as stored: the text is made once, and a later
                 # re-normalization (a mapping change) starts from the same values.
                 record = source_record(e.attributes)
-                users.append((normalize_user(self.mapping["user"], record, _ref(e.ref)).model_dump(mode="json"), record))
+                user = normalize_user(self.mapping["user"], record, _ref(e.ref))
+                users.append((user.model_dump(mode="json"), record))
             result.users_read += len(users)
             seen_users.update(u["external_id"] for u, _r in users)
             with self.sessions.begin() as s:
@@ -465,8 +466,9 @@ class SyncEngine:
                      authoritative: set[str], members_by_ref: Mapping[str, set[str]],
                      stored: dict[str, Row] | None = None) -> set[str]:
         """``pairs``: each user as normalized (a NormalizedUser as JSON, as stored in
-        ``users.attributes``), with the source record it came from (None: keep the stored one). Writes go through Core statements in bulk: ORM objects for every
-        user of a full pass cost more than reading the directory (bench/ldap_full_sync.py)."""
+        ``users.attributes``), with the source record it came from (None: keep the stored one).
+        Writes go through Core statements in bulk: ORM objects for every user of a full pass
+        cost more than reading the directory (bench/ldap_full_sync.py)."""
         directory = outbox.directory
         users = [u for u, _r in pairs]
         if stored is None:

@@ -20,17 +20,24 @@ from tests.support.wait import wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
 
 
-async def test_each_samba_tool_change_emits_exactly_its_events(stack, samba_dc, receiver):
-    ou = unique("Staff")
+async def _directory_in_new_ou(stack, samba_dc, prefix: str, *user: str, live: bool) -> tuple[str, dict]:
+    """An OU holding one user made with samba-tool, and an AD directory over it."""
+    ou = unique(prefix)
     samba_dc.tool("ou", "create", f"OU={ou},{BASE}")
-    samba_dc.tool("user", "create", "ada", "Passw0rd!Ada-1", "--given-name=Ada", "--surname=Lovelace",
-                  "--mail-address=ada@example.test", "--job-title=Engineer", f"--userou=OU={ou}")
+    samba_dc.tool("user", "create", *user, f"--userou=OU={ou}")
     r = await stack.api.post("/v1/directories", json={"name": f"AD {ou}", "bind_password": ADMIN_PW, "ldap": {
         "url": samba_dc.url, "bind_dn": ADMIN, "flavour": "active_directory", "user_base_dn": f"OU={ou},{BASE}",
         "user_filter": "(&(objectClass=user)(!(objectClass=computer)))", "group_filter": "(objectClass=group)",
-        "live": False}})  # each step's pass is this test's own (the live listener is the next test's)
+        "live": live}})
     assert r.status_code == 201, r.text
-    d = r.json()
+    return ou, r.json()
+
+
+async def test_each_samba_tool_change_emits_exactly_its_events(stack, samba_dc, receiver):
+    # live: False, each step's pass is this test's own (the live listener is the next test's)
+    ou, d = await _directory_in_new_ou(stack, samba_dc, "Staff", "ada", "Passw0rd!Ada-1", "--given-name=Ada",
+                                       "--surname=Lovelace", "--mail-address=ada@example.test",
+                                       "--job-title=Engineer", live=False)
     _endpoint, route = await subscribe(stack, receiver, [d["id"]])
     status = await sync(stack, d["id"], "full")
     assert status["last_run"]["status"] == "succeeded", status
@@ -92,15 +99,9 @@ def _ldap_receiver_threads() -> set[threading.Thread]:
 
 async def test_changes_notified_by_active_directory_arrive_by_themselves(stack, samba_dc, receiver):
     others = _ldap_receiver_threads()
-    ou = unique("Live")
-    samba_dc.tool("ou", "create", f"OU={ou},{BASE}")
-    samba_dc.tool("user", "create", "alan", "Passw0rd!Alan-1", "--given-name=Alan", "--surname=Turing",
-                  "--mail-address=alan@example.test", "--job-title=Mathematician", f"--userou=OU={ou}")
-    r = await stack.api.post("/v1/directories", json={"name": f"AD {ou}", "bind_password": ADMIN_PW, "ldap": {
-        "url": samba_dc.url, "bind_dn": ADMIN, "flavour": "active_directory", "user_base_dn": f"OU={ou},{BASE}",
-        "user_filter": "(&(objectClass=user)(!(objectClass=computer)))", "group_filter": "(objectClass=group)"}})
-    assert r.status_code == 201, r.text
-    d = r.json()
+    ou, d = await _directory_in_new_ou(stack, samba_dc, "Live", "alan", "Passw0rd!Alan-1", "--given-name=Alan",
+                                       "--surname=Turing", "--mail-address=alan@example.test",
+                                       "--job-title=Mathematician", live=True)
     _endpoint, route = await subscribe(stack, receiver, [d["id"]])
     await sync(stack, d["id"], "full")
     await wait_for(lambda: route.events("directory.sync_completed"), 30, "the first pass")
