@@ -440,8 +440,11 @@ def sync(directory_id: str, full: bool = typer.Option(False, "--full", help="ful
             status = _run(_call, "GET", f"/v1/directories/{directory_id}/sync")
             p = status.get("progress") or {}
             progress.update(task, description=f"{status.get('state') or 'starting'}: {p.get('stage', '…')} — "
-                                              f"{p.get('users_read', 0)} users, {p.get('groups_read', 0)} groups read, "
-                                              f"{p.get('events', 0)} events")
+                                              f"{p.get('users_read', 0)} users read "
+                                              f"({p.get('users_written', 0)} written), "
+                                              f"{p.get('groups_read', 0)} groups read, {p.get('events', 0)} events"
+                                              + (f" — resumed after {p['resumed_after_users']} users"
+                                                 if p.get("resumed_after_users") else ""))
             run = status.get("last_run") or {}
             if status.get("workflow_status") not in (None, "RUNNING") and run.get("workflow_id"):
                 break
@@ -460,7 +463,8 @@ def sync(directory_id: str, full: bool = typer.Option(False, "--full", help="ful
         raise typer.Exit(1) from None
     counts = run.get("counts") or {}
     console.print(f"[green]sync completed[/green]: {counts.get('users_read', 0)} users, "
-                  f"{counts.get('groups_read', 0)} groups read; events: {json.dumps(counts.get('events', {}))}")
+                  f"{counts.get('groups_read', 0)} groups read, {counts.get('users_written', 0)} users written; "
+                  f"events: {json.dumps(counts.get('events', {}))}")
 
 
 # -- endpoints and events ---------------------------------------------------------------------

@@ -168,7 +168,9 @@ async def test_concurrent_sync_requests_never_overlap(stack, slapd, receiver):
 async def test_source_failure_changes_nothing_and_is_reported(stack, slapd, receiver, failure, tmp_path, caplog):
     caplog.set_level("DEBUG")
     conn = await connect_directory(stack, slapd, receiver, 5, 1)
-    await sync(stack, conn.id, "full")
+    # The CLI's pass, as an operator runs it: what it read and wrote.
+    out = await run_cli(stack, tmp_path, "sync", conn.id, "--full")
+    assert "sync completed: 5 users, 1 groups read, 5 users written" in out, out
     delivered = len(await wait_delivered(stack, conn))
     before = (await stack.api.get(f"/v1/directories/{conn.id}")).json()
     users_before = (await stack.api.get(f"/v1/directories/{conn.id}/users")).json()["data"]
