@@ -3,6 +3,8 @@ gives, reports the server's refusals as the same errors, and never outlives its 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dirhook.normalize import normalize_user, source_record
@@ -71,10 +73,16 @@ def test_the_servers_refusals_come_back_as_the_same_errors(slapd, people, case):
     assert reader.process.returncode is not None  # ended and reaped
 
 
-def test_a_pass_that_stops_early_stops_its_reader(slapd, people):
+def test_a_pass_that_stops_early_stops_its_reader(slapd, people, monkeypatch):
+    monkeypatch.setenv("DIRHOOK_ADMIN_TOKEN", "admin-token-the-reader-must-not-get")
     reader, _ = _reader(_config(slapd, people))
     users = iter(reader)
     next(users)
     assert reader.process.poll() is None  # reading on
+    # The bind password reached it on stdin: not in its arguments or environment, and
+    # dirhook's own settings stay with the worker.
+    proc = Path(f"/proc/{reader.process.pid}")
+    seen = (proc / "cmdline").read_bytes() + (proc / "environ").read_bytes()
+    assert ROOT_PW.encode() not in seen and b"DIRHOOK_" not in seen and b"admin-token" not in seen
     users.close()  # what the engine's failure does to the stream (GeneratorExit)
     assert reader.process.returncode is not None  # ended and reaped

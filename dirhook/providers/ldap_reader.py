@@ -81,13 +81,18 @@ class UserReader:
                  base: str, ldap_filter: str, attributes: list[str], cursor: dict[str, Any],
                  timeout_seconds: float):
         package_root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+        # dirhook's own settings (admin token, encryption keys…) are none of the reader's
+        # business; the rest (TLS trust, proxies, locale) it may need.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DIRHOOK_")}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
         self.cursor = cursor
         self.timeout_seconds = timeout_seconds
-        self.process = subprocess.Popen([sys.executable, "-m", "dirhook.providers.ldap_reader"],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                        env=env, close_fds=True)
+        try:
+            self.process = subprocess.Popen([sys.executable, "-m", "dirhook.providers.ldap_reader"],
+                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=subprocess.DEVNULL, env=env, close_fds=True)
+        except OSError as exc:
+            raise SourceUnavailable(f"could not start the LDAP reader process: {exc}") from None
         # Connections on duplicates: they close their descriptor, as Popen closes its own.
         self._messages = Connection(os.dup(self.process.stdout.fileno()), writable=False)
         self.process.stdout.close()
