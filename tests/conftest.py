@@ -32,6 +32,11 @@ from tests.support.samba import SambaDC
 from tests.support.slapd import Slapd
 from workers import build_workers, close_all
 
+# Clients of the test API server drop idle connections after 2 s, before uvicorn's 5 s
+# keep-alive timeout: at the same 5 s, a request could go out on a connection the server
+# was closing (CI saw it as httpx.ReadError).
+API_CLIENT_LIMITS = httpx.Limits(keepalive_expiry=2.0)
+
 ADMIN_TOKEN = "test-admin-token-0123456789"
 TEST_ENCRYPTION_KEY = "q3NxlMSd0UeCmbS1ZUs3KZp8yXo0f2pVwcPp3Ahb0nM="  # 32 bytes, base64
 UI_ORIGIN = "http://127.0.0.1:8233"
@@ -170,7 +175,7 @@ async def stack(request, temporal_env, tmp_path_factory, graph):
                 serving.result()
             await asyncio.sleep(0.02)
         api_url = f"http://127.0.0.1:{api_port}"
-        async with httpx.AsyncClient(base_url=api_url, timeout=30,
+        async with httpx.AsyncClient(base_url=api_url, timeout=30, limits=API_CLIENT_LIMITS,
                                      headers={"authorization": f"Bearer {ADMIN_TOKEN}"}) as api:
             engine = make_engine(url)
             yield Stack(request.param, settings, api, api_url, make_sessionmaker(engine), client)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from tests.conftest import unique
+from tests.conftest import API_CLIENT_LIMITS, unique
 from tests.e2e_helpers import subscribe
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -42,7 +42,7 @@ async def scim_directory(stack, receiver, **endpoint_settings):
     assert r.status_code == 201, r.text
     d = r.json()
     endpoint, route = await subscribe(stack, receiver, [d["id"]], **endpoint_settings)
-    client = httpx.AsyncClient(base_url=d["scim_base_url"], timeout=30,
+    client = httpx.AsyncClient(base_url=d["scim_base_url"], timeout=30, limits=API_CLIENT_LIMITS,
                                headers={"authorization": f"Bearer {d['scim_token']}",
                                         "content-type": "application/scim+json"})
     return ScimDirectory(d, client), endpoint, route

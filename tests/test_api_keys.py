@@ -10,7 +10,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.conftest import unique
+from tests.conftest import API_CLIENT_LIMITS, unique
 from tests.e2e_helpers import emit, run_cli, subscribe
 from tests.support.slapd import ROOT_DN, SUFFIX
 from tests.support.wait import wait_for
@@ -45,7 +45,8 @@ async def orgs(stack, receiver):
 
 
 def as_key(stack, key: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=stack.api_url, timeout=30, headers={"authorization": f"Bearer {key}"})
+    return httpx.AsyncClient(base_url=stack.api_url, timeout=30, limits=API_CLIENT_LIMITS,
+                             headers={"authorization": f"Bearer {key}"})
 
 
 # Every route that names a resource, with a body valid enough to pass validation (so the
