@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from tests.e2e_helpers import all_events, connect_directory, count_types, run_cli, wait_delivered
-from tests.support.slapd import ldap_tool
+from tests.conftest import unique
+from tests.e2e_helpers import all_events, connect_directory, count_types, run_cli, sync, wait_delivered
+from tests.support.slapd import SUFFIX, ldap_tool
 from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
@@ -78,3 +79,23 @@ async def test_small_deletions_go_through(stack, slapd, receiver):
     await wait_for(lambda: idle(stack, conn.id), 60, "the pass")
     events = (await wait_delivered(stack, conn))[before:]
     assert count_types(events)["user.deleted"] == 2  # 2 <= ceil(10 % of 30)
+
+
+async def test_a_directory_pointed_at_an_empty_base_deletes_nothing_and_says_why(stack, slapd, receiver):
+    conn = await connect_directory(stack, slapd, receiver, 20, 0)
+    await request(stack, conn.id, "full")
+    await wait_for(lambda: idle(stack, conn.id), 60, "the full pass")
+    before = len(await wait_delivered(stack, conn))
+    empty = unique("empty")
+    await asyncio.to_thread(ldap_tool, "ldapadd", slapd, f"dn: ou={empty},{SUFFIX}\nobjectClass: organizationalUnit\n"
+                                                         f"ou: {empty}\n")
+    # An operator's slip: the user base now names an OU that exists but holds nobody.
+    r = await stack.api.patch(f"/v1/directories/{conn.id}", json={"ldap": {"user_base_dn": f"ou={empty},{SUFFIX}"}})
+    assert r.status_code == 200, r.text
+    status = await sync(stack, conn.id, "full")
+    run = status["last_run"]
+    assert run["status"] == "succeeded" and run["counts"]["users_read"] == 0
+    assert "the source returned no users; no user was deleted" in run["counts"]["warnings"]
+    users = (await stack.api.get(f"/v1/directories/{conn.id}/users", params={"limit": 100})).json()["data"]
+    assert len(users) == 20
+    assert len(await all_events(stack, conn.id)) == before  # not even a directory.sync_completed
