@@ -68,8 +68,6 @@ def _child(conn, config: dict[str, Any], password: str | None, overrides: dict[s
 
 def _main() -> None:
     """The child: settings from stdin, messages to stdout (both multiprocessing connections)."""
-    import os
-
     stdin, stdout = Connection(os.dup(0), writable=False), Connection(os.dup(1), readable=False)
     _child(stdout, *stdin.recv())
 
