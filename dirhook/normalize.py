@@ -236,6 +236,12 @@ def cap_raw_attributes(raw: dict[str, Any], max_bytes: int) -> dict[str, Any]:
     return kept
 
 
+def reference_key(value: str | None) -> str | None:
+    """How a source's reference (an LDAP DN) is stored and matched: DNs compare
+    case-insensitively, so "uid=A,ou=People" and "uid=a,ou=people" are one entry."""
+    return value.strip().lower() if value else None
+
+
 def source_record(record: SourceRecord) -> dict[str, list[str]]:
     """The record as stored for a later re-normalization: text values, secrets left out.
     Normalizing it gives what normalizing the source's own record gives."""

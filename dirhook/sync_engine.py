@@ -34,7 +34,13 @@ from dirhook.diff import content_hash, previous_attributes
 from dirhook.ids import new_id
 from dirhook.jsonenc import Encoded
 from dirhook.models import NormalizedGroup
-from dirhook.normalize import cap_raw_attributes, normalize_group, normalize_user, source_record
+from dirhook.normalize import (
+    cap_raw_attributes,
+    normalize_group,
+    normalize_user,
+    reference_key,
+    source_record,
+)
 from dirhook.outbox import Outbox
 from dirhook.payloads import group_payload, user_payload
 from dirhook.providers.base import Changes
@@ -57,11 +63,6 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
-
-
-def _ref(value: str | None) -> str | None:
-    # DNs compare case-insensitively; "uid=A,ou=People" and "uid=a,ou=people" are one entry.
-    return value.strip().lower() if value else None
 
 
 # What _apply_users reads of a stored user.
@@ -130,7 +131,7 @@ class SyncEngine:
         # 1. Groups: few enough to hold (with their member references) for the whole pass.
         fetched: list[NormalizedGroup] = []
         for entry in changes.groups:
-            fetched.append(normalize_group(self.mapping["group"], entry.attributes, _ref(entry.ref)))
+            fetched.append(normalize_group(self.mapping["group"], entry.attributes, reference_key(entry.ref)))
         result.groups_read = len(fetched)
         fetched_ids: set[str] = set()
         for chunk in _chunks(fetched, self.chunk_size):
@@ -145,7 +146,7 @@ class SyncEngine:
         for g in fetched:
             gid = ext_to_group[g.external_id]
             for ref in g.member_refs:
-                members_by_ref.setdefault(_ref(ref), set()).add(gid)
+                members_by_ref.setdefault(reference_key(ref), set()).add(gid)
         del fetched
 
         # 2. Group deletions, before the users, so users are computed against the final groups.
@@ -195,7 +196,7 @@ class SyncEngine:
                 # Normalized from the record as stored: the text is made once, and a later
                 # re-normalization (a mapping change) starts from the same values.
                 record = source_record(e.attributes)
-                user = normalize_user(self.mapping["user"], record, _ref(e.ref))
+                user = normalize_user(self.mapping["user"], record, reference_key(e.ref))
                 users.append((user.model_dump(mode="json"), record))
             result.users_read += len(users)
             seen_users.update(u["external_id"] for u, _r in users)
@@ -386,7 +387,7 @@ class SyncEngine:
         changed = False
         with self.sessions.begin() as s:
             for parent, refs in member_refs.items():
-                new = {ref_to_group[r] for r in map(_ref, refs) if r in ref_to_group}
+                new = {ref_to_group[r] for r in map(reference_key, refs) if r in ref_to_group}
                 old = children_of.get(parent, set())
                 if old - new:
                     s.execute(delete(GroupNesting).where(GroupNesting.parent_group_id == parent,

@@ -20,7 +20,8 @@ from tests.support.wait import wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
 
 
-async def _directory_in_new_ou(stack, samba_dc, prefix: str, *user: str, live: bool) -> tuple[str, dict]:
+async def _directory_in_new_ou(stack, samba_dc, prefix: str, *user: str, live: bool,
+                               **ldap_settings) -> tuple[str, dict]:
     """An OU holding one user made with samba-tool, and an AD directory over it."""
     ou = unique(prefix)
     samba_dc.tool("ou", "create", f"OU={ou},{BASE}")
@@ -28,7 +29,7 @@ async def _directory_in_new_ou(stack, samba_dc, prefix: str, *user: str, live: b
     r = await stack.api.post("/v1/directories", json={"name": f"AD {ou}", "bind_password": ADMIN_PW, "ldap": {
         "url": samba_dc.url, "bind_dn": ADMIN, "flavour": "active_directory", "user_base_dn": f"OU={ou},{BASE}",
         "user_filter": "(&(objectClass=user)(!(objectClass=computer)))", "group_filter": "(objectClass=group)",
-        "live": live}})
+        "live": live, **ldap_settings}})
     assert r.status_code == 201, r.text
     return ou, r.json()
 
@@ -101,7 +102,8 @@ async def test_changes_notified_by_active_directory_arrive_by_themselves(stack, 
     others = _ldap_receiver_threads()
     ou, d = await _directory_in_new_ou(stack, samba_dc, "Live", "alan", "Passw0rd!Alan-1", "--given-name=Alan",
                                        "--surname=Turing", "--mail-address=alan@example.test",
-                                       "--job-title=Mathematician", live=True)
+                                       "--job-title=Mathematician", live=True,
+                                       timeout_seconds=2)  # the LDAP timeout: see the quiet spell below
     _endpoint, route = await subscribe(stack, receiver, [d["id"]])
     await sync(stack, d["id"], "full")
     await wait_for(lambda: route.events("directory.sync_completed"), 30, "the first pass")
@@ -129,9 +131,9 @@ async def test_changes_notified_by_active_directory_arrive_by_themselves(stack, 
     assert updated[0]["data"]["title"] == "Codebreaker"
     assert updated[0]["previous_attributes"]["title"].startswith("Cryptanalyst")
 
-    # The listener survives a quiet spell longer than the LDAP timeout (10 s): it used to
+    # The listener survives a quiet spell longer than the LDAP timeout (2 s here): it used to
     # end its connection then. (A spell of nothing happening: no condition to wait on.)
-    await asyncio.sleep(12)
+    await asyncio.sleep(3)
     held = (await listener.describe()).raw_description.pending_activities[0]
     assert (held.state, held.attempt) == (2, 1), held  # still the first attempt, running
     started = time.monotonic()

@@ -173,20 +173,22 @@ class LdapSource:
         except LDAPException as exc:
             raise SourceUnavailable(f"cannot reach LDAP server {where}: {exc}") from None
         self._conn = conn
-        self.syncrepl = self.config.flavour == "openldap" and self._supports(syncrepl.SYNC_REQUEST_OID)
-        self.dirsync = self.config.flavour == "active_directory" and self._supports(DIRSYNC_OID)
-        self.notifications = self.config.flavour == "active_directory" and self._supports(NOTIFICATION_OID)
+        controls = self._supported_controls()
+        active_directory = self.config.flavour == "active_directory"
+        self.syncrepl = not active_directory and syncrepl.SYNC_REQUEST_OID in controls
+        self.dirsync = active_directory and DIRSYNC_OID in controls
+        self.notifications = active_directory and NOTIFICATION_OID in controls
 
-    def _supports(self, control_oid: str) -> bool:
-        """Whether the root DSE lists the control (read once per connection)."""
+    def _supported_controls(self) -> set[str]:
+        """The control OIDs the root DSE lists (read once per connection)."""
         import ldap3
 
         ok = self._conn.search("", "(objectClass=*)", search_scope=ldap3.BASE, attributes=["supportedControl"],
                                dereference_aliases=ldap3.DEREF_NEVER)
         if not ok or not self._conn.response:
-            return False
+            return set()
         raw = self._conn.response[0].get("raw_attributes", {})
-        return control_oid.encode() in _values(raw, "supportedControl")
+        return {v.decode() if isinstance(v, bytes) else str(v) for v in _values(raw, "supportedControl")}
 
     def close(self) -> None:
         if self._conn is not None:

@@ -32,7 +32,7 @@ PAGE = 500
 
 def _child(conn, config: dict[str, Any], password: str | None, overrides: dict[str, Any] | None,
            base: str, ldap_filter: str, attributes: list[str]) -> None:
-    from dirhook.normalize import MappingError, normalize_user, source_record
+    from dirhook.normalize import MappingError, normalize_user, reference_key, source_record
     from dirhook.providers.ldap import LdapConfig, LdapSource
 
     source = None
@@ -44,7 +44,7 @@ def _child(conn, config: dict[str, Any], password: str | None, overrides: dict[s
         page = []
         for entry in source._entries(base, ldap_filter, attributes, cursor):
             record = source_record(entry.attributes)
-            user = normalize_user(mapping, record, entry.ref.strip().lower() if entry.ref else None)
+            user = normalize_user(mapping, record, reference_key(entry.ref))
             page.append((entry.ref, user.model_dump(mode="json"), record))
             if len(page) >= PAGE:
                 conn.send(("page", page))
