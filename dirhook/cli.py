@@ -492,10 +492,29 @@ def add_endpoint(url: str, event_type: list[str] = typer.Option([], "--event-typ
 
 @endpoints_app.command("list")
 def list_endpoints() -> None:
-    table = _table("id", "url", "enabled", "event types")
+    table = _table("id", "url", "enabled", "health", "event types")
     for e in _run(_call, "GET", "/v1/endpoints"):
-        table.add_row(e["id"], e["url"], str(e["enabled"]), ", ".join(e["event_types"] or ["*"]))
+        table.add_row(e["id"], e["url"], str(e["enabled"]), e["health"].replace("_", " "),
+                      ", ".join(e["event_types"] or ["*"]))
     console.print(table)
+
+
+@endpoints_app.command("show")
+def show_endpoint(endpoint_id: str) -> None:
+    """An endpoint's settings, health (circuit breaker) and deliveries by status."""
+    e = _run(_call, "GET", f"/v1/endpoints/{endpoint_id}")
+    console.print(f"[bold]{e['id']}[/bold] -> {e['url']}  ({'enabled' if e['enabled'] else 'disabled'})")
+    if not e["enabled"]:
+        console.print(f"disabled: {e['disabled_reason']}")
+    health = e["health"].replace("_", " ")
+    if e["health"] == "circuit_open":
+        health += f" since {e['breaker_opened_at']}, next probe {e['next_probe_at'] or 'with the next event'}"
+    elif e["health"] == "failing":
+        health += f" since {e['failing_since']}"
+    console.print(f"health: {health}; {e['consecutive_failures']} failed attempts since the last success "
+                  f"({e['last_success_at'] or 'none yet'})")
+    counts = e.get("delivery_counts") or {}
+    console.print("deliveries: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
 
 
 @endpoints_app.command("disable")
@@ -524,7 +543,7 @@ def rotate_secret(endpoint_id: str, overlap_seconds: Optional[float] = typer.Opt
 
 @endpoints_app.command("recover")
 def recover(endpoint_id: str, since: str = typer.Option(..., help="ISO time, e.g. 2026-11-28T00:00:00Z")) -> None:
-    """Requeue failed and held-back deliveries created since a time."""
+    """Requeue every delivery created since a time that has not succeeded, to be sent now."""
     r = _run(_call, "POST", f"/v1/endpoints/{endpoint_id}/recover", json={"since": since})
     console.print(f"{r['requeued']} deliveries requeued")
 
@@ -562,10 +581,10 @@ def list_deliveries(endpoint_id: str, status: Optional[str] = None, limit: int =
     if status:
         params["status"] = status
     page = _run(_call, "GET", f"/v1/endpoints/{endpoint_id}/deliveries", params=params)
-    table = _table("delivery", "event", "type", "status", "attempts", "last")
+    table = _table("delivery", "event", "type", "status", "attempts", "last", "next attempt")
     for d in page["data"]:
         table.add_row(str(d["id"]), d["event_id"], d["event_type"], d["status"], str(d["attempts"]),
-                      str(d["last_status_code"] or d["last_error"] or ""))
+                      str(d["last_status_code"] or d["last_error"] or ""), d["next_attempt_at"] or "")
     console.print(table)
 
 

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     delivery_batch_size: int = 500
     delivery_concurrency: int = 10
     retry_schedule_seconds: list[float] = Field(default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE))
+    # The delivery sweep (a Temporal Schedule) wakes dispatchers of waiting deliveries this
+    # often, so a lost wake-up delays delivery by at most this much (0: no sweep).
+    delivery_sweep_seconds: float = Field(default=60.0, ge=0)
+    # An endpoint's circuit breaker opens after this many failed attempts in a row with a
+    # retry among them (dirhook/delivery/rules.py, BreakerPolicy).
+    breaker_min_failures: int = Field(default=50, ge=1)
     # An endpoint failing without a single success for this long is disabled (its events kept).
     endpoint_disable_after_seconds: float = 5 * 86400
     # After a rotation, the old secret keeps signing beside the new one this long.

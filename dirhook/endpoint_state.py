@@ -1,13 +1,14 @@
-"""Endpoint state that delivery and the API share: enabling, health, signing secrets."""
+"""Endpoint state that delivery and the API share: enabling, health, the breaker's hold, signing secrets."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from dirhook.db.schema import Endpoint, EndpointSecret, EndpointStateChange, utcnow
+from dirhook.db.schema import Delivery, Endpoint, EndpointSecret, EndpointStateChange, utcnow
+from dirhook.delivery.rules import DeliveryStatus
 from dirhook.metrics import ENDPOINT_STATE_CHANGES
 from dirhook.signing import generate_secret
 
@@ -25,29 +26,37 @@ def set_enabled(session: Session, endpoint: Endpoint, enabled: bool, reason: str
     endpoint.enabled = enabled
     endpoint.disabled_reason = None if enabled else reason
     if enabled:
-        endpoint.failing_since = None
+        reset_health(session, endpoint)
     session.add(EndpointStateChange(endpoint_id=endpoint.id, at=utcnow(), enabled=enabled, reason=reason))
     ENDPOINT_STATE_CHANGES.labels("enabled" if enabled else "disabled", cause).inc()
     return True
 
 
-def record_health(session: Session, endpoint: Endpoint, succeeded: bool, now: datetime,
-                  disable_after: timedelta) -> str | None:
-    """Track success and failure; disable an endpoint that has failed without a single success
-    for ``disable_after``. Returns the reason when this call disabled it."""
-    if succeeded:
-        endpoint.last_success_at = now
-        endpoint.failing_since = None
-        return None
-    if endpoint.failing_since is None:
-        endpoint.failing_since = now
-        return None
-    if endpoint.enabled and now - endpoint.failing_since >= disable_after:
-        reason = (f"failing since {endpoint.failing_since.isoformat()} without a single success "
-                  f"(disabled after {disable_after})")
+def disable_if_failing_too_long(session: Session, endpoint: Endpoint, now: datetime,
+                                disable_after: timedelta) -> str | None:
+    """Disable an endpoint that has failed without a single success for ``disable_after``
+    (its deliveries are kept for recovery). Returns the reason when this call disabled it."""
+    since = endpoint.failing_since
+    if endpoint.enabled and since is not None and now - since >= disable_after:
+        reason = f"failing since {since.isoformat()} without a single success (disabled after {disable_after})"
         set_enabled(session, endpoint, False, reason, "failing")
         return reason
     return None
+
+
+def release_held(session: Session, endpoint_id: str, now: datetime) -> int:
+    """Everything the circuit breaker held goes back to pending: sent oldest first, at full speed."""
+    return session.execute(
+        update(Delivery).where(Delivery.endpoint_id == endpoint_id, Delivery.status == DeliveryStatus.HELD)
+        .values(status=DeliveryStatus.PENDING, next_attempt_at=None, updated_at=now)).rowcount
+
+
+def reset_health(session: Session, endpoint: Endpoint) -> None:
+    """A fresh start (an operator enabled the endpoint): no failure streak, breaker closed,
+    whatever it held due now."""
+    endpoint.failing_since, endpoint.consecutive_failures = None, 0
+    endpoint.breaker_opened_at, endpoint.next_probe_at, endpoint.probes = None, None, 0
+    release_held(session, endpoint.id, utcnow())
 
 
 def signing_secrets(session: Session, endpoint: Endpoint, now: datetime | None = None) -> list[str]:

@@ -9,6 +9,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from dirhook.db.schema import Delivery, Directory, Endpoint, EventRow, utcnow
+from dirhook.delivery.rules import DeliveryStatus
 from dirhook.ids import new_id
 from dirhook.metrics import EVENTS_EMITTED
 from dirhook.jsonenc import Encoded, dumps_bytes
@@ -85,15 +86,15 @@ class Outbox:
             for endpoint_id, types, directory_ids, enabled, max_bytes in endpoints:
                 if not endpoint_wants(types, directory_ids, row["type"], row["directory_id"]):
                     continue
-                status, error = ("pending", None) if enabled else ("skipped", "endpoint disabled")
+                status, error = (DeliveryStatus.PENDING, None) if enabled else (DeliveryStatus.SKIPPED, "endpoint disabled")
                 limit = max_bytes or self.max_payload_bytes
                 if size > limit:
-                    status, error = "failed", f"payload of {size} bytes exceeds this endpoint's limit of {limit} bytes"
+                    status, error = DeliveryStatus.FAILED, f"payload of {size} bytes exceeds this endpoint's limit of {limit} bytes"
                 deliveries.append({"endpoint_id": endpoint_id, "event_pk": pk, "event_id": row["id"],
                                    "event_type": row["type"], "directory_id": row["directory_id"],
                                    "status": status, "last_error": error, "attempts": 0,
                                    "created_at": ts, "updated_at": ts})
-                if status == "pending":
+                if status == DeliveryStatus.PENDING:
                     self.endpoint_ids_touched.add(endpoint_id)
         if deliveries:
             self.session.execute(insert(Delivery.__table__), deliveries)

@@ -13,8 +13,10 @@ ENDPOINT_ID = SearchAttributeKey.for_keyword("EndpointId")
 EVENT_TYPE = SearchAttributeKey.for_keyword("EventType")
 SYNC_MODE = SearchAttributeKey.for_keyword("SyncMode")
 PROVIDER = SearchAttributeKey.for_keyword("Provider")
+# An endpoint dispatcher's view of its endpoint: healthy | failing | circuit_open.
+ENDPOINT_HEALTH = SearchAttributeKey.for_keyword("EndpointHealth")
 
-SEARCH_ATTRIBUTES = (DIRECTORY_ID, ORGANIZATION_ID, ENDPOINT_ID, EVENT_TYPE, SYNC_MODE, PROVIDER)
+SEARCH_ATTRIBUTES = (DIRECTORY_ID, ORGANIZATION_ID, ENDPOINT_ID, EVENT_TYPE, SYNC_MODE, PROVIDER, ENDPOINT_HEALTH)
 
 
 def sync_workflow_id(directory_id: str) -> str:
@@ -38,10 +40,6 @@ def listener_workflow_id(directory_id: str) -> str:
 
 def dispatch_workflow_id(endpoint_id: str) -> str:
     return f"dispatch/{endpoint_id}"
-
-
-def delivery_workflow_id(endpoint_id: str, event_id: str) -> str:
-    return f"delivery/{endpoint_id}/{event_id}"
 
 
 def dev_server_search_attribute_args() -> list[str]:
@@ -94,3 +92,55 @@ async def wake_dispatcher(client: Client, settings: Settings, endpoint_id: str) 
         search_attributes=TypedSearchAttributes([SearchAttributePair(ENDPOINT_ID, endpoint_id)]),
         static_summary=f"Deliver pending events to endpoint {endpoint_id}",
     )
+
+
+DELIVERY_SWEEP_SCHEDULE_ID = "delivery-sweep"
+
+
+async def ensure_delivery_sweep(client: Client, settings: Settings) -> None:
+    """Create (or bring to the configured interval) the Temporal Schedule that runs
+    DeliverySweepWorkflow; an interval of 0 removes it. Every delivery worker calls this at
+    start: creating it twice is harmless."""
+    from datetime import timedelta
+
+    from temporalio.client import (
+        Schedule,
+        ScheduleActionStartWorkflow,
+        ScheduleAlreadyRunningError,
+        ScheduleIntervalSpec,
+        ScheduleOverlapPolicy,
+        SchedulePolicy,
+        ScheduleSpec,
+        ScheduleState,
+        ScheduleUpdate,
+        ScheduleUpdateInput,
+    )
+    from temporalio.service import RPCError, RPCStatusCode
+
+    handle = client.get_schedule_handle(DELIVERY_SWEEP_SCHEDULE_ID)
+    every = settings.delivery_sweep_seconds
+    if not every:
+        try:
+            await handle.delete()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+        return
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow("DeliverySweepWorkflow", id="delivery-sweep-run",
+                                           task_queue=settings.delivery_task_queue,
+                                           static_summary="Wake dispatchers whose deliveries wait"),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=every))]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(note=f"wakes endpoint dispatchers with waiting deliveries every {every:g}s"),
+    )
+    try:
+        await client.create_schedule(DELIVERY_SWEEP_SCHEDULE_ID, schedule)
+    except ScheduleAlreadyRunningError:
+        def update(current: ScheduleUpdateInput) -> ScheduleUpdate | None:
+            intervals = current.description.schedule.spec.intervals
+            if [i.every for i in intervals] == [timedelta(seconds=every)]:
+                return None
+            schedule.state.paused = current.description.schedule.state.paused
+            return ScheduleUpdate(schedule=schedule)
+        await handle.update(update)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -13,7 +14,7 @@ from svix.webhooks import Webhook as SvixWebhook
 
 from dirhook.api.app import create_app
 from dirhook.db.schema import EndpointSecret
-from dirhook.delivery import WebhookSender
+from dirhook.delivery.sender import WebhookSender
 from dirhook.signing import Signer
 from tests.conftest import ADMIN_TOKEN
 from tests.e2e_helpers import emit, run_cli, scratch_directory, subscribe
@@ -271,3 +272,58 @@ async def test_redirects_fail_and_retry_after_is_honoured(stack, receiver):
     assert arrivals[2] - arrivals[1] >= 1.9  # waited for Retry-After, not the 0.1 s schedule
     d = await wait_for(lambda: deliveries(stack, endpoint["id"], status="succeeded"), 30, "the recorded success")
     assert [a["status_code"] for a in d[0]["attempt_log"]] == [302, 429, 200]
+
+
+@SQLITE_ONLY
+async def test_a_down_endpoint_opens_its_circuit_and_operators_see_it_everywhere(stack, receiver, tmp_path):
+    directory = await scratch_directory(stack)
+    up = {"on": False}
+    endpoint, route = await subscribe(stack, receiver, [directory["id"]], respond=lambda _e, _a: 200 if up["on"] else 500,
+                                      retry_schedule=[0.2, 600])
+    started = datetime.now(timezone.utc) - timedelta(seconds=1)
+    n = stack.settings.breaker_min_failures + 10
+    await emit(stack, directory["id"], n)
+
+    async def circuit_open():
+        e = (await stack.api.get(f"/v1/endpoints/{endpoint['id']}")).json()
+        return e if e["health"] == "circuit_open" and e["next_probe_at"] else None
+    e = await wait_for(circuit_open, 30, "the circuit breaker to open")
+    assert e["enabled"] and e["consecutive_failures"] >= stack.settings.breaker_min_failures
+    async def probed():  # first attempts, first retries, and one probe: all failed and recorded
+        e = (await stack.api.get(f"/v1/endpoints/{endpoint['id']}")).json()
+        return e if e["consecutive_failures"] >= 2 * n + 1 else None
+    e = await wait_for(probed, 30, "a probe to fail")
+    # Every delivery held (the probe's too, though its own schedule is used up), none lost.
+    assert e["delivery_counts"] == {"held": n}
+    held = await deliveries(stack, endpoint["id"], status="held")
+    assert len(held) == n and all(d["next_attempt_at"] is None for d in held)
+    refused = len(route.refused)
+
+    out = await run_cli(stack, tmp_path, "endpoints", "show", endpoint["id"])
+    assert "circuit open since" in out and f"held {n}" in out, out
+    assert "circuit open" in await run_cli(stack, tmp_path, "endpoints", "list")
+    metrics = (await stack.api.get("/metrics")).text
+    assert float(re.search(r"^dirhook_endpoints_circuit_open (\S+)$", metrics, re.M).group(1)) >= 1
+    assert float(re.search(r"^dirhook_deliveries_held (\S+)$", metrics, re.M).group(1)) >= n
+    from temporalio.api.sdk.v1 import WorkflowMetadata
+    dispatcher = stack.client.get_workflow_handle(f"dispatch/{endpoint['id']}")
+    meta = await dispatcher.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    assert "circuit open" in meta.current_details and f"{n} deliveries held" in meta.current_details
+    listed = [w.id async for w in stack.client.list_workflows(
+        f"EndpointId = '{endpoint['id']}' AND EndpointHealth = 'circuit_open'")]
+    assert listed == [f"dispatch/{endpoint['id']}"]
+    assert len(route.refused) == refused  # the next probe waits for the schedule (10 min): nothing else went out
+
+    # The receiver is back; an operator's recover probes at once instead of in 10 minutes.
+    up["on"] = True
+    r = await stack.api.post(f"/v1/endpoints/{endpoint['id']}/recover", json={"since": started.isoformat()})
+    assert r.status_code == 200 and r.json()["requeued"] == n
+    await wait_for(lambda: len(route.events()) == n, 30, f"all {n} events after the probe")
+    healthy = await wait_for(lambda: _healthy(stack, endpoint["id"]), 30, "the endpoint to be healthy")
+    assert healthy["delivery_counts"] == {"succeeded": n} and healthy["consecutive_failures"] == 0
+    assert len({r.headers["webhook-id"] for r in route.accepted}) == len(route.accepted) == n
+
+
+async def _healthy(stack, endpoint_id: str) -> dict | None:
+    e = (await stack.api.get(f"/v1/endpoints/{endpoint_id}")).json()
+    return e if e["health"] == "healthy" and set(e["delivery_counts"]) == {"succeeded"} else None

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from dirhook import temporal as t
@@ -103,12 +103,13 @@ async def test_receiver_down_for_six_hours_gets_every_event_on_schedule(skipping
                 waited = (later - earlier).total_seconds()
                 assert schedule[i + 1] * 0.9 - 1 <= waited <= schedule[i + 1] * 1.1 + 60, (i, waited)
 
-    # Operators find each retry in the Temporal UI by endpoint, with what happened.
-    handle = env.client.get_workflow_handle(f"delivery/ep_s/{delivery.event_id}")
+    # Operators find the retries in the Temporal UI by endpoint: its dispatcher, which sent
+    # them in its batches (no workflow per failed delivery), with what it did.
+    handle = env.client.get_workflow_handle("dispatch/ep_s")
     desc = await handle.describe()
-    assert desc.status == WorkflowExecutionStatus.COMPLETED
     assert desc.typed_search_attributes.get(t.ENDPOINT_ID) == "ep_s"
-    assert desc.typed_search_attributes.get(t.EVENT_TYPE) == "user.updated"
-    assert desc.typed_search_attributes.get(t.DIRECTORY_ID) == "dir_s"
-    state = await handle.result()
-    assert state["result"] == "delivered" and state["attempts"] == 6
+    counts = await handle.query("counts")
+    assert counts["health"] == "healthy" and counts["held"] == 0
+    with pytest.raises(RPCError) as missing:  # the old workflow per failed delivery is gone
+        await env.client.get_workflow_handle(f"delivery/ep_s/{delivery.event_id}").describe()
+    assert missing.value.status == RPCStatusCode.NOT_FOUND

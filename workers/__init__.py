@@ -17,12 +17,12 @@ from activities.delivery import DeliveryActivities
 from activities.sync import SyncActivities
 from dirhook.config import Settings
 from dirhook.db.engine import make_engine, make_sessionmaker
-from dirhook.delivery import WebhookSender
+from dirhook.delivery.sender import WebhookSender
 from workflows.directory_sync import DirectorySyncWorkflow
+from workflows.delivery_sweep import DeliverySweepWorkflow
 from workflows.endpoint_dispatch import EndpointDispatchWorkflow
 from workflows.ldap_listener import LdapListenerWorkflow
 from workflows.scheduled_sync import ScheduledSyncWorkflow
-from workflows.webhook_delivery import WebhookDeliveryWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +75,13 @@ def build_workers(client: Client, settings: Settings, queues: Iterable[str] = QU
         delivery = DeliveryActivities(sessions, settings, client, sender)
         workers.append(Worker(
             client, task_queue=settings.delivery_task_queue,
-            workflows=[EndpointDispatchWorkflow, WebhookDeliveryWorkflow],
-            activities=[delivery.deliver_pending, delivery.attempt_delivery, delivery.schedule_next_attempt,
-                        delivery.give_up, delivery.wake_dispatchers],
+            workflows=[EndpointDispatchWorkflow, DeliverySweepWorkflow],
+            activities=[delivery.deliver_pending, delivery.wake_dispatchers],
             max_concurrent_activities=100,
             graceful_shutdown_timeout=timedelta(seconds=30),
+            # The dispatch activity's heartbeat timeout is 10 s: heartbeats reach the server
+            # at least every second, so a lost worker is noticed in seconds, not minutes.
+            max_heartbeat_throttle_interval=timedelta(seconds=1),
         ))
     return workers, closers
 
@@ -105,6 +107,9 @@ async def run_workers(settings: Settings, queues: Iterable[str] = QUEUES) -> Non
 
         start_http_server(settings.worker_metrics_port, addr=settings.metrics_host)
     client = await t.connect(settings, runtime)
+    queues = list(queues)
+    if "delivery" in queues:
+        await t.ensure_delivery_sweep(client, settings)
     workers, closers = build_workers(client, settings, queues)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,5 +1,8 @@
 import argparse
 import asyncio
+import logging
+import os
+import sys
 
 from dirhook.config import Settings
 from workers import QUEUES, run_workers
@@ -14,6 +17,13 @@ def main() -> None:
 
     configure_logging(settings.log_level, settings.log_format)
     asyncio.run(run_workers(settings, [q.strip() for q in args.queues.split(",") if q.strip()]))
+    # Everything is shut down and flushed: leave without interpreter finalization, where the
+    # Temporal SDK's native threads sometimes abort the process after a clean stop
+    # ("PyGILState_Release", sdk-python issue #300) and write a fatal error into the log.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

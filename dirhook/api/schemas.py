@@ -7,6 +7,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dirhook.delivery.rules import DeliveryStatus
 from dirhook.providers.entra import EntraConfig
 from dirhook.providers.ldap import LdapConfig
 from dirhook.subscriptions import validate_event_type_patterns
@@ -259,6 +260,13 @@ class EndpointOut(BaseModel):
     disabled_reason: str | None
     last_success_at: datetime | None
     failing_since: datetime | None
+    health: Literal["healthy", "failing", "circuit_open"] = Field(
+        default="healthy", description="circuit_open: only a probe goes out, at next_probe_at; the rest is held")
+    consecutive_failures: int = Field(default=0, description="failed attempts since the last success")
+    breaker_opened_at: datetime | None = None
+    next_probe_at: datetime | None = None
+    delivery_counts: dict[str, int] | None = Field(
+        default=None, description="deliveries by status (GET of one endpoint only)")
     created_at: datetime
 
 
@@ -291,7 +299,8 @@ class StateChangeOut(BaseModel):
 
 class RecoverIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    since: datetime = Field(description="requeue failed and held-back deliveries created since then")
+    since: datetime = Field(description="requeue every delivery not yet succeeded (failed, skipped, retrying, "
+                                        "held) created since then, to be sent now")
 
 
 class ReplayIn(BaseModel):
@@ -308,6 +317,7 @@ class Requeued(BaseModel):
 
 class AttemptOut(BaseModel):
     attempt: int
+    scheduled_for: datetime | None = Field(default=None, description="when the retry schedule planned it")
     started_at: datetime
     status_code: int | None
     latency_ms: float
@@ -321,7 +331,9 @@ class DeliveryOut(BaseModel):
     event_id: str
     event_type: str
     directory_id: str
-    status: str
+    status: DeliveryStatus = Field(description="pending: due now; retrying: due at next_attempt_at; held: by the "
+                                               "endpoint's open circuit breaker; succeeded; failed: for good; "
+                                               "skipped: held back (endpoint disabled, or skipped)")
     attempts: int
     last_status_code: int | None
     last_error: str | None

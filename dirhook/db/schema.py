@@ -273,6 +273,12 @@ class Endpoint(Base):
     # Health: when it last succeeded, and since when it has failed without a success.
     last_success_at: Mapped[datetime | None] = mapped_column(default=None)
     failing_since: Mapped[datetime | None] = mapped_column(default=None)
+    # The circuit breaker (dirhook/delivery/rules.py): failed attempts since the last success;
+    # while open (opened_at set), only a probe goes out, at next_probe_at.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    breaker_opened_at: Mapped[datetime | None] = mapped_column(default=None)
+    next_probe_at: Mapped[datetime | None] = mapped_column(default=None)
+    probes: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -306,6 +312,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("endpoint_id", "event_pk"),
         Index("ix_deliveries_endpoint_status", "endpoint_id", "status", "id"),
+        # Due retries: WHERE endpoint_id = ? AND status = 'retrying' AND next_attempt_at <= now.
+        Index("ix_deliveries_endpoint_due", "endpoint_id", "status", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
@@ -314,8 +322,9 @@ class Delivery(Base):
     event_id: Mapped[str] = mapped_column(String(40))
     event_type: Mapped[str] = mapped_column(String(40))
     directory_id: Mapped[str] = mapped_column(String(40))
-    # pending -> succeeded | retrying -> succeeded | failed; skipped: held back (endpoint
-    # disabled, or skipped by an operator in FIFO mode), kept for recovery.
+    # dirhook.delivery.rules.DeliveryStatus: pending -> succeeded | retrying (at
+    # next_attempt_at) | held (by the circuit breaker) | failed; skipped: held back (endpoint
+    # disabled, or skipped by an operator), kept for recovery.
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)

@@ -1,8 +1,8 @@
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 from temporalio.client import Client
 
@@ -27,6 +27,8 @@ from dirhook.api.schemas import (
 )
 from dirhook.config import Settings
 from dirhook.db.schema import Delivery, DeliveryAttempt, Directory, Endpoint, EndpointStateChange, EventRow, utcnow
+from dirhook.delivery.rules import OPEN_STATUSES, DeliveryStatus
+from dirhook.delivery.store import health_of
 from dirhook.endpoint_state import rotate_secret, set_enabled
 from dirhook.ids import new_id
 from dirhook.signing import generate_secret
@@ -36,11 +38,11 @@ from dirhook.subscriptions import endpoint_wants
 router = APIRouter(prefix="/v1/endpoints", tags=["endpoints"])
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
-DeliveryStatus = Literal["pending", "succeeded", "retrying", "failed", "skipped"]
 
 
 def endpoint_out(e: Endpoint) -> EndpointOut:
-    return EndpointOut.model_validate(e, from_attributes=True)
+    out = EndpointOut.model_validate(e, from_attributes=True)
+    return out.model_copy(update={"health": health_of(e).state})
 
 
 def get_endpoint(session: Session, endpoint_id: str) -> Endpoint:
@@ -97,7 +99,11 @@ def list_endpoints(session: SessionDep, organization_id: str | None = None):
 
 @router.get("/{endpoint_id}", response_model=EndpointOut)
 def read_endpoint(endpoint_id: str, session: SessionDep):
-    return endpoint_out(get_endpoint(session, endpoint_id))
+    """The endpoint, its health (circuit breaker) and its deliveries by status."""
+    e = get_endpoint(session, endpoint_id)
+    counts = dict(session.execute(select(Delivery.status, func.count()).where(Delivery.endpoint_id == e.id)
+                                  .group_by(Delivery.status)).all())
+    return endpoint_out(e).model_copy(update={"delivery_counts": counts})
 
 
 @router.patch("/{endpoint_id}", response_model=EndpointOut)
@@ -170,13 +176,19 @@ def rotate_endpoint_secret(endpoint_id: str, session: SessionDep, settings: Sett
 # -- replay -----------------------------------------------------------------------------------
 @router.post("/{endpoint_id}/recover", response_model=Requeued)
 async def recover(endpoint_id: str, body: RecoverIn, session: SessionDep, settings: SettingsDep, client: TemporalDep):
-    """Requeues every failed or held-back (`skipped`) delivery created since `since`."""
+    """Requeues every delivery created since `since` that has not succeeded — failed, held
+    back (`skipped`), waiting for a retry or held by the circuit breaker — to be sent now."""
     e = get_endpoint(session, endpoint_id)
     if not e.enabled:
         raise HTTPException(409, f"endpoint {e.id} is disabled: enable it first")
+    requeue = (DeliveryStatus.FAILED, DeliveryStatus.SKIPPED, *OPEN_STATUSES)
     result = session.execute(update(Delivery).where(
-        Delivery.endpoint_id == e.id, Delivery.status.in_(("failed", "skipped")), Delivery.created_at >= body.since,
-    ).values(status="pending", next_attempt_at=None, updated_at=utcnow()))
+        Delivery.endpoint_id == e.id, Delivery.status.in_(requeue), Delivery.created_at >= body.since,
+        # already due now: nothing to requeue
+        ~((Delivery.status == DeliveryStatus.PENDING) & Delivery.next_attempt_at.is_(None)),
+    ).values(status=DeliveryStatus.PENDING, next_attempt_at=None, updated_at=utcnow()))
+    if e.breaker_opened_at is not None:
+        e.next_probe_at = utcnow()  # an operator says the receiver is back: probe now, not on the schedule
     session.commit()
     await wake(client, settings, e.id)
     return Requeued(endpoint_id=e.id, requeued=result.rowcount)
@@ -202,9 +214,9 @@ async def replay(endpoint_id: str, body: ReplayIn, session: SessionDep, settings
         Delivery.endpoint_id == e.id, Delivery.event_pk.in_([ev.pk for ev in events]))))
     now = utcnow()
     session.execute(update(Delivery).where(Delivery.endpoint_id == e.id, Delivery.event_pk.in_(known))
-                    .values(status="pending", next_attempt_at=None, updated_at=now))
+                    .values(status=DeliveryStatus.PENDING, next_attempt_at=None, updated_at=now))
     fresh = [{"endpoint_id": e.id, "event_pk": ev.pk, "event_id": ev.id, "event_type": ev.type, "directory_id": d.id,
-              "status": "pending", "attempts": 0, "created_at": now, "updated_at": now}
+              "status": DeliveryStatus.PENDING, "attempts": 0, "created_at": now, "updated_at": now}
              for ev in events if ev.pk not in known]
     if fresh:
         session.execute(insert(Delivery), fresh)
@@ -252,7 +264,7 @@ async def resend(endpoint_id: str, delivery_id: int, session: SessionDep, settin
     """Sends one delivery again (whatever its status), with the same `webhook-id`."""
     e = get_endpoint(session, endpoint_id)
     d = get_delivery(session, e, delivery_id)
-    d.status, d.next_attempt_at, d.updated_at = "pending", None, utcnow()
+    d.status, d.next_attempt_at, d.updated_at = DeliveryStatus.PENDING, None, utcnow()
     session.commit()
     await wake(client, settings, e.id)
     return delivery_out(session, [d])[0]
@@ -263,9 +275,10 @@ async def skip(endpoint_id: str, delivery_id: int, session: SessionDep, settings
     """Gives up on one delivery (it stays recoverable): in FIFO mode, unblocks the events after it."""
     e = get_endpoint(session, endpoint_id)
     d = get_delivery(session, e, delivery_id)
-    if d.status == "succeeded":
+    if d.status == DeliveryStatus.SUCCEEDED:
         raise HTTPException(409, f"delivery {d.id} already succeeded")
-    d.status, d.next_attempt_at, d.last_error, d.updated_at = "skipped", None, "skipped by an operator", utcnow()
+    d.status, d.next_attempt_at, d.last_error, d.updated_at = (DeliveryStatus.SKIPPED, None, "skipped by an operator",
+                                                               utcnow())
     session.commit()
     await wake(client, settings, e.id)
     return delivery_out(session, [d])[0]

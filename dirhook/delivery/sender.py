@@ -1,9 +1,8 @@
-"""Webhook delivery: the HTTP attempt and the rules that judge it. The rules are pure."""
+"""The HTTP attempt of a webhook delivery and what its answer means."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -52,51 +51,6 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
             return None
         seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
     return max(0.0, min(seconds, MAX_RETRY_AFTER_SECONDS))
-
-
-def retry_delay(schedule: list[float], attempts_made: int, retry_after: float | None,
-                rng: random.Random | None = None) -> float | None:
-    """Wait before the next attempt, or None when the schedule is used up.
-
-    ``attempts_made`` counts attempts so far (the first one is immediate); up to ±10 %
-    jitter spreads retries of many failed events so a recovering receiver is not hit by
-    all of them in the same second. A Retry-After longer than the schedule's wait wins.
-    """
-    index = attempts_made - 1
-    if index < 0 or index >= len(schedule):
-        return None
-    delay = float(schedule[index])
-    if rng is not None and delay > 0:
-        delay *= 1 + rng.uniform(-0.1, 0.1)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return delay
-
-
-class Pacer:
-    """Spaces sends to at most ``rate`` per second, across concurrent senders.
-
-    No burst allowance: a receiver that asks for 50/s gets at most one request every
-    20 ms. The gap is measured from the moment the previous sender was actually let
-    through, not from a slot booked in advance: when the event loop stalls, booked
-    slots would all come due at once and the receiver would see a burst (CI caught 58
-    in one second at 50/s). Senders queue on a lock, so they leave in arrival order.
-    ``next_slot`` (epoch seconds) is handed from one batch to the next so the pace
-    holds across activities.
-    """
-
-    def __init__(self, rate: float | None, next_slot: float | None = None):
-        self.interval = 1.0 / rate if rate else 0.0
-        self.next_slot = next_slot or 0.0
-        self._turn = asyncio.Lock()
-
-    async def wait(self) -> None:
-        if not self.interval:
-            return
-        async with self._turn:
-            while (delay := self.next_slot - time.time()) > 0:
-                await asyncio.sleep(delay)
-            self.next_slot = time.time() + self.interval
 
 
 class WebhookSender:
