@@ -237,7 +237,7 @@ def main() -> None:
                             allow_private_endpoints=True, admin_token="bench")
         env = {**os.environ, "DIRHOOK_DATA_DIR": str(work), "DIRHOOK_DATABASE_URL": db_url,
                "DIRHOOK_TEMPORAL_ADDRESS": settings.temporal_address, "DIRHOOK_ALLOW_PRIVATE_ENDPOINTS": "true",
-               "DIRHOOK_ADMIN_TOKEN": "bench", "DIRHOOK_LOG_LEVEL": "WARNING"}
+               "DIRHOOK_ADMIN_TOKEN": "bench", "DIRHOOK_LOG_LEVEL": "ERROR"}
         procs.append(subprocess.Popen([sys.executable, "-m", "workers", "--queues", "delivery"], env=env, cwd=ROOT))
         sessions = make_sessionmaker(make_engine(db_url))
         time.sleep(2)  # worker start-up
