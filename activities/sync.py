@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 from dirhook import sync_control
 from dirhook.config import Settings
 from dirhook.db.schema import Directory, HeldDeletion, SyncRun, utcnow
+from dirhook.directory_lock import DirectoryLocks
 from dirhook.metrics import SYNC_OBJECTS_READ, SYNC_PASS_DURATION
 from dirhook.providers.base import SourceError
 from dirhook.providers.factory import build_source, mapping_for
@@ -63,9 +64,19 @@ class SyncActivities:
         self.settings = settings
         self.client = client
         self.loop = loop  # the worker's loop, for signals sent from the activity thread
+        self.locks = DirectoryLocks(settings.sqlalchemy_url)
 
     @activity.defn(name="run_sync_pass")
     def run_pass(self, req: PassInput) -> PassSummary:
+        """One pass, holding its directory (one writer per directory: a SCIM write, another
+        replica's recompute or a deletion decision waits, and this waits for them), from
+        reading the stored state and the source to the last commit."""
+        info = activity.info()
+        last = list(info.heartbeat_details)  # kept while waiting: a retry reads how far a pass got
+        with self.locks.hold(req.directory_id, None, f"pass:{req.mode}", waiting=lambda: activity.heartbeat(*last)):
+            return self._run_pass(req)
+
+    def _run_pass(self, req: PassInput) -> PassSummary:
         info = activity.info()
         # A retried attempt: what the last one heartbeated is how far it got. LDAP cannot
         # resume a paged search on a new connection, so this attempt reads again from the
@@ -271,7 +282,8 @@ class SyncActivities:
     @activity.defn(name="discard_held_deletions")
     def discard_held_deletions(self, directory_id: str) -> int:
         """An operator rejected: forget the held deletions (the next pass finds them again)."""
-        with self.sessions.begin() as s:
+        with self.locks.hold(directory_id, None, "reject_deletions", waiting=activity.heartbeat), \
+                self.sessions.begin() as s:
             return s.execute(delete(HeldDeletion).where(HeldDeletion.directory_id == directory_id)).rowcount
 
     def _finish(self, run_id: int, status: str, error: str | None, counts: dict[str, Any]) -> None:

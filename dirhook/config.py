@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     scim_rate_limit_per_second: float = 100.0
     scim_rate_limit_burst: float = 200.0
 
+    # A SCIM write waits at most this long for its directory (a sync pass holding it) before
+    # it answers 503 with Retry-After; passes wait as long as it takes.
+    directory_write_wait_seconds: float = Field(default=10.0, gt=0)
+
     ldap_page_size: int = 500
     # Live LDAP listeners one sync worker process holds at most (one thread each).
     ldap_listeners_max: int = 200

@@ -25,6 +25,9 @@ ENDPOINT_STATE_CHANGES = Counter("dirhook_endpoint_state_changes_total", "Endpoi
 SYNC_PASS_DURATION = Histogram("dirhook_sync_pass_duration_seconds", "Duration of sync passes",
                                ["provider", "mode", "status"],
                                buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600))
+DIRECTORY_LOCK_WAIT = Histogram("dirhook_directory_lock_wait_seconds",
+                                "Time a writer waited for its directory (one writer per directory)", ["caller"],
+                                buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 SYNC_OBJECTS_READ = Counter("dirhook_sync_objects_read_total", "Objects read from directories", ["provider", "kind"])
 
 

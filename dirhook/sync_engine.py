@@ -163,7 +163,12 @@ class SyncEngine:
                 gone_groups = set()
                 result.warnings.append("the source returned no groups; no group was deleted")
         cascade: set[str] = set()
-        self._clear_held()
+        # Held deletions are decided afresh only by a pass that decides deletions (a listing,
+        # or deletions it is told of and may hold): never wiped by an unrelated write such as
+        # a SCIM push, which would let a pass's held mass deletion vanish unapproved.
+        if changes.full or changes.group_ids is not None or changes.user_ids is not None or (
+                changes.hold_explicit_deletions and (changes.deleted_user_ids or changes.deleted_group_ids)):
+            self._clear_held()
         told = {gid for gid, g in self._groups.items() if g.external_id in changes.deleted_group_ids}
         if changes.hold_explicit_deletions:
             gone_groups = self._hold_if_too_many("group", gone_groups | told, len(self._groups))

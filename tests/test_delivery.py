@@ -18,6 +18,7 @@ from dirhook.delivery.sender import WebhookSender
 from dirhook.signing import Signer
 from tests.conftest import ADMIN_TOKEN
 from tests.e2e_helpers import emit, run_cli, scratch_directory, subscribe
+from tests.support.histories import record
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.slow
@@ -165,6 +166,7 @@ async def test_fifo_failure_blocks_until_an_operator_skips_it(stack, receiver):
     await wait_for(lambda: len(route.events()) == 4, 30, "the 4 events after the skipped one")
     seqs = [e["sequence"] for e in route.events()]
     assert seqs == sorted(seqs)
+    await record(stack.client, f"dispatch/{endpoint['id']}", "dispatch_fifo_blocked_then_skipped")
 
 
 @SQLITE_ONLY
@@ -322,6 +324,7 @@ async def test_a_down_endpoint_opens_its_circuit_and_operators_see_it_everywhere
     healthy = await wait_for(lambda: _healthy(stack, endpoint["id"]), 30, "the endpoint to be healthy")
     assert healthy["delivery_counts"] == {"succeeded": n} and healthy["consecutive_failures"] == 0
     assert len({r.headers["webhook-id"] for r in route.accepted}) == len(route.accepted) == n
+    await record(stack.client, f"dispatch/{endpoint['id']}", "dispatch_circuit_open_then_recovered")
 
 
 async def _healthy(stack, endpoint_id: str) -> dict | None:

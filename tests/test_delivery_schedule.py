@@ -20,6 +20,7 @@ from dirhook.db.engine import make_engine, make_sessionmaker, migrate
 from dirhook.db.schema import Delivery, DeliveryAttempt, Directory, Endpoint, Organization
 from dirhook.outbox import Outbox
 from dirhook.signing import generate_secret
+from tests.support.histories import record
 from tests.support.receiver import Receiver
 from tests.support.wait import wait_for
 from workers import build_workers, close_all
@@ -108,6 +109,7 @@ async def test_receiver_down_for_six_hours_gets_every_event_on_schedule(skipping
     handle = env.client.get_workflow_handle("dispatch/ep_s")
     desc = await handle.describe()
     assert desc.typed_search_attributes.get(t.ENDPOINT_ID) == "ep_s"
+    await record(env.client, "dispatch/ep_s", "dispatch_retries_over_six_hours")
     counts = await handle.query("counts")
     assert counts["health"] == "healthy" and counts["held"] == 0
     with pytest.raises(RPCError) as missing:  # the old workflow per failed delivery is gone

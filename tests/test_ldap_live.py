@@ -10,6 +10,7 @@ import pytest
 
 from tests.e2e_helpers import connect_directory, listening, sync, wait_delivered
 from tests.support.slapd import ldap_tool
+from tests.support.histories import record
 from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
@@ -64,6 +65,7 @@ async def test_a_change_reaches_the_receiver_within_a_second(stack, slapd, recei
         ("user.updated", "user00004")]  # the new change only: nothing old again
     # Deleting the directory stops its listener and any pass it queued: later tests count
     # the process's sync metrics and must not see this directory's passes.
+    await record(stack.client, f"ldaplisten/{conn.id}", "ldap_listener")
     assert (await stack.api.delete(f"/v1/directories/{conn.id}")).status_code == 204
     gone = stack.client.get_workflow_handle(f"ldaplisten/{conn.id}")
     assert (await gone.describe()).status.name == "TERMINATED"

@@ -27,6 +27,9 @@ from workflows.scheduled_sync import ScheduledSyncWorkflow
 log = logging.getLogger(__name__)
 
 QUEUES = ("sync", "delivery")
+# Every workflow a worker may run (the replay test replays their recorded histories).
+ALL_WORKFLOWS = [DirectorySyncWorkflow, ScheduledSyncWorkflow, LdapListenerWorkflow, EndpointDispatchWorkflow,
+                 DeliverySweepWorkflow]
 
 
 def build_workers(client: Client, settings: Settings, queues: Iterable[str] = QUEUES) -> tuple[list[Worker], list]:

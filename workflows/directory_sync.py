@@ -54,6 +54,7 @@ class SyncStatus:
 class DirectorySyncWorkflow:
     def __init__(self) -> None:
         self._queued: set[str] = set()
+        self._absorbed: set[str] = set()  # requests the running full pass stands for
         self._status: SyncStatus | None = None
         self._decision: bool | None = None
         self._decision_outcome: str | None = None
@@ -94,6 +95,7 @@ class DirectorySyncWorkflow:
         # A full pass reads every user again through the current mappings: it does all a
         # recompute or an incremental pass would.
         if "full" in self._queued:
+            self._absorbed = self._queued - {"full"}
             self._queued.clear()
             return "full"
         for mode in ("recompute", "incremental"):
@@ -170,6 +172,8 @@ class DirectorySyncWorkflow:
                 await workflow.wait_condition(lambda: bool(self._queued), timeout=timedelta(minutes=1))
             except TimeoutError:
                 pass  # started without a request: nothing to do
+        failed: ApplicationError | None = None  # a pass that failed with requests queued behind it
+        failed_message = ""
         while (mode := self._next_mode()) is not None:
             s = self._status
             s.state, s.mode, s.queued, s.progress = "running", mode, sorted(self._queued), {}
@@ -190,8 +194,19 @@ class DirectorySyncWorkflow:
                 message = getattr(cause, "message", None) or str(cause or err)
                 s.state, s.error = "failed", message
                 workflow.set_current_details(self._details())
-                raise ApplicationError(f"sync of {req.directory_id} failed: {message}",
-                                       type=getattr(cause, "type", None) or "SyncFailed", non_retryable=True) from None
+                failure = ApplicationError(f"sync of {req.directory_id} failed: {message}",
+                                           type=getattr(cause, "type", None) or "SyncFailed", non_retryable=True)
+                # A recompute this full pass absorbed needs no source: it still runs.
+                if mode == "full" and "recompute" in self._absorbed:
+                    self._queued.add("recompute")
+                if not self._queued:
+                    raise failure from None
+                # What was asked for behind the failed pass still runs (a recompute after a
+                # mapping change must not be lost to an unreachable source); the workflow
+                # ends failed afterwards all the same, unless a later pass read the source.
+                failed, failed_message = failure, message
+                continue
+            failed = None if mode != "recompute" else failed
             s.state, s.error = "succeeded", None
             workflow.set_current_details(self._details())
             events = s.last_result.events_total
@@ -208,4 +223,9 @@ class DirectorySyncWorkflow:
                 workflow.continue_as_new(SyncRequest(req.directory_id, None, req.delivery_task_queue,
                                                      carried=sorted(self._queued),
                                                      heartbeat_timeout_seconds=req.heartbeat_timeout_seconds))
+        if failed is not None:
+            s = self._status
+            s.state, s.error = "failed", failed_message
+            workflow.set_current_details(self._details())
+            raise failed
         return self._status

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from http import HTTPStatus
 import logging
 import time
 from typing import Any, Awaitable, Callable
@@ -29,6 +30,7 @@ from sqlalchemy.orm import sessionmaker
 from dirhook import tokens
 from dirhook.config import Settings
 from dirhook.db.schema import Directory
+from dirhook.directory_lock import DirectoryBusy, DirectoryLocks
 from dirhook.providers.base import Changes
 from dirhook.scim.storage import DirectoryScimStorage
 
@@ -74,6 +76,11 @@ class DirectoryScimApplication(ASGIApplication):
         # The library logs a client error's detail, which can quote the request's values
         # (a userName, an email): we log only that it happened, and bugs in full.
         directory_id = self.base_path.rsplit("/", 1)[-1]
+        if isinstance(exception, DirectoryBusy):
+            log.info("SCIM %s %s answered 503: %s", request.method, request.path, exception,
+                     extra={"directory_id": directory_id})
+            return ScimResponse(HTTPStatus.SERVICE_UNAVAILABLE, {"schemas": [ERROR_SCHEMA], "status": "503", "detail": str(exception)},
+                                {"Retry-After": str(exception.retry_after)})
         if isinstance(exception, SCIMException):
             log.info("SCIM %s %s answered %s", request.method, request.path, exception.status,
                      extra={"directory_id": directory_id})
@@ -123,6 +130,7 @@ class ScimGateway:
         self.service = ScimService(self.provider)
         self.apps: dict[str, DirectoryScimApplication] = {}
         self.buckets: dict[str, TokenBucket] = {}
+        self.locks = DirectoryLocks(settings.sqlalchemy_url)
 
     def _directory(self, directory_id: str) -> tuple[str | None, str | None]:
         """(provider, token digest) of the directory, or (None, None)."""
@@ -136,7 +144,8 @@ class ScimGateway:
             async def project(changes: Changes) -> None:
                 await self.project(directory_id, changes)
 
-            storage = DirectoryScimStorage(directory_id, self.sessions, self.service, project)
+            storage = DirectoryScimStorage(directory_id, self.sessions, self.service, project, self.locks,
+                                           self.settings.directory_write_wait_seconds)
             app = self.apps[directory_id] = DirectoryScimApplication(
                 f"{root}/v2/{directory_id}", storage, self.provider, self.service)
         return app

@@ -1,9 +1,12 @@
 """scim2-server's storage for one SCIM directory: resources in the ``scim_resources`` table,
 and after every write, the change projected into dirhook's users, groups and events.
 
-The write is committed first, then projected by the sync engine as a one-object
-incremental pass (the same normalize → diff → roles → outbox path as LDAP). If a
-projection fails, the SCIM table stays the truth: the next write of that object, or a
+Each write holds its directory (dirhook/directory_lock.py: one writer per directory,
+across API replicas and the workers' passes) from the write to the end of its projection
+by the sync engine, a one-object incremental pass (the same normalize → diff → roles →
+outbox path as LDAP): a full pass of the directory sees every push committed before it
+and none half-way. A write that cannot get the directory in time answers 503 with
+Retry-After and changes nothing. If a projection fails, the SCIM table stays the truth: the next write of that object, or a
 full pass of the directory (`POST /v1/directories/{id}/sync?mode=full` reads this table),
 brings the users and groups back in line and emits what receivers missed.
 """
@@ -41,6 +44,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from dirhook.db.schema import ScimResource
+from dirhook.directory_lock import DirectoryLocks
 from dirhook.providers.base import Changes, SourceEntry
 from dirhook.scim.records import group_record, user_record, without_members
 
@@ -95,11 +99,14 @@ def _indexed_lookup(scim_filter: ScimFilter[Any] | None, resource_type: str) -> 
 class DirectoryScimStorage(AsyncScimStorage):
     supports_cursors = False
 
-    def __init__(self, directory_id: str, sessions: sessionmaker, service: ScimService, project: Project):
+    def __init__(self, directory_id: str, sessions: sessionmaker, service: ScimService, project: Project,
+                 locks: DirectoryLocks, wait_seconds: float):
         self.directory_id = directory_id
         self.sessions = sessions
         self.service = service
         self.project = project
+        self.locks = locks
+        self.wait_seconds = wait_seconds
         # One write at a time per directory in this process: a PATCH reads, applies and
         # writes back, and its projection must see the writes before it.
         self._turn = asyncio.Lock()
@@ -215,18 +222,23 @@ class DirectoryScimStorage(AsyncScimStorage):
             deleted_user_ids={deleted} if deleted and resource_type == "User" else set(),
             deleted_group_ids={deleted} if deleted and resource_type == "Group" else set()))
 
+    def _writing(self):
+        return self.locks.hold_async(self.directory_id, self.wait_seconds, "scim")
+
     async def create(self, resource_type: ResourceType, resource: Resource[Any]) -> Resource[Any]:
         body = self._dump(resource)
         body["id"] = uuid.uuid4().hex
-        stored = await asyncio.to_thread(self._store, resource_type.name, body, None, True)
-        await self._project(resource_type.name, stored)
+        async with self._writing():
+            stored = await asyncio.to_thread(self._store, resource_type.name, body, None, True)
+            await self._project(resource_type.name, stored)
         return self._resource(resource_type, stored)
 
     async def update(self, resource_type: ResourceType, resource: Resource[Any], *,
                      expected_version: str | None = None) -> Resource[Any]:
         body = self._dump(resource)
-        stored = await asyncio.to_thread(self._store, resource_type.name, body, expected_version, False)
-        await self._project(resource_type.name, stored)
+        async with self._writing():
+            stored = await asyncio.to_thread(self._store, resource_type.name, body, expected_version, False)
+            await self._project(resource_type.name, stored)
         return self._resource(resource_type, stored)
 
     def _remove(self, resource_type: str, resource_id: str, expected_version: str | None) -> None:
@@ -248,8 +260,9 @@ class DirectoryScimStorage(AsyncScimStorage):
 
     async def delete(self, resource_type: ResourceType, resource_id: str, *,
                      expected_version: str | None = None) -> None:
-        await asyncio.to_thread(self._remove, resource_type.name, resource_id, expected_version)
-        # The groups that listed a deleted user are not projected again: the engine's
-        # deletion already ends those memberships (group.user_removed, then user.deleted),
-        # and the groups' next projection finds them without that member.
-        await self._project(resource_type.name, None, deleted=resource_id)
+        async with self._writing():
+            await asyncio.to_thread(self._remove, resource_type.name, resource_id, expected_version)
+            # The groups that listed a deleted user are not projected again: the engine's
+            # deletion already ends those memberships (group.user_removed, then user.deleted),
+            # and the groups' next projection finds them without that member.
+            await self._project(resource_type.name, None, deleted=resource_id)

@@ -252,6 +252,10 @@ async def sync_status(directory_id: str, session: SessionDep, client: TemporalDe
     """The directory's current or last pass: workflow state, live progress, last error."""
     d = get_directory(session, directory_id)
     last = session.scalars(select(SyncRun).where(SyncRun.directory_id == d.id).order_by(SyncRun.id.desc()).limit(1)).first()
+    # A failed pass may be followed by the requests queued behind it (a recompute): the
+    # error shown is the last failed pass's.
+    last_failed = session.scalars(select(SyncRun).where(SyncRun.directory_id == d.id, SyncRun.status == "failed")
+                                  .order_by(SyncRun.id.desc()).limit(1)).first()
     session.close()
     out = SyncStatusOut(directory_id=d.id, workflow_id=t.sync_workflow_id(d.id), workflow_status=None, state=None,
                         last_run=SyncRunOut.model_validate(last, from_attributes=True) if last else None)
@@ -269,8 +273,8 @@ async def sync_status(directory_id: str, session: SessionDep, client: TemporalDe
             out.state, out.progress, out.error = status.state, status.progress, status.error
     else:
         out.state = {"COMPLETED": "succeeded", "FAILED": "failed"}.get(out.workflow_status, out.workflow_status.lower())
-        if out.state == "failed" and last is not None:
-            out.error = last.error
+        if out.state == "failed" and last_failed is not None:
+            out.error = last_failed.error
     return out
 
 
