@@ -111,25 +111,23 @@ class SyncActivities:
             source = None if recompute else build_source(directory, self.settings, self.sessions)
             mapping = mapping_for(directory) if recompute else source.mapping
 
-        handle = self.client.get_workflow_handle(req.workflow_id, run_id=info.workflow_run_id)
-        last_signal = 0.0
+        last_write = 0.0
         started = time.monotonic()
 
         def on_progress(progress: dict[str, Any]) -> None:
-            nonlocal last_signal
+            # Progress goes to the heartbeat (the UI's pending activity shows it, and a
+            # retried attempt reads it) and, at most once a second, to the run's row (the
+            # API's live view): never into the workflow's history, which a signal a second
+            # would grow for the whole length of a long pass.
+            nonlocal last_write
             if resumed:
                 progress = {**progress, "resumed_after_users": resumed}
             activity.heartbeat(progress)
-            # The workflow shows progress in its current details and answers queries with it;
-            # at most one signal a second keeps its history small.
             now = time.monotonic()
-            if now - last_signal >= 1.0 or progress.get("stage") == "done":
-                last_signal = now
-                fut = asyncio.run_coroutine_threadsafe(handle.signal("report_progress", progress), self.loop)
-                try:
-                    fut.result(timeout=10)
-                except Exception:  # progress is best effort; the pass itself must go on
-                    log.warning("could not report progress to %s", req.workflow_id, exc_info=True)
+            if now - last_write >= 1.0 or progress.get("stage") == "done":
+                last_write = now
+                with self.sessions.begin() as s:
+                    s.execute(update(SyncRun).where(SyncRun.id == run_id).values(counts={"progress": progress}))
 
         woken: dict[str, float] = {}
 

@@ -39,6 +39,10 @@ async def test_full_sync_delivers_every_user_group_and_membership(stack, slapd, 
     assert wf_status.progress["stage"] == "done" and wf_status.last_result.events_total > 200
     metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
     assert "succeeded" in metadata.current_details and "users read: 200" in metadata.current_details
+    # Live progress went to heartbeats and the run's row, never into the workflow's history.
+    signals = [e.workflow_execution_signaled_event_attributes.signal_name
+               async for e in handle.fetch_history_events() if e.HasField("workflow_execution_signaled_event_attributes")]
+    assert "report_progress" not in signals, signals
     events = await wait_delivered(stack, conn)
 
     counts = count_types(events)

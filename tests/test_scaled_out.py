@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dirhook.db.engine import migrate
 from tests.conftest import ADMIN_TOKEN, API_CLIENT_LIMITS, TEST_ENCRYPTION_KEY, unique
-from tests.scim_helpers import ScimDirectory
+from tests.scim_helpers import USER, ScimDirectory
 from tests.support.ports import free_port
 from tests.support.wait import wait_for
 from tests.test_one_writer import race
@@ -26,6 +26,23 @@ from tests.test_one_writer import race
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
+SWEEP_SECONDS = 10.0
+
+
+def start_api(env: dict, log) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "dirhook.cli", "api", "--port", str(port)], env=env, cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+async def answering(base: str) -> None:
+    def up() -> bool:
+        try:
+            return httpx.get(f"{base}/healthz", timeout=2).status_code in (200, 503)
+        except httpx.HTTPError:
+            return False
+    await wait_for(up, 60, f"{base} to answer")
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -38,7 +55,7 @@ async def replicas(postgres, temporal_env, tmp_path_factory):
                 "DIRHOOK_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
                 "DIRHOOK_TASK_QUEUE": unique("scaled-"), "DIRHOOK_ALLOW_PRIVATE_ENDPOINTS": "true",
                 "DIRHOOK_ENCRYPTION_KEYS": json.dumps({"test-k1": TEST_ENCRYPTION_KEY}),
-                "DIRHOOK_LOG_LEVEL": "WARNING"})
+                "DIRHOOK_LOG_LEVEL": "WARNING", "DIRHOOK_DELIVERY_SWEEP_SECONDS": str(SWEEP_SECONDS)})
     procs: list[subprocess.Popen] = []
     apis: list[str] = []
     log = open(work / "processes.log", "ab")
@@ -47,19 +64,17 @@ async def replicas(postgres, temporal_env, tmp_path_factory):
             procs.append(subprocess.Popen([sys.executable, "-m", "workers"], env=env, cwd=ROOT, stdout=log,
                                           stderr=subprocess.STDOUT))
         for _ in range(2):
-            port = free_port()
-            procs.append(subprocess.Popen([sys.executable, "-m", "dirhook.cli", "api", "--port", str(port)], env=env,
-                                          cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
-            apis.append(f"http://127.0.0.1:{port}")
+            proc, base = start_api(env, log)
+            procs.append(proc)
+            apis.append(base)
         for base in apis:
-            def up(base=base) -> bool:
-                try:
-                    return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
-                except httpx.HTTPError:
-                    return False
-            await wait_for(up, 60, f"{base} to answer")
-        yield apis
+            await answering(base)
+        yield apis, env, log
     finally:
+        from dirhook.temporal import DELIVERY_SWEEP_SCHEDULE_ID
+
+        # The sweep these workers scheduled on the session's Temporal server goes with them.
+        await temporal_env.client.get_schedule_handle(DELIVERY_SWEEP_SCHEDULE_ID).delete()
         for p in procs:
             p.terminate()
         for p in procs:
@@ -72,6 +87,7 @@ async def replicas(postgres, temporal_env, tmp_path_factory):
 
 @pytest.mark.timeout(400)
 async def test_two_apis_and_two_workers_on_postgresql_keep_one_writer_per_directory(replicas, receiver):
+    replicas, _env, _log = replicas
     clients = [httpx.AsyncClient(base_url=base, timeout=60, limits=API_CLIENT_LIMITS,
                                  headers={"authorization": f"Bearer {ADMIN_TOKEN}"}) for base in replicas]
     try:
@@ -113,3 +129,32 @@ async def test_two_apis_and_two_workers_on_postgresql_keep_one_writer_per_direct
     finally:
         for c in clients:
             await c.aclose()
+
+
+@pytest.mark.timeout(120)
+async def test_a_write_committed_by_an_api_that_dies_before_waking_delivery_is_delivered_by_the_sweep(
+        replicas, receiver):
+    bases, env, log = replicas
+    async with httpx.AsyncClient(base_url=bases[0], timeout=60, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}) as api:
+        d = (await api.post("/v1/directories", json={"name": unique("orphan-"), "provider": "scim"})).json()
+        name = unique("ep-")
+        r = await api.post("/v1/endpoints", json={"url": receiver.url(name), "directory_ids": [d["id"]]})
+        route = receiver.route(name, r.json()["secret"])
+    # A replica that cannot reach Temporal: its writes commit, and its wake-ups are lost.
+    cut_off, base = start_api({**env, "DIRHOOK_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}"}, log)
+    try:
+        await answering(base)
+        path = d["scim_base_url"].split("/scim/", 1)[1]
+        async with httpx.AsyncClient(base_url=f"{base}/scim/{path}", timeout=60, headers={
+                "authorization": f"Bearer {d['scim_token']}", "content-type": "application/scim+json"}) as scim:
+            r = await scim.post("/Users", json={"schemas": [USER], "userName": "orphan@example.com"})
+        assert r.status_code == 201, r.text
+        committed = time.monotonic()
+    finally:
+        cut_off.kill()  # and then it dies: nothing in it will ever wake the dispatcher
+        cut_off.wait(30)
+    created = await wait_for(lambda: route.events("user.created"), SWEEP_SECONDS + 5 + 20,
+                             "the sweep to deliver the orphaned event")
+    assert created[0]["data"]["username"] == "orphan@example.com"
+    print(f"a write whose API could not wake delivery, then died: delivered "
+          f"{max(x.at for x in route.accepted) - committed:.1f} s after its commit (sweep every {SWEEP_SECONDS:g} s)")

@@ -73,6 +73,11 @@ async def test_sigkill_mid_sync_then_every_user_created_exactly_once(stack, slap
 
         await wait_for(lambda: stored_users(stack, conn.id) >= 3000, 120, "the pass to commit 3,000 users")
         await wait_for(lambda: _at_least(heartbeated_users(), 3000), 30, "a heartbeat of 3,000 committed users")
+
+        async def live_progress() -> int:  # the API's live view of the pass: its run's row
+            status = (await stack.api.get(f"/v1/directories/{conn.id}/sync")).json()
+            return status["state"] == "running" and (status["progress"] or {}).get("users_read", 0)
+        await wait_for(lambda: _at_least(live_progress(), 3000), 30, "the API to show the pass's progress")
         worker.kill()  # SIGKILL: no goodbye, no graceful shutdown
         await asyncio.wait_for(worker.wait(), 10)
         killed_at = stored_users(stack, conn.id)

@@ -106,6 +106,7 @@ class DirectorySyncWorkflow:
 
     @workflow.signal
     def report_progress(self, progress: dict[str, Any]) -> None:
+        """Kept for passes started by workers before 0.2, which signalled their progress."""
         if self._status is None:
             return
         self._status.progress = progress
@@ -207,6 +208,12 @@ class DirectorySyncWorkflow:
                 failed, failed_message = failure, message
                 continue
             failed = None if mode != "recompute" else failed
+            r = s.last_result
+            # The pass's progress arrives with its result (live progress goes to the activity's
+            # heartbeat and the run's row, not into this history).
+            s.progress = {"stage": "done", "users_read": r.users_read, "groups_read": r.groups_read,
+                          "users_written": r.users_written, "events": r.events_total,
+                          **({"resumed_after_users": r.resumed_after_users} if r.resumed_after_users else {})}
             s.state, s.error = "succeeded", None
             workflow.set_current_details(self._details())
             events = s.last_result.events_total

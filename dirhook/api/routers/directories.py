@@ -271,6 +271,8 @@ async def sync_status(directory_id: str, session: SessionDep, client: TemporalDe
         status = await handle.query(DirectorySyncWorkflow.status)
         if status is not None:
             out.state, out.progress, out.error = status.state, status.progress, status.error
+            if status.state == "running" and last is not None and last.status == "running":
+                out.progress = (last.counts or {}).get("progress") or out.progress  # the live pass
     else:
         out.state = {"COMPLETED": "succeeded", "FAILED": "failed"}.get(out.workflow_status, out.workflow_status.lower())
         if out.state == "failed" and last_failed is not None:
