@@ -103,18 +103,7 @@ async def ensure_delivery_sweep(client: Client, settings: Settings) -> None:
     start: creating it twice is harmless."""
     from datetime import timedelta
 
-    from temporalio.client import (
-        Schedule,
-        ScheduleActionStartWorkflow,
-        ScheduleAlreadyRunningError,
-        ScheduleIntervalSpec,
-        ScheduleOverlapPolicy,
-        SchedulePolicy,
-        ScheduleSpec,
-        ScheduleState,
-        ScheduleUpdate,
-        ScheduleUpdateInput,
-    )
+    from temporalio import client as tc
     from temporalio.service import RPCError, RPCStatusCode
 
     handle = client.get_schedule_handle(DELIVERY_SWEEP_SCHEDULE_ID)
@@ -126,21 +115,22 @@ async def ensure_delivery_sweep(client: Client, settings: Settings) -> None:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
         return
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow("DeliverySweepWorkflow", id="delivery-sweep-run",
+    schedule = tc.Schedule(
+        action=tc.ScheduleActionStartWorkflow("DeliverySweepWorkflow", id="delivery-sweep-run",
                                            task_queue=settings.delivery_task_queue,
                                            static_summary="Wake dispatchers whose deliveries wait"),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=every))]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-        state=ScheduleState(note=f"wakes endpoint dispatchers with waiting deliveries every {every:g}s"),
+        spec=tc.ScheduleSpec(intervals=[tc.ScheduleIntervalSpec(every=timedelta(seconds=every))]),
+        policy=tc.SchedulePolicy(overlap=tc.ScheduleOverlapPolicy.SKIP),
+        state=tc.ScheduleState(note=f"wakes endpoint dispatchers with waiting deliveries every {every:g}s"),
     )
     try:
         await client.create_schedule(DELIVERY_SWEEP_SCHEDULE_ID, schedule)
-    except ScheduleAlreadyRunningError:
-        def update(current: ScheduleUpdateInput) -> ScheduleUpdate | None:
-            intervals = current.description.schedule.spec.intervals
-            if [i.every for i in intervals] == [timedelta(seconds=every)]:
+    except tc.ScheduleAlreadyRunningError:
+        def update(current: tc.ScheduleUpdateInput) -> tc.ScheduleUpdate | None:
+            now = current.description.schedule
+            same_queue = getattr(now.action, "task_queue", None) == settings.delivery_task_queue
+            if same_queue and [i.every for i in now.spec.intervals] == [timedelta(seconds=every)]:
                 return None
-            schedule.state.paused = current.description.schedule.state.paused
-            return ScheduleUpdate(schedule=schedule)
+            schedule.state.paused = now.state.paused
+            return tc.ScheduleUpdate(schedule=schedule)
         await handle.update(update)

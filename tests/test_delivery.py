@@ -186,6 +186,24 @@ async def test_rate_limit_holds_over_2000_events(stack, receiver):
 
 
 @SQLITE_ONLY
+@pytest.mark.timeout(120)
+async def test_retries_count_against_the_rate_limit(stack, receiver):
+    directory = await scratch_directory(stack)
+    endpoint, route = await subscribe(stack, receiver, [directory["id"]], rate_limit_per_second=50,
+                                      max_concurrency=20, retry_schedule=[0.5, 0.5],
+                                      respond=lambda e, a: 500 if a == 1 and e["data"]["version"] % 3 == 0 else 200)
+    await emit(stack, directory["id"], 600)
+    await wait_for(lambda: len(route.events()) >= 600, 90, "600 deliveries, a third of them retried")
+    times = sorted(r.at for r in route.accepted + route.refused)  # every request, first attempts and retries
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    worst_second = max(sum(1 for x in times if start <= x < start + 1) for start in times[:-50])
+    print(f"{len(times)} requests ({len(route.refused)} refused, then retried): {rate:.1f}/s, busiest second "
+          f"{worst_second}")
+    assert len(route.refused) == 200 and len(times) == 800
+    assert rate <= 52 and worst_second <= 52
+
+
+@SQLITE_ONLY
 async def test_payload_over_the_cap_fails_at_creation_and_is_never_sent(stack, receiver):
     directory = await scratch_directory(stack)
     endpoint, route = await subscribe(stack, receiver, [directory["id"]], max_payload_bytes=2048)

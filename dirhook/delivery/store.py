@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -81,7 +81,6 @@ def _store_health(e: Endpoint, h: Health) -> None:
     e.breaker_opened_at, e.next_probe_at, e.probes = h.breaker_opened_at, h.next_probe_at, h.probes
     if h.last_success_at is not None:
         e.last_success_at = h.last_success_at
-
 
 
 def _pending_query():
@@ -179,6 +178,8 @@ class DeliveryStore:
             if e is None:
                 return None
             before = health_of(e)
+            if e.fifo and before.open:  # switched to FIFO while its circuit was open: FIFO has none
+                before = replace(before, breaker_opened_at=None, next_probe_at=None, probes=0)
             schedule = self.schedule_of(e)
             outcomes = [Outcome(d.attempts + 1, r.succeeded, r.gone, r.started_at, r.retry_after) for d, r in attempts]
             policy = BreakerPolicy(self.policy.min_failures, enabled=not e.fifo)
