@@ -97,14 +97,17 @@ class DirectoryLocks:
         else:
             try_once, release = self._process(directory_id)
         pause = POLL_FIRST
-        while not try_once():
-            waited = time.monotonic() - started
-            if budget is not None and waited >= budget:
-                release(acquired=False)
-                raise DirectoryBusy(directory_id, waited)
-            waiting()
-            time.sleep(pause if budget is None else min(pause, max(0.0, budget - waited)))
-            pause = min(pause * 2, POLL_MAX)
+        try:
+            while not try_once():
+                waited = time.monotonic() - started
+                if budget is not None and waited >= budget:
+                    raise DirectoryBusy(directory_id, waited)
+                waiting()
+                time.sleep(pause if budget is None else min(pause, max(0.0, budget - waited)))
+                pause = min(pause * 2, POLL_MAX)
+        except BaseException:  # busy, the database gone, or the waiter cancelled: hold nothing
+            release(acquired=False)
+            raise
         return release
 
     def _postgres(self, directory_id: str):

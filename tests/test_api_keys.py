@@ -53,7 +53,6 @@ def as_key(stack, key: str) -> httpx.AsyncClient:
 # answer is about the resource, not the body). test_the_table_covers_every_route keeps it whole.
 ROUTES = [
     ("GET", "/v1/organizations/{organization_id}", None),
-    ("POST", "/v1/organizations/{organization_id}/api-keys", {"name": "k"}),
     ("GET", "/v1/organizations/{organization_id}/api-keys", None),
     ("DELETE", "/v1/organizations/{organization_id}/api-keys/{key_id}", None),
     ("GET", "/v1/directories/{directory_id}", None),
@@ -132,7 +131,8 @@ async def test_the_table_covers_every_route(stack):
     spec = (await stack.api.get("/openapi.json")).json()
     served = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops if p.startswith("/v1/")}
     tested = {(m, p) for m, p, _ in ROUTES} | {(m, p) for m, p, _ in COLLECTIONS} | {
-        ("GET", "/v1/organizations"), ("POST", "/v1/organizations")}  # tested below
+        ("GET", "/v1/organizations"), ("POST", "/v1/organizations"),
+        ("POST", "/v1/organizations/{organization_id}/api-keys")}  # tested below
     assert served == tested, f"untested: {served - tested}; gone: {tested - served}"
 
 
@@ -172,6 +172,26 @@ async def test_a_key_lists_and_creates_in_its_own_organization_only(stack, orgs)
         assert r.status_code == 403 and "admin token" in r.text
         r = await client.post("/v1/roles", json={"slug": unique("viewer-"), "name": "Viewer"})
         assert r.status_code == 201 and r.json()["organization_id"] == a["organization_id"]
+
+
+async def test_a_key_cannot_mint_keys_so_revoking_a_leaked_one_evicts_its_holder(stack, orgs):
+    a, b = orgs
+    leaked = (await stack.api.post(f"/v1/organizations/{a['organization_id']}/api-keys",
+                                   json={"name": "leaked"})).json()
+
+    async def key_ids(org: dict) -> list[str]:
+        return [k["id"] for k in (await stack.api.get(f"/v1/organizations/{org['organization_id']}/api-keys")).json()]
+
+    before = {"a": await key_ids(a), "b": await key_ids(b)}
+    async with as_key(stack, leaked["key"]) as client:
+        for org in (a, b):  # its own organization or another: no new key either way
+            r = await client.post(f"/v1/organizations/{org['organization_id']}/api-keys", json={"name": "spare"})
+            assert r.status_code == 403 and "admin token" in r.text, r.text
+    assert {"a": await key_ids(a), "b": await key_ids(b)} == before
+    r = await stack.api.delete(f"/v1/organizations/{a['organization_id']}/api-keys/{leaked['id']}")
+    assert r.status_code == 204
+    async with as_key(stack, leaked["key"]) as client:
+        assert (await client.get("/v1/directories")).status_code == 401  # evicted, with no spare key
 
 
 async def test_a_revoked_key_gets_401_at_once(stack, orgs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 from datetime import datetime, timedelta, timezone
@@ -16,7 +17,7 @@ from dirhook.api.app import create_app
 from dirhook.db.schema import EndpointSecret
 from dirhook.delivery.sender import WebhookSender
 from dirhook.signing import Signer
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, unique
 from tests.e2e_helpers import emit, run_cli, scratch_directory, subscribe
 from tests.support.histories import record
 from tests.support.wait import wait_for
@@ -201,6 +202,33 @@ async def test_retries_count_against_the_rate_limit(stack, receiver):
           f"{worst_second}")
     assert len(route.refused) == 200 and len(times) == 800
     assert rate <= 52 and worst_second <= 52
+
+
+@pytest.mark.parametrize("stack", ["postgresql"], indirect=True)
+@pytest.mark.timeout(180)
+async def test_replay_of_a_long_history_requeues_every_event(stack, receiver):
+    """More events than PostgreSQL takes bound parameters in one statement (65,535): the
+    replay's IN lists are chunked. (SQLite as built here takes more.)"""
+    from tests.e2e_helpers import _commit
+    from tests.support.slapd import ROOT_DN, SUFFIX
+
+    org = (await stack.api.post("/v1/organizations", json={"name": unique("long-history-")})).json()
+    d = (await stack.api.post("/v1/directories", json={"name": unique("long-"), "organization_id": org["id"], "ldap": {
+        "url": "ldap://127.0.0.1:1", "bind_dn": ROOT_DN, "user_base_dn": f"ou=none,{SUFFIX}", "live": False}})).json()
+    n = 70_000
+    await asyncio.to_thread(_commit, stack, d["id"], n, 0)  # before the endpoint exists: no deliveries yet
+    endpoint, _route = await subscribe(stack, receiver, [d["id"]], organization_id=org["id"])
+    # Disabled, so what the replay queues is counted, not sent.
+    await stack.api.post(f"/v1/endpoints/{endpoint['id']}/disable", json={"reason": "counting a replay"})
+    try:
+        for _ in range(2):  # first every delivery is new, then every one exists already
+            r = await stack.api.post(f"/v1/endpoints/{endpoint['id']}/replay",
+                                     json={"directory_id": d["id"], "since_sequence": 1})
+            assert r.status_code == 200 and r.json()["requeued"] == n, r.text
+            counts = (await stack.api.get(f"/v1/endpoints/{endpoint['id']}")).json()["delivery_counts"]
+            assert counts == {"pending": n}, counts
+    finally:
+        assert (await stack.api.delete(f"/v1/endpoints/{endpoint['id']}")).status_code == 204
 
 
 @SQLITE_ONLY

@@ -210,11 +210,16 @@ async def replay(endpoint_id: str, body: ReplayIn, session: SessionDep, settings
     if body.since is not None:
         q = q.where(EventRow.created_at >= body.since)
     events = [ev for ev in session.execute(q) if endpoint_wants(e.event_types, e.directory_ids, ev.type, d.id)]
-    known = set(session.scalars(select(Delivery.event_pk).where(
-        Delivery.endpoint_id == e.id, Delivery.event_pk.in_([ev.pk for ev in events]))))
+    # IN lists in chunks: one list over every event would pass the databases' limits on
+    # bound parameters (PostgreSQL 65,535; SQLite 32,766) for a long history.
+    known: set[int] = set()
+    for part in _chunks([ev.pk for ev in events]):
+        known.update(session.scalars(select(Delivery.event_pk).where(
+            Delivery.endpoint_id == e.id, Delivery.event_pk.in_(part))))
     now = utcnow()
-    session.execute(update(Delivery).where(Delivery.endpoint_id == e.id, Delivery.event_pk.in_(known))
-                    .values(status=DeliveryStatus.PENDING, next_attempt_at=None, updated_at=now))
+    for part in _chunks(sorted(known)):
+        session.execute(update(Delivery).where(Delivery.endpoint_id == e.id, Delivery.event_pk.in_(part))
+                        .values(status=DeliveryStatus.PENDING, next_attempt_at=None, updated_at=now))
     fresh = [{"endpoint_id": e.id, "event_pk": ev.pk, "event_id": ev.id, "event_type": ev.type, "directory_id": d.id,
               "status": DeliveryStatus.PENDING, "attempts": 0, "created_at": now, "updated_at": now}
              for ev in events if ev.pk not in known]
@@ -223,6 +228,11 @@ async def replay(endpoint_id: str, body: ReplayIn, session: SessionDep, settings
     session.commit()
     await wake(client, settings, e.id)
     return Requeued(endpoint_id=e.id, requeued=len(events))
+
+
+def _chunks(items: list[int], size: int = 10_000):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 # -- deliveries ---------------------------------------------------------------------------------

@@ -67,10 +67,12 @@ def _key_out(key: ApiKey) -> dict[str, Any]:
     return ApiKeyOut.model_validate(key, from_attributes=True).model_dump()
 
 
-@router.post("/{organization_id}/api-keys", response_model=ApiKeyCreated, status_code=201)
+@router.post("/{organization_id}/api-keys", response_model=ApiKeyCreated, status_code=201,
+             dependencies=[Depends(require_admin)])
 def create_api_key(organization_id: str, body: ApiKeyIn, session: SessionDep):
     """A key that reads and changes this organization's resources only. The response
-    carries the key: it is never shown again (only a digest is stored)."""
+    carries the key: it is never shown again (only a digest is stored). Only the admin
+    token mints keys: a leaked key cannot mint its holder a replacement before it is revoked."""
     org = resolve_organization(session, organization_id)
     key_id, token, digest = api_keys.new_api_key()
     key = ApiKey(id=key_id, organization_id=org.id, name=body.name, secret_digest=digest)
