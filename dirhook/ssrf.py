@@ -21,15 +21,45 @@ from aiohttp.resolver import DefaultResolver
 METADATA_ADDRESSES = {ipaddress.ip_address("100.100.100.200"), ipaddress.ip_address("fd00:ec2::254")}
 
 
+# IPv6 ranges that carry an IPv4 address inside (6to4, Teredo, NAT64): whether Python's
+# ipaddress calls them global changed between 3.11 and 3.13, and through a gateway they reach
+# the IPv4 address they embed, private ones included. Refused outright, whatever the version.
+TRANSITION_NETWORKS = {
+    ipaddress.ip_network("2002::/16"): "a 6to4 address",
+    ipaddress.ip_network("2001::/32"): "a Teredo address",
+    ipaddress.ip_network("64:ff9b::/96"): "a NAT64 address",
+    ipaddress.ip_network("64:ff9b:1::/48"): "a NAT64 address",
+}
+
+
 class UnsafeURL(ValueError):
     pass
+
+
+def numeric_host_refusal(host: str) -> str | None:
+    """A host the resolver reads as an IPv4 address though it is not written as one
+    (``2130706433``, ``127.1``, ``0x7f.1``, ``0177.0.0.1``): refused, never resolved."""
+    try:
+        ipaddress.ip_address(host)
+        return None  # a canonical address: judged as an address
+    except ValueError:
+        pass
+    try:
+        packed = socket.inet_aton(host)
+    except OSError:
+        return None  # a name
+    return f"{host} is a numeric host ({ipaddress.IPv4Address(packed)} written another way)"
 
 
 def address_refusal(ip: str) -> str | None:
     """Why this address may not receive webhooks, or None if it may."""
     addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
+    if isinstance(addr, ipaddress.IPv6Address):
+        for network, what in TRANSITION_NETWORKS.items():
+            if addr in network:
+                return f"{addr} is {what}, which embeds an IPv4 address"
+        if addr.ipv4_mapped:
+            addr = addr.ipv4_mapped
     if addr in METADATA_ADDRESSES or addr == ipaddress.ip_address("169.254.169.254"):
         return f"{addr} is a cloud metadata address"
     if addr.is_loopback:
@@ -63,7 +93,7 @@ async def check_url(url: str, allow_private: bool) -> None:
     if allow_private:
         return
     try:
-        reason = address_refusal(host)
+        reason = numeric_host_refusal(host) or address_refusal(host)
     except ValueError:  # a name, not an address
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
@@ -83,7 +113,7 @@ def literal_address_refusal(url: str) -> str | None:
     except UnsafeURL as exc:
         return f"refused by the SSRF guard: {exc}"
     try:
-        reason = address_refusal(host)
+        reason = numeric_host_refusal(host) or address_refusal(host)
     except ValueError:
         return None
     return f"refused by the SSRF guard: {reason}" if reason else None
