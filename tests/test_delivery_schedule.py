@@ -36,7 +36,10 @@ def _test_server_path() -> str:
 
 @pytest_asyncio.fixture
 async def skipping(tmp_path):
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=_test_server_path())
+    # The SDK's default start-up budget is 5 s: a loaded CI machine (2 cores, the whole
+    # suite's servers beside it) once took longer.
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=_test_server_path(),
+                                                        test_server_startup_timeout=timedelta(seconds=60))
     await t.register_search_attributes(env.client, "default")
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     migrate(url)
