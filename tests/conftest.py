@@ -8,6 +8,7 @@ import itertools
 import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -103,6 +104,8 @@ async def temporal_env():
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli(), search_attributes=SEARCH_ATTRIBUTES,
         dev_server_log_level="error", ui=False,
+        # The SDK waits 5 s by default; a loaded 2-core machine once needed longer.
+        dev_server_startup_timeout=timedelta(seconds=60),
     )
     yield env
     await env.shutdown()
