@@ -48,6 +48,12 @@ class PassSummary:
     users_written: int = 0
     resumed_after_users: int = 0  # users a previous attempt of this pass had committed
 
+    def progress(self) -> dict[str, Any]:
+        """The finished pass as a progress report (what live progress ends at)."""
+        return {"stage": "done", "users_read": self.users_read, "groups_read": self.groups_read,
+                "users_written": self.users_written, "events": self.events_total,
+                **({"resumed_after_users": self.resumed_after_users} if self.resumed_after_users else {})}
+
 
 def _last_progress(details: Sequence[Any]) -> int:
     """The users a previous attempt had read and committed, from its last heartbeat (0 if none)."""

@@ -208,12 +208,9 @@ class DirectorySyncWorkflow:
                 failed, failed_message = failure, message
                 continue
             failed = None if mode != "recompute" else failed
-            r = s.last_result
             # The pass's progress arrives with its result (live progress goes to the activity's
             # heartbeat and the run's row, not into this history).
-            s.progress = {"stage": "done", "users_read": r.users_read, "groups_read": r.groups_read,
-                          "users_written": r.users_written, "events": r.events_total,
-                          **({"resumed_after_users": r.resumed_after_users} if r.resumed_after_users else {})}
+            s.progress = s.last_result.progress()
             s.state, s.error = "succeeded", None
             workflow.set_current_details(self._details())
             events = s.last_result.events_total

@@ -108,13 +108,10 @@ class DeliveryEngine:
     async def _probe(self, ep: EndpointSnapshot, pacer: Pacer, clock: Clock) -> BatchResult | None:
         """While the breaker is open only one request goes out, when the probe is due: the
         oldest delivery still to send. None when it succeeded (the breaker closed)."""
-        def held() -> int:
-            return self.store.count(ep.id, DeliveryStatus.HELD)
-
         wait = clock.seconds_until(ep.health.next_probe_at)
         if wait:
             return BatchResult(0, 0, False, pacer.next_slot or None, retry_in=wait, blocked=breaker_text(ep.health),
-                               health=ep.health.state, held=await asyncio.to_thread(held))
+                               health=ep.health.state, held=await asyncio.to_thread(self.store.count, ep.id, DeliveryStatus.HELD))
         d = await asyncio.to_thread(self.store.oldest_open, ep.id)
         if d is None:  # nothing to probe with: the next event will be the probe
             return BatchResult(0, 0, False, pacer.next_slot or None, health=ep.health.state)
@@ -131,7 +128,7 @@ class DeliveryEngine:
         if rec.health.open:
             return BatchResult(0, 1, False, pacer.next_slot or None, retry_in=clock.seconds_until(rec.health.next_probe_at),
                                blocked=breaker_text(rec.health), health=rec.health.state,
-                               held=await asyncio.to_thread(held))
+                               held=await asyncio.to_thread(self.store.count, ep.id, DeliveryStatus.HELD))
         return None
 
     # -- first attempts and retries, streamed ------------------------------------------------
