@@ -9,6 +9,7 @@ import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -46,7 +47,21 @@ UI_ORIGIN = "http://127.0.0.1:8233"
 SESSION_LOG = "session-logs.jsonl"
 
 
+UNIT = Path(__file__).parent / "unit"
+INTEGRATION = Path(__file__).parent / "integration"
+
+
 def pytest_collection_modifyitems(items):
+    # The fast set is a folder (tests/unit), not a marker a new module could forget:
+    # everything under tests/integration runs real servers and is marked slow here, and a
+    # test module anywhere else is refused rather than landing in either set by accident.
+    for item in items:
+        parents = Path(str(item.path)).parents
+        if INTEGRATION in parents:
+            item.add_marker(pytest.mark.slow)
+        elif UNIT not in parents:
+            raise pytest.UsageError(f"{item.path}: test modules live in tests/unit (no servers) "
+                                    "or tests/integration (real servers)")
     last = [item for item in items if item.get_closest_marker("last")]
     items[:] = [item for item in items if not item.get_closest_marker("last")] + last
 

@@ -13,12 +13,11 @@ from sqlalchemy import delete
 
 from dirhook.db.schema import ScimResource
 from dirhook.directory_lock import DirectoryBusy, DirectoryLocks
-from tests.e2e_helpers import all_events
-from tests.scim_helpers import PATCH, USER, scim_directory
+from tests.support.e2e_helpers import all_events
+from tests.support.scim_helpers import PATCH, USER, scim_directory
 from tests.support.histories import record
 from tests.support.wait import wait_for
 
-pytestmark = pytest.mark.slow
 
 
 async def sync_state(stack, directory_id: str) -> dict:
@@ -193,7 +192,7 @@ async def test_held_deletions_survive_scim_pushes_and_approval_deletes_exactly_t
 @pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
 @pytest.mark.timeout(120)
 async def test_a_failed_pass_keeps_the_recompute_queued_behind_it(stack):
-    from tests.e2e_helpers import scratch_directory  # an LDAP directory at a port nothing listens on
+    from tests.support.e2e_helpers import scratch_directory  # an LDAP directory at a port nothing listens on
 
     d = await scratch_directory(stack)
     await request(stack, d["id"], "full")

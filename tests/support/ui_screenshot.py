@@ -1,7 +1,7 @@
 """Screenshots of the Temporal UI as an operator sees it: the workflow list filtered to one
 directory, and that directory's sync with its (decrypted) summary and details.
 
-    python -m tests.ui_screenshot --ui http://127.0.0.1:8233 --directory dir_… [--out ui-screenshots]
+    python -m tests.support.ui_screenshot --ui http://127.0.0.1:8233 --directory dir_… [--out ui-screenshots]
 
 Needs Debian's `chromium` (``scripts/install-test-services``). The UI is a single-page app,
 so Chromium runs with a virtual time budget (../shared/peers.md); each page is rendered

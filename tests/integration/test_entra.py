@@ -9,13 +9,12 @@ import sys
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from tests.e2e_helpers import connect_directory, sync
-from tests.entra_helpers import entra_directory, graph_user
-from tests.scim_helpers import summary
+from tests.support.e2e_helpers import connect_directory, sync
+from tests.support.entra_helpers import entra_directory, graph_user
+from tests.support.scim_helpers import summary
 from tests.support.slapd import expected_memberships
 from tests.support.wait import wait_for
 
-pytestmark = [pytest.mark.slow]
 
 SQLITE_ONLY = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
 
@@ -191,7 +190,7 @@ async def test_throttling_is_waited_out(stack, graph, receiver):
 
 @SQLITE_ONLY
 async def test_bad_credentials_fail_clearly_once_and_change_nothing(stack, graph, receiver, tmp_path):
-    from tests.e2e_helpers import run_cli
+    from tests.support.e2e_helpers import run_cli
 
     tenant = graph.new_tenant()
     graph_user(tenant, 1)
@@ -254,7 +253,7 @@ async def test_a_new_secret_by_patch_mends_a_refused_one(stack, graph, receiver)
 async def test_the_cli_connects_a_tenant(stack, graph, receiver, tmp_path):
     import re
 
-    from tests.e2e_helpers import run_cli
+    from tests.support.e2e_helpers import run_cli
 
     tenant = graph.new_tenant()
     graph_user(tenant, 1)

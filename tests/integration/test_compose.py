@@ -33,7 +33,7 @@ def test_compose_file_is_valid_and_wires_dirhook():
 
 
 # -- the README's commands, checked against the file ------------------------------------------
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _readme_block() -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.conftest import unique
-from tests.e2e_helpers import subscribe
+from tests.support.e2e_helpers import subscribe
 from tests.support.graph import GraphServer, Tenant
 
 

@@ -11,11 +11,11 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import API_CLIENT_LIMITS, unique
-from tests.e2e_helpers import emit, run_cli, subscribe
+from tests.support.e2e_helpers import emit, run_cli, subscribe
 from tests.support.slapd import ROOT_DN, SUFFIX
 from tests.support.wait import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
 
 
 async def _organization_with_everything(stack, receiver) -> dict[str, str]:

@@ -13,7 +13,7 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 
 from dirhook.models import Event
 from workflows.directory_sync import DirectorySyncWorkflow
-from tests.e2e_helpers import (
+from tests.support.e2e_helpers import (
     GROUP_FIELDS,
     USER_FIELDS,
     all_events,
@@ -25,7 +25,6 @@ from tests.e2e_helpers import (
 )
 from tests.support.slapd import expected_memberships, ldap_tool
 
-pytestmark = pytest.mark.slow
 
 
 async def test_full_sync_delivers_every_user_group_and_membership(stack, slapd, receiver):

@@ -10,7 +10,6 @@ import pytest
 from tests.support.dev_process import dev_env, interrupt, start_dev, wait_http
 from tests.support.wait import wait_until
 
-pytestmark = pytest.mark.slow
 
 
 @pytest.mark.timeout(300)

@@ -18,14 +18,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dirhook.db.engine import migrate
 from tests.conftest import ADMIN_TOKEN, API_CLIENT_LIMITS, TEST_ENCRYPTION_KEY, unique
-from tests.scim_helpers import USER, ScimDirectory
+from tests.support.scim_helpers import USER, ScimDirectory
 from tests.support.ports import free_port
 from tests.support.wait import wait_for
-from tests.test_one_writer import race
+from tests.integration.test_one_writer import race
 
-pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SWEEP_SECONDS = 10.0
 
 

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import ADMIN_TOKEN, SESSION_LOG, TEST_ENCRYPTION_KEY
 from tests.support.slapd import ROOT_PW
 
-pytestmark = [pytest.mark.last, pytest.mark.slow]
+pytestmark = pytest.mark.last
 
 LEAK_PATTERNS = [re.compile(r"whsec_[A-Za-z0-9+/]{16,}"), re.compile(r"dhk_key_[a-z0-9]+\.[A-Za-z0-9_\-]{8,}"),
                  re.compile(r"dh_admin_[A-Za-z0-9_\-]{8,}"), re.compile(r"dhscim_[A-Za-z0-9_\-]{8,}")]

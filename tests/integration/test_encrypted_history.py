@@ -14,12 +14,12 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from tests.conftest import UI_ORIGIN
-from tests.e2e_helpers import connect_directory, sync
+from tests.support.e2e_helpers import connect_directory, sync
 from tests.support.slapd import ROOT_PW
 from tests.support.wait import wait_for
 from workflows.endpoint_dispatch import HEALTH_ATTRIBUTE_PATCH
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
 
 N_USERS = 5
 

@@ -7,11 +7,11 @@ import asyncio
 import pytest
 
 from tests.conftest import unique
-from tests.e2e_helpers import all_events, connect_directory, count_types, run_cli, sync, wait_delivered
+from tests.support.e2e_helpers import all_events, connect_directory, count_types, run_cli, sync, wait_delivered
 from tests.support.slapd import SUFFIX, ldap_tool
 from tests.support.wait import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
 
 
 async def request(stack, directory_id: str, mode: str = "incremental") -> None:

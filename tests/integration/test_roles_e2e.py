@@ -6,10 +6,9 @@ import asyncio
 
 import pytest
 
-from tests.e2e_helpers import all_events, connect_directory, count_types, run_cli, sync, wait_delivered
+from tests.support.e2e_helpers import all_events, connect_directory, count_types, run_cli, sync, wait_delivered
 from tests.support.slapd import ldap_tool
 
-pytestmark = pytest.mark.slow
 
 
 async def wait_recompute(stack, directory_id: str) -> dict:

@@ -12,12 +12,12 @@ import ldap3
 import pytest
 
 from tests.conftest import unique
-from tests.e2e_helpers import listening, subscribe, sync
-from tests.scim_helpers import summary
+from tests.support.e2e_helpers import listening, subscribe, sync
+from tests.support.scim_helpers import summary
 from tests.support.samba import ADMIN, ADMIN_PW, BASE
 from tests.support.wait import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
 
 
 async def _directory_in_new_ou(stack, samba_dc, prefix: str, *user: str, live: bool,

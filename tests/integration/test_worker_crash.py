@@ -17,11 +17,11 @@ from dirhook import sync_control
 from dirhook.db.schema import User
 from dirhook.sync_control import DirectoryRef
 from tests.conftest import unique
-from tests.e2e_helpers import connect_directory
+from tests.support.e2e_helpers import connect_directory
 from tests.support.wait import wait_for
 from workers import build_workers, close_all
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
 
 N_USERS = 20_000
 

@@ -8,9 +8,8 @@ import pytest
 
 from dirhook.api.app import create_app
 from dirhook.config import Settings
-from tests.scim_helpers import GROUP, PATCH, USER, scim_directory
+from tests.support.scim_helpers import GROUP, PATCH, USER, scim_directory
 
-pytestmark = pytest.mark.slow
 
 ADA = {"schemas": [USER], "userName": "ada@example.com", "name": {"givenName": "Ada"}}
 JSON = {"content-type": "application/scim+json"}

@@ -13,7 +13,6 @@ import pytest
 
 from tests.conftest import unique
 
-pytestmark = pytest.mark.slow
 
 SCIM2 = str(Path(sys.executable).parent / "scim2")
 
@@ -79,7 +78,7 @@ async def test_a_rotated_token_replaces_the_old_one_at_once(stack):
 
 
 async def test_the_cli_makes_a_scim_directory_whose_token_works(stack, tmp_path):
-    from tests.e2e_helpers import run_cli
+    from tests.support.e2e_helpers import run_cli
 
     out = await run_cli(stack, tmp_path, "directories", "add-scim", "--name", unique("cli-scim-"))
     url = re.search(r"tenant URL\s+(\S+)", out).group(1)

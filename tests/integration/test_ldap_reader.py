@@ -14,7 +14,6 @@ from dirhook.providers.ldap_reader import UserReader
 from tests.conftest import unique
 from tests.support.slapd import ROOT_DN, ROOT_PW, SUFFIX, ldap_tool, people_ldif
 
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e_helpers import connect_directory, count_types, sync, wait_delivered
+from tests.support.e2e_helpers import connect_directory, count_types, sync, wait_delivered
 from tests.support.wait import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
 
 
 async def scrape(stack) -> dict[tuple, float]:

@@ -7,10 +7,10 @@ import asyncio
 
 import pytest
 
-from tests.e2e_helpers import connect_directory, run_cli
+from tests.support.e2e_helpers import connect_directory, run_cli
 from tests.support.wait import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
 
 
 async def runs(stack, directory_id: str) -> list[dict]:

@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from tests.e2e_helpers import connect_directory, listening, sync, wait_delivered
+from tests.support.e2e_helpers import connect_directory, listening, sync, wait_delivered
 from tests.support.slapd import ldap_tool
 from tests.support.histories import record
 from tests.support.wait import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
 
 
 async def test_a_change_reaches_the_receiver_within_a_second(stack, slapd, receiver):

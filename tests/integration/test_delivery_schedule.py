@@ -25,7 +25,6 @@ from tests.support.receiver import Receiver
 from tests.support.wait import wait_for
 from workers import build_workers, close_all
 
-pytestmark = pytest.mark.slow
 
 
 def _test_server_path() -> str:

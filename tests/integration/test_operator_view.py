@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e_helpers import connect_directory, sync, wait_delivered
+from tests.support.e2e_helpers import connect_directory, sync, wait_delivered
 from tests.support.wait import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
 
 
 async def listed(stack, query: str) -> list:

@@ -18,11 +18,10 @@ from dirhook.db.schema import EndpointSecret
 from dirhook.delivery.sender import WebhookSender
 from dirhook.signing import Signer
 from tests.conftest import ADMIN_TOKEN, unique
-from tests.e2e_helpers import emit, run_cli, scratch_directory, subscribe
+from tests.support.e2e_helpers import emit, run_cli, scratch_directory, subscribe
 from tests.support.histories import record
 from tests.support.wait import wait_for
 
-pytestmark = pytest.mark.slow
 SQLITE_ONLY = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
 
 
@@ -209,7 +208,7 @@ async def test_retries_count_against_the_rate_limit(stack, receiver):
 async def test_replay_of_a_long_history_requeues_every_event(stack, receiver):
     """More events than PostgreSQL takes bound parameters in one statement (65,535): the
     replay's IN lists are chunked. (SQLite as built here takes more.)"""
-    from tests.e2e_helpers import _commit
+    from tests.support.e2e_helpers import _commit
     from tests.support.slapd import ROOT_DN, SUFFIX
 
     org = (await stack.api.post("/v1/organizations", json={"name": unique("long-history-")})).json()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import httpx
 
 from tests.conftest import API_CLIENT_LIMITS, unique
-from tests.e2e_helpers import subscribe
+from tests.support.e2e_helpers import subscribe
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.scim_helpers import ENTERPRISE, GROUP, USER, scim_directory, summary
+from tests.support.scim_helpers import ENTERPRISE, GROUP, USER, scim_directory, summary
 from tests.support.wait import wait_for
 
-pytestmark = [pytest.mark.slow]
 
 
 async def delivered(stack, scim, route, n: int) -> list[dict]:
@@ -146,7 +145,7 @@ async def test_a_full_pass_reconciles_what_a_projection_missed(stack, receiver):
 
     from dirhook.db.schema import ScimResource
     from dirhook.scim.storage import version_of
-    from tests.e2e_helpers import sync
+    from tests.support.e2e_helpers import sync
 
     scim, _endpoint, route = await scim_directory(stack, receiver)
     await scim.call("POST", "/Users", 201, json=okta_user("Linus", "Torvalds", "Developer"))
