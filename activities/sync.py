@@ -5,54 +5,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from sqlalchemy import delete, update
 from sqlalchemy.orm import sessionmaker
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 
 from dirhook import sync_control
 from dirhook.config import Settings
+from dirhook.contracts import (
+    LISTEN_RENEW,
+    OFFLINE_MODES,
+    DirectoryInput,
+    PassInput,
+    PassSummary,
+    RunStatus,
+    SyncMode,
+    directory_id_of,
+)
 from dirhook.db.schema import Directory, HeldDeletion, SyncRun, utcnow
 from dirhook.directory_lock import DirectoryLocks
+from dirhook.errors import DirectoryNotFound, DirhookError, as_application_error
 from dirhook.metrics import SYNC_OBJECTS_READ, SYNC_PASS_DURATION
-from dirhook.providers.base import SourceError
 from dirhook.providers.factory import build_source, mapping_for
 from dirhook.sync_control import DirectoryRef, request_sync
-from dirhook.temporal import wake_dispatcher
 from dirhook.sync_engine import SyncEngine
+from dirhook.temporal import wake_dispatcher
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PassInput:
-    directory_id: str
-    mode: str  # "incremental" | "full" | "recompute" | "apply_held_deletions"
-    workflow_id: str
-
-
-@dataclass
-class PassSummary:
-    sync_run_id: int
-    full: bool
-    users_read: int
-    groups_read: int
-    events_total: int
-    events: dict[str, int] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    held: dict[str, int] = field(default_factory=dict)  # deletions awaiting approval, by kind
-    users_written: int = 0
-    resumed_after_users: int = 0  # users a previous attempt of this pass had committed
-
-    def progress(self) -> dict[str, Any]:
-        """The finished pass as a progress report (what live progress ends at)."""
-        return {"stage": "done", "users_read": self.users_read, "groups_read": self.groups_read,
-                "users_written": self.users_written, "events": self.events_total,
-                **({"resumed_after_users": self.resumed_after_users} if self.resumed_after_users else {})}
 
 
 def _last_progress(details: Sequence[Any]) -> int:
@@ -95,20 +76,19 @@ class SyncActivities:
                 # timed out): its run is over, whatever its row still says.
                 s.execute(update(SyncRun).where(
                     SyncRun.workflow_id == req.workflow_id, SyncRun.run_id == info.workflow_run_id,
-                    SyncRun.status == "running").values(
-                    status="failed", finished_at=utcnow(),
+                    SyncRun.status == RunStatus.RUNNING).values(
+                    status=RunStatus.FAILED, finished_at=utcnow(),
                     error=f"attempt {info.attempt - 1} stopped without finishing; attempt {info.attempt} took over"))
             directory = s.get(Directory, req.directory_id)
             if directory is None:
-                raise ApplicationError(f"directory {req.directory_id} does not exist", type="DirectoryNotFound",
-                                       non_retryable=True)
+                raise as_application_error(DirectoryNotFound(f"directory {req.directory_id} does not exist"))
             run = SyncRun(directory_id=directory.id, workflow_id=req.workflow_id, run_id=info.workflow_run_id,
-                          mode=req.mode, status="running", started_at=utcnow())
+                          mode=req.mode, status=RunStatus.RUNNING, started_at=utcnow())
             s.add(run)
             s.flush()
             run_id = run.id
             cursor, provider = directory.cursor, directory.provider
-            recompute = req.mode in ("recompute", "apply_held_deletions")  # neither reads the directory
+            recompute = req.mode in OFFLINE_MODES
             thresholds = (  # 0 is a threshold too ("hold every deletion"): only None means the default
                 self.settings.deletion_threshold_count if directory.deletion_threshold_count is None
                 else directory.deletion_threshold_count,
@@ -155,22 +135,22 @@ class SyncActivities:
 
         try:
             engine = self._engine(req.directory_id, mapping, thresholds, on_progress, on_commit)
-            if req.mode == "apply_held_deletions":
+            if req.mode == SyncMode.APPLY_HELD_DELETIONS:
                 result = engine.apply_held_deletions()
             elif recompute:
                 result = engine.recompute()
             else:
                 source.connect()
-                result = engine.run(source.changes(cursor, full=req.mode == "full"))
-        except SourceError as exc:
-            SYNC_PASS_DURATION.labels(provider, req.mode, "failed").observe(time.monotonic() - started)
-            self._finish(run_id, "failed", str(exc), {})
+                result = engine.run(source.changes(cursor, full=req.mode == SyncMode.FULL))
+        except DirhookError as exc:
+            SYNC_PASS_DURATION.labels(provider, req.mode, RunStatus.FAILED).observe(time.monotonic() - started)
+            self._finish(run_id, RunStatus.FAILED, str(exc), {})
             log.warning("sync of %s failed: %s", req.directory_id, exc,
                         extra={"directory_id": req.directory_id, "workflow_id": req.workflow_id})
-            raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=not exc.retryable) from None
+            raise as_application_error(exc) from None
         except Exception as exc:
-            SYNC_PASS_DURATION.labels(provider, req.mode, "failed").observe(time.monotonic() - started)
-            self._finish(run_id, "failed", f"{type(exc).__name__}: {exc}", {})
+            SYNC_PASS_DURATION.labels(provider, req.mode, RunStatus.FAILED).observe(time.monotonic() - started)
+            self._finish(run_id, RunStatus.FAILED, f"{type(exc).__name__}: {exc}", {})
             raise
         finally:
             if source is not None:
@@ -178,8 +158,8 @@ class SyncActivities:
         counts = result.as_dict()
         if resumed:
             counts["resumed_after_users"] = resumed
-        self._finish(run_id, "succeeded", None, counts)
-        SYNC_PASS_DURATION.labels(provider, req.mode, "succeeded").observe(time.monotonic() - started)
+        self._finish(run_id, RunStatus.SUCCEEDED, None, counts)
+        SYNC_PASS_DURATION.labels(provider, req.mode, RunStatus.SUCCEEDED).observe(time.monotonic() - started)
         SYNC_OBJECTS_READ.labels(provider, "user").inc(result.users_read)
         SYNC_OBJECTS_READ.labels(provider, "group").inc(result.groups_read)
         log.info("sync of %s (%s) committed %d events", req.directory_id, provider, result.events_total,
@@ -197,17 +177,17 @@ class SyncActivities:
                           deletion_threshold=thresholds, on_commit=on_commit)
 
     @activity.defn(name="listen_for_changes")
-    def listen_for_changes(self, directory_id: str) -> str:
+    def listen_for_changes(self, req: DirectoryInput | str) -> str:
         """Holds the LDAP server's persistent search (syncrepl's refreshAndPersist on
         OpenLDAP, change notifications on Active Directory) and requests an incremental
         pass per burst of changes (50 ms), for at most an hour a run."""
         from dirhook.providers.ldap import LdapSource
 
+        directory_id = directory_id_of(req)  # a bare id: scheduled by a worker before 0.3
         with self.sessions() as s:
             directory = s.get(Directory, directory_id)
             if directory is None:
-                raise ApplicationError(f"directory {directory_id} does not exist", type="DirectoryNotFound",
-                                       non_retryable=True)
+                raise as_application_error(DirectoryNotFound(f"directory {directory_id} does not exist"))
             if directory.provider != "ldap":
                 return f"a {directory.provider} directory has no LDAP listener"
             source = build_source(directory, self.settings, self.sessions)
@@ -225,7 +205,7 @@ class SyncActivities:
         while not cursor:
             activity.heartbeat()
             if activity.is_cancelled() or time.monotonic() - started > 3600:
-                return "renew"
+                return LISTEN_RENEW
             time.sleep(1.0)
             with self.sessions() as s:
                 directory = s.get(Directory, directory_id)
@@ -254,7 +234,7 @@ class SyncActivities:
                 if pending and now - last_request >= 0.05:
                     pending, last_request = False, now
                     fut = asyncio.run_coroutine_threadsafe(
-                        request_sync(self.client, self.settings, ref, "incremental"), self.loop)
+                        request_sync(self.client, self.settings, ref, SyncMode.INCREMENTAL), self.loop)
                     try:
                         fut.result(timeout=10)
                     except Exception:  # the schedule's pass catches up
@@ -263,15 +243,16 @@ class SyncActivities:
                 return now - started < 3600
 
             source.listen(cookie, on_change, keep_going)
-            return "renew"
-        except SourceError as exc:
-            raise ApplicationError(str(exc), type=type(exc).__name__, non_retryable=not exc.retryable) from None
+            return LISTEN_RENEW
+        except DirhookError as exc:
+            raise as_application_error(exc) from None
         finally:
             source.close()
 
     @activity.defn(name="request_scheduled_sync")
-    async def request_scheduled_sync(self, directory_id: str) -> str:
+    async def request_scheduled_sync(self, req: DirectoryInput | str) -> str:
         """The schedule's tick: queue an incremental pass (or, if the directory is gone, drop the schedule)."""
+        directory_id = directory_id_of(req)  # a bare id: scheduled by a worker before 0.3
         def load() -> DirectoryRef | None:
             with self.sessions() as s:
                 d = s.get(Directory, directory_id)
@@ -280,7 +261,7 @@ class SyncActivities:
         if ref is None:
             await sync_control.delete_schedule(self.client, directory_id)
             return "directory deleted: schedule removed"
-        handle = await sync_control.request_sync(self.client, self.settings, ref, "incremental")
+        handle = await sync_control.request_sync(self.client, self.settings, ref, SyncMode.INCREMENTAL)
         return f"requested an incremental pass of {handle.id}"
 
     @activity.defn(name="discard_held_deletions")

@@ -12,6 +12,7 @@ import copy
 import uuid
 from typing import Any, Callable, Iterable, Mapping
 
+from dirhook.errors import MappingError
 from dirhook.jsonenc import dumps_bytes
 from dirhook.models import Email, NormalizedGroup, NormalizedUser
 from dirhook.providers.entra_records import ENTRA_MAPPING
@@ -91,10 +92,6 @@ DEFAULT_MAPPINGS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
 
 DEFAULT_MAPPINGS["scim"] = SCIM_MAPPING  # pushed by identity providers (dirhook/scim)
 DEFAULT_MAPPINGS["entra"] = ENTRA_MAPPING  # Microsoft Graph (dirhook/providers/entra.py)
-
-
-class MappingError(ValueError):
-    """An attribute mapping that cannot be applied (unknown transform or target)."""
 
 
 # Binary by definition: kept as "base64:…" even when the bytes happen to be valid UTF-8

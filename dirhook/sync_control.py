@@ -1,11 +1,16 @@
 """Starting sync passes and managing their schedules: shared by the API and the scheduled
-trigger's activity. Workflows are named by string here, so the core library does not
-import workflow code."""
+trigger's activity.
+
+Workflows are started by their run method with their typed input
+(``start_workflow(DirectorySyncWorkflow.run, SyncRequest(...))``), imported inside each
+function: the workflow modules import the activities, which import this module, so a
+module-level import here would be a cycle."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import (
     Client,
@@ -19,12 +24,14 @@ from temporalio.client import (
     ScheduleState,
     ScheduleUpdate,
     ScheduleUpdateInput,
+    WorkflowHandle,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from dirhook import temporal as t
 from dirhook.config import Settings
+from dirhook.contracts import DirectoryInput, SyncMode, SyncRequest, SyncStatus
 
 
 @dataclass
@@ -37,14 +44,18 @@ class DirectoryRef:
     provider: str
 
 
-async def request_sync(client: Client, settings: Settings, d: DirectoryRef, mode: str):
+async def request_sync(client: Client, settings: Settings, d: DirectoryRef,
+                       mode: SyncMode) -> WorkflowHandle[Any, SyncStatus]:
     """Signal-with-start the directory's sync workflow: runs now, or right after the running pass."""
+    from workflows.directory_sync import DirectorySyncWorkflow
+
     return await client.start_workflow(
-        "DirectorySyncWorkflow",
-        {"directory_id": d.id, "mode": None, "delivery_task_queue": settings.delivery_task_queue,
-         "heartbeat_timeout_seconds": settings.sync_heartbeat_timeout_seconds},
+        DirectorySyncWorkflow.run,
+        SyncRequest(d.id, mode=None, delivery_task_queue=settings.delivery_task_queue,
+                    heartbeat_timeout_seconds=settings.sync_heartbeat_timeout_seconds),
         id=t.sync_workflow_id(d.id), task_queue=settings.sync_task_queue,
-        start_signal="request_sync", start_signal_args=[mode],
+        # start_signal takes a name only (the SDK has no typed form for signal-with-start).
+        start_signal=DirectorySyncWorkflow.request_sync.__name__, start_signal_args=[mode],
         search_attributes=TypedSearchAttributes([
             SearchAttributePair(t.DIRECTORY_ID, d.id), SearchAttributePair(t.ORGANIZATION_ID, d.organization_id),
             SearchAttributePair(t.SYNC_MODE, mode), SearchAttributePair(t.PROVIDER, d.provider),
@@ -59,10 +70,12 @@ async def start_listener(client: Client, settings: Settings, d: DirectoryRef, re
     replaces a running one (its base DNs or filters changed)."""
     from temporalio.common import WorkflowIDConflictPolicy
 
+    from workflows.ldap_listener import LdapListenerWorkflow
+
     if restart:
         await stop_listener(client, d.id)
     await client.start_workflow(
-        "LdapListenerWorkflow", d.id, id=t.listener_workflow_id(d.id), task_queue=settings.listen_task_queue,
+        LdapListenerWorkflow.run, DirectoryInput(d.id), id=t.listener_workflow_id(d.id), task_queue=settings.listen_task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         search_attributes=TypedSearchAttributes([
             SearchAttributePair(t.DIRECTORY_ID, d.id), SearchAttributePair(t.ORGANIZATION_ID, d.organization_id),
@@ -82,11 +95,13 @@ def schedule_id(directory_id: str) -> str:
 
 
 def _schedule(settings: Settings, d: DirectoryRef, interval_seconds: int, paused: bool) -> Schedule:
+    from workflows.scheduled_sync import ScheduledSyncWorkflow
+
     return Schedule(
         # The action only signals dirsync/<directory>, so scheduled passes queue behind
         # running ones like any other request: the schedule never overlaps a pass.
         action=ScheduleActionStartWorkflow(
-            "ScheduledSyncWorkflow", d.id, id=f"dirsync-trigger/{d.id}", task_queue=settings.sync_task_queue,
+            ScheduledSyncWorkflow.run, DirectoryInput(d.id), id=f"dirsync-trigger/{d.id}", task_queue=settings.sync_task_queue,
             typed_search_attributes=TypedSearchAttributes([SearchAttributePair(t.DIRECTORY_ID, d.id)]),
             static_summary=f"Scheduled sync of directory {d.name}",
         ),

@@ -84,11 +84,15 @@ async def wake_dispatcher(client: Client, settings: Settings, endpoint_id: str) 
     """Signal-with-start the endpoint's dispatcher: it sends whatever is pending."""
     from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
+    from dirhook.contracts import DispatchInput
+    # Imported here: the workflow module imports the delivery activities, which import this one.
+    from workflows.endpoint_dispatch import EndpointDispatchWorkflow
+
     await client.start_workflow(
-        "EndpointDispatchWorkflow", {"endpoint_id": endpoint_id},
+        EndpointDispatchWorkflow.run, DispatchInput(endpoint_id),
         id=dispatch_workflow_id(endpoint_id),
         task_queue=settings.delivery_task_queue,
-        start_signal="wake",
+        start_signal=EndpointDispatchWorkflow.wake.__name__,
         search_attributes=TypedSearchAttributes([SearchAttributePair(ENDPOINT_ID, endpoint_id)]),
         static_summary=f"Deliver pending events to endpoint {endpoint_id}",
     )
@@ -106,6 +110,8 @@ async def ensure_delivery_sweep(client: Client, settings: Settings) -> None:
     from temporalio import client as tc
     from temporalio.service import RPCError, RPCStatusCode
 
+    from workflows.delivery_sweep import DeliverySweepWorkflow
+
     handle = client.get_schedule_handle(DELIVERY_SWEEP_SCHEDULE_ID)
     every = settings.delivery_sweep_seconds
     if not every:
@@ -116,7 +122,7 @@ async def ensure_delivery_sweep(client: Client, settings: Settings) -> None:
                 raise
         return
     schedule = tc.Schedule(
-        action=tc.ScheduleActionStartWorkflow("DeliverySweepWorkflow", id="delivery-sweep-run",
+        action=tc.ScheduleActionStartWorkflow(DeliverySweepWorkflow.run, id="delivery-sweep-run",
                                            task_queue=settings.delivery_task_queue,
                                            static_summary="Wake dispatchers whose deliveries wait"),
         spec=tc.ScheduleSpec(intervals=[tc.ScheduleIntervalSpec(every=timedelta(seconds=every))]),

@@ -8,7 +8,6 @@ request wins over an incremental one), and two passes of a directory never overl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -17,44 +16,22 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.sync import PassInput, PassSummary
+    from activities.delivery import DeliveryActivities
+    from activities.sync import SyncActivities
+    from dirhook.contracts import PassInput, PassSummary, SyncMode, SyncRequest, SyncState, SyncStatus
+    from dirhook.errors import NON_RETRYABLE
 
 # Passes one workflow run performs before continuing as new, to keep its history short.
 MAX_PASSES_PER_RUN = 50
-NON_RETRYABLE = ["SourceAuthError", "SourceConfigError", "DirectoryNotFound", "MappingError"]
-
-
-@dataclass
-class SyncRequest:
-    directory_id: str
-    # None: the pass to run comes as the ``request_sync`` start signal (the API's
-    # signal-with-start); a mode here is for starts without a signal (schedules).
-    mode: str | None = "incremental"
-    delivery_task_queue: str = ""
-    # Requests still queued when the previous run continued as new.
-    carried: list[str] = field(default_factory=list)
-    # How long a pass may go without a heartbeat before Temporal hands it to another
-    # worker (one heartbeat per committed chunk of users).
-    heartbeat_timeout_seconds: float = 120.0
-
-
-@dataclass
-class SyncStatus:
-    directory_id: str
-    state: str = "starting"  # starting | running | succeeded | failed
-    mode: str | None = None
-    passes: int = 0
-    queued: list[str] = field(default_factory=list)
-    progress: dict[str, Any] = field(default_factory=dict)
-    last_result: PassSummary | None = None
-    error: str | None = None
+# Re-exported: callers import the contracts of this workflow from here too.
+__all__ = ["DirectorySyncWorkflow", "SyncRequest", "SyncStatus", "PassSummary"]
 
 
 @workflow.defn
 class DirectorySyncWorkflow:
     def __init__(self) -> None:
-        self._queued: set[str] = set()
-        self._absorbed: set[str] = set()  # requests the running full pass stands for
+        self._queued: set[SyncMode] = set()
+        self._absorbed: set[SyncMode] = set()  # requests the running full pass stands for
         self._status: SyncStatus | None = None
         self._decision: bool | None = None
         self._decision_outcome: str | None = None
@@ -70,35 +47,35 @@ class DirectorySyncWorkflow:
 
     @decide_deletions.validator
     def _validate_decision(self, approve: bool) -> None:
-        if self._status is None or self._status.state != "awaiting_approval":
+        if self._status is None or self._status.state != SyncState.AWAITING_APPROVAL:
             raise ValueError("no deletions are awaiting approval for this directory")
 
     @workflow.signal
     def approve_deletions(self) -> None:
-        if self._status is not None and self._status.state == "awaiting_approval":
+        if self._status is not None and self._status.state == SyncState.AWAITING_APPROVAL:
             self._decision = True
 
     @workflow.signal
     def reject_deletions(self) -> None:
-        if self._status is not None and self._status.state == "awaiting_approval":
+        if self._status is not None and self._status.state == SyncState.AWAITING_APPROVAL:
             self._decision = False
 
     @workflow.signal
-    def request_sync(self, mode: str) -> None:
+    def request_sync(self, mode: SyncMode) -> None:
         """incremental | full | recompute (users recomputed from stored data, after a change
         of mappings or roles). Requests made while a pass runs collapse into the next one."""
         self._queued.add(mode)
         if self._status:
             self._status.queued = sorted(self._queued)
 
-    def _next_mode(self) -> str | None:
+    def _next_mode(self) -> SyncMode | None:
         # A full pass reads every user again through the current mappings: it does all a
         # recompute or an incremental pass would.
-        if "full" in self._queued:
-            self._absorbed = self._queued - {"full"}
+        if SyncMode.FULL in self._queued:
+            self._absorbed = self._queued - {SyncMode.FULL}
             self._queued.clear()
-            return "full"
-        for mode in ("recompute", "incremental"):
+            return SyncMode.FULL
+        for mode in (SyncMode.RECOMPUTE, SyncMode.INCREMENTAL):
             if mode in self._queued:
                 self._queued.discard(mode)
                 return mode
@@ -137,26 +114,27 @@ class DirectorySyncWorkflow:
         """Hold here, visibly, until an operator decides; returns the events the decision made."""
         s = self._status
         held = ", ".join(f"{n} {kind}" for kind, n in sorted(s.last_result.held.items()))
-        s.state = "awaiting_approval"
+        s.state = SyncState.AWAITING_APPROVAL
         s.error = f"deletions held for approval: {held} are gone from the source"
         workflow.set_current_details(self._details())
         await workflow.wait_condition(lambda: self._decision is not None)
         approve, self._decision = self._decision, None
         if approve:
-            applied = await workflow.execute_activity(
-                "run_sync_pass", PassInput(req.directory_id, "apply_held_deletions", workflow.info().workflow_id),
-                result_type=PassSummary, start_to_close_timeout=timedelta(hours=1),
+            applied = await workflow.execute_activity_method(
+                SyncActivities.run_pass,
+                PassInput(req.directory_id, SyncMode.APPLY_HELD_DELETIONS, workflow.info().workflow_id),
+                start_to_close_timeout=timedelta(hours=1),
                 heartbeat_timeout=timedelta(minutes=2), retry_policy=RetryPolicy(maximum_attempts=3),
                 summary="apply approved deletions")
             self._decision_outcome = f"approved: deleted {held} ({applied.events_total} events)"
             events = applied.events_total
         else:
-            await workflow.execute_activity(
-                "discard_held_deletions", req.directory_id, start_to_close_timeout=timedelta(minutes=5),
+            await workflow.execute_activity_method(
+                SyncActivities.discard_held_deletions, req.directory_id, start_to_close_timeout=timedelta(minutes=5),
                 retry_policy=RetryPolicy(maximum_attempts=3), summary="discard rejected deletions")
             self._decision_outcome = f"rejected: kept {held}"
             events = 0
-        s.state, s.error = "succeeded", None
+        s.state, s.error = SyncState.SUCCEEDED, None
         s.progress = {**s.progress, "deletions": self._decision_outcome}
         workflow.set_current_details(self._details())
         return events
@@ -177,13 +155,12 @@ class DirectorySyncWorkflow:
         failed_message = ""
         while (mode := self._next_mode()) is not None:
             s = self._status
-            s.state, s.mode, s.queued, s.progress = "running", mode, sorted(self._queued), {}
+            s.state, s.mode, s.queued, s.progress = SyncState.RUNNING, mode, sorted(self._queued), {}
             s.passes += 1
             workflow.set_current_details(self._details())
             try:
-                s.last_result = await workflow.execute_activity(
-                    "run_sync_pass", PassInput(req.directory_id, mode, workflow.info().workflow_id),
-                    result_type=PassSummary,
+                s.last_result = await workflow.execute_activity_method(
+                    SyncActivities.run_pass, PassInput(req.directory_id, mode, workflow.info().workflow_id),
                     start_to_close_timeout=timedelta(hours=6),
                     heartbeat_timeout=timedelta(seconds=req.heartbeat_timeout_seconds),
                     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3,
@@ -193,13 +170,13 @@ class DirectorySyncWorkflow:
             except ActivityError as err:
                 cause = err.cause
                 message = getattr(cause, "message", None) or str(cause or err)
-                s.state, s.error = "failed", message
+                s.state, s.error = SyncState.FAILED, message
                 workflow.set_current_details(self._details())
                 failure = ApplicationError(f"sync of {req.directory_id} failed: {message}",
                                            type=getattr(cause, "type", None) or "SyncFailed", non_retryable=True)
                 # A recompute this full pass absorbed needs no source: it still runs.
-                if mode == "full" and "recompute" in self._absorbed:
-                    self._queued.add("recompute")
+                if mode == SyncMode.FULL and SyncMode.RECOMPUTE in self._absorbed:
+                    self._queued.add(SyncMode.RECOMPUTE)
                 if not self._queued:
                     raise failure from None
                 # What was asked for behind the failed pass still runs (a recompute after a
@@ -207,18 +184,18 @@ class DirectorySyncWorkflow:
                 # ends failed afterwards all the same, unless a later pass read the source.
                 failed, failed_message = failure, message
                 continue
-            failed = None if mode != "recompute" else failed
+            failed = None if mode != SyncMode.RECOMPUTE else failed
             # The pass's progress arrives with its result (live progress goes to the activity's
             # heartbeat and the run's row, not into this history).
             s.progress = s.last_result.progress()
-            s.state, s.error = "succeeded", None
+            s.state, s.error = SyncState.SUCCEEDED, None
             workflow.set_current_details(self._details())
             events = s.last_result.events_total
             if s.last_result.held:
                 events += await self._await_decision(req)
             if events:
-                await workflow.execute_activity(
-                    "wake_dispatchers", task_queue=req.delivery_task_queue or None,
+                await workflow.execute_activity_method(
+                    DeliveryActivities.wake_dispatchers, task_queue=req.delivery_task_queue or None,
                     start_to_close_timeout=timedelta(minutes=1),
                     retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
                     summary="wake delivery",
@@ -229,7 +206,7 @@ class DirectorySyncWorkflow:
                                                      heartbeat_timeout_seconds=req.heartbeat_timeout_seconds))
         if failed is not None:
             s = self._status
-            s.state, s.error = "failed", failed_message
+            s.state, s.error = SyncState.FAILED, failed_message
             workflow.set_current_details(self._details())
             raise failed
         return self._status

@@ -16,7 +16,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.delivery import DeliveryActivities
-    from dirhook.contracts import BatchResult, DispatchInput
+    from dirhook.contracts import BatchResult, DispatchCounts, DispatchInput, EndpointHealth
     from dirhook.temporal import ENDPOINT_HEALTH
 
 # How long an idle dispatcher waits for another wake-up before it completes.
@@ -36,17 +36,18 @@ class EndpointDispatchWorkflow:
         self._sent = 0
         self._failed = 0
         self._last: BatchResult | None = None
-        self._health: str | None = None
+        self._health: EndpointHealth | None = None
 
     @workflow.signal
     def wake(self) -> None:
         self._woken = True
 
     @workflow.query
-    def counts(self) -> dict:
+    def counts(self) -> DispatchCounts:
         last = self._last
-        return {"sent": self._sent, "failed": self._failed, "blocked": last.blocked if last else None,
-                "health": last.health if last else "healthy", "held": last.held if last else 0}
+        if last is None:
+            return DispatchCounts(self._sent, self._failed)
+        return DispatchCounts(self._sent, self._failed, last.blocked, last.health, last.held)
 
     def _show(self, batches: int, result: BatchResult) -> None:
         details = (f"batches: {batches}, sent: {self._sent}, failed attempts: {self._failed}"
@@ -60,7 +61,7 @@ class EndpointDispatchWorkflow:
         workflow.set_current_details(details)
 
     @workflow.run
-    async def run(self, req: DispatchInput) -> dict:
+    async def run(self, req: DispatchInput) -> DispatchCounts:
         batches = 0
         next_slot = req.next_slot
         while True:
@@ -101,4 +102,4 @@ class EndpointDispatchWorkflow:
             except TimeoutError:
                 pass
             if not self._woken and result.retry_in is None:
-                return {"sent": self._sent, "failed": self._failed}
+                return self.counts()

@@ -16,22 +16,27 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+with workflow.unsafe.imports_passed_through():
+    from activities.sync import SyncActivities
+    from dirhook.contracts import LISTEN_RENEW, DirectoryInput, directory_id_of
+    from dirhook.errors import NON_RETRYABLE
 
 @workflow.defn
 class LdapListenerWorkflow:
     @workflow.run
-    async def run(self, directory_id: str) -> str:
+    async def run(self, req: DirectoryInput | str) -> str:
+        # A bare id: a run continued as new by a worker before 0.3.
+        directory_id = directory_id_of(req)
         workflow.set_current_details(f"listening to directory `{directory_id}` for changes")
-        outcome = await workflow.execute_activity(
-            "listen_for_changes", directory_id, result_type=str,
+        outcome = await workflow.execute_activity_method(
+            SyncActivities.listen_for_changes, DirectoryInput(directory_id),
             start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(seconds=20),
             retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2,
                                      maximum_interval=timedelta(minutes=1),
-                                     non_retryable_error_types=["DirectoryNotFound", "SourceAuthError",
-                                                                "SourceConfigError"]),
+                                     non_retryable_error_types=NON_RETRYABLE),
             summary="hold the persistent search",
         )
-        if outcome == "renew":
-            workflow.continue_as_new(directory_id)
+        if outcome == LISTEN_RENEW:
+            workflow.continue_as_new(DirectoryInput(directory_id))
         workflow.set_current_details(f"stopped: {outcome}")
         return outcome

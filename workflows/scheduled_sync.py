@@ -13,13 +13,19 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+with workflow.unsafe.imports_passed_through():
+    from activities.sync import SyncActivities
+    from dirhook.contracts import DirectoryInput, directory_id_of
+
 
 @workflow.defn
 class ScheduledSyncWorkflow:
     @workflow.run
-    async def run(self, directory_id: str) -> str:
-        return await workflow.execute_activity(
-            "request_scheduled_sync", directory_id, result_type=str,
+    async def run(self, req: DirectoryInput | str) -> str:
+        # A bare id: the action of a schedule created before 0.3.
+        directory_id = directory_id_of(req)
+        return await workflow.execute_activity_method(
+            SyncActivities.request_scheduled_sync, DirectoryInput(directory_id),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=10)),
             summary="request an incremental pass")

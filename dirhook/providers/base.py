@@ -1,33 +1,16 @@
-"""What the sync engine needs from a directory source, and the errors a source raises."""
+"""What the sync engine needs from a directory source (the errors a source raises live in
+dirhook.errors and are re-exported here)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol
 
+from dirhook.errors import SourceAuthError, SourceConfigError, SourceError, SourceUnavailable
 from dirhook.normalize import SourceRecord
 
-
-class SourceError(Exception):
-    """A source failure with a message fit for an operator (no secret in it)."""
-
-    retryable = True
-
-
-class SourceUnavailable(SourceError):
-    """The server could not be reached or timed out; worth retrying."""
-
-
-class SourceAuthError(SourceError):
-    """The server refused our credentials; retrying will not help until someone fixes them."""
-
-    retryable = False
-
-
-class SourceConfigError(SourceError):
-    """The configuration points at something that does not exist (base DN, filter…)."""
-
-    retryable = False
+__all__ = ["SourceAuthError", "SourceConfigError", "SourceError", "SourceUnavailable", "SourceEntry", "Changes",
+           "DirectorySource"]
 
 
 @dataclass
