@@ -52,7 +52,7 @@ def dirhook_pass(db_url: str, ldap_url: str, full: bool, out: mp.Queue) -> None:
     elapsed = time.perf_counter() - t0
     out.put({"seconds": elapsed, "events": result.events_total, "users": result.users_read,
              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-             # a full pass reads users in a child process (dirhook/providers/ldap_reader.py)
+             # a full pass reads users in a child process (dirhook/providers/ldap/reader.py)
              "reader_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024})
 
 

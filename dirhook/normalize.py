@@ -12,6 +12,7 @@ import copy
 import uuid
 from typing import Any, Callable, Iterable, Mapping
 
+from dirhook.dn import dn_key
 from dirhook.errors import MappingError
 from dirhook.jsonenc import dumps_bytes
 from dirhook.models import Email, NormalizedGroup, NormalizedUser
@@ -234,9 +235,8 @@ def cap_raw_attributes(raw: dict[str, Any], max_bytes: int) -> dict[str, Any]:
 
 
 def reference_key(value: str | None) -> str | None:
-    """How a source's reference (an LDAP DN) is stored and matched: DNs compare
-    case-insensitively, so "uid=A,ou=People" and "uid=a,ou=people" are one entry."""
-    return value.strip().lower() if value else None
+    """How a source's reference (an LDAP DN) is stored and matched (``dirhook.dn.dn_key``)."""
+    return dn_key(value) if value else None
 
 
 def source_record(record: SourceRecord) -> dict[str, list[str]]:

@@ -10,7 +10,8 @@ import pytest
 from dirhook.normalize import normalize_user, source_record
 from dirhook.providers.base import SourceAuthError, SourceConfigError
 from dirhook.providers.ldap import LdapConfig, LdapSource
-from dirhook.providers.ldap_reader import UserReader
+from dirhook.providers.ldap.connection import open_connection, paged
+from dirhook.providers.ldap.reader import UserReader
 from tests.conftest import unique
 from tests.support.slapd import ROOT_DN, ROOT_PW, SUFFIX, ldap_tool, people_ldif
 
@@ -41,15 +42,16 @@ def test_the_reader_gives_what_the_in_process_read_gives(slapd, people):
     cursor: dict = {}
     reader, source = _reader(cfg, cursor=cursor)
     got = {e.prepared["external_id"]: e for e in reader}
-    source.connect()
+    conn = open_connection(cfg, source._password)
     try:
         expected = {}
-        for dn, raw in source._paged(cfg.user_base_dn, cfg.user_filter, ["*", "entryUUID", "modifyTimestamp"]):
+        for dn, raw in paged(conn, cfg.user_base_dn, cfg.user_filter, ["*", "entryUUID", "modifyTimestamp"],
+                             cfg.page_size):
             record = source_record(raw)
             user = normalize_user(source.mapping["user"], record, dn.lower())
             expected[user.external_id] = (dn, user.model_dump(mode="json"), record)
     finally:
-        source.close()
+        conn.unbind()
     assert len(got) == len(expected) == 1200
     for external_id, (dn, user, record) in expected.items():
         entry = got[external_id]

@@ -17,7 +17,7 @@ from ldap3.protocol.rfc4511 import (
 )
 from ldap3.utils.asn1 import decode_message_fast, encode
 
-from dirhook.providers.ldap_wire import decode_search_entry
+from dirhook.providers.ldap.wire import decode_search_entry
 
 
 def _message(message_id: int, dn: str, attributes: dict[str, list[bytes]], control: bool = False) -> bytes:

@@ -4,7 +4,7 @@
 from pyasn1.codec.ber import decoder
 
 from dirhook.providers.ldap import common_base
-from dirhook.providers.syncrepl import (
+from dirhook.providers.ldap.syncrepl_codec import (
     REFRESH_AND_PERSIST,
     REFRESH_ONLY,
     SYNC_REQUEST_OID,
@@ -20,7 +20,7 @@ SYNC_ID_SET = (b"\xa3}\x04drid=000,csn=20261129044427.915828Z#000000#000#000000,
 
 
 def test_the_request_control_encodes_mode_and_cookie():
-    from dirhook.providers.syncrepl import sync_request_control
+    from dirhook.providers.ldap.syncrepl_codec import sync_request_control
 
     oid, critical, value = sync_request_control(REFRESH_ONLY, "rid=000,csn=1")
     decoded, rest = decoder.decode(value, asn1Spec=_SyncRequestValue())

@@ -4,7 +4,7 @@ Reading (the socket and BER decoding) and normalizing are pure Python, as is the
 work, so a thread would only take turns with it under the GIL (measured: slower). A child
 process takes them to the machine's other core (bench/ldap_full_sync.py).
 
-The child is a fresh interpreter (``python -m dirhook.providers.ldap_reader``), not a fork
+The child is a fresh interpreter (``python -m dirhook.providers.ldap.reader``), not a fork
 of the worker: forking a process with threads (Temporal's, asyncio's) can copy a lock held
 by another thread, and multiprocessing's spawn and forkserver re-run the parent's main
 script in every child. It starts when the pass starts, so its ~0.4 s start-up overlaps
@@ -24,25 +24,36 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Iterator
 
-from dirhook.providers.base import SourceAuthError, SourceConfigError, SourceEntry, SourceError, SourceUnavailable
+from dirhook.errors import (
+    DirhookError,
+    MappingError,
+    SourceAuthError,
+    SourceConfigError,
+    SourceUnavailable,
+)
+from dirhook.providers.base import SourceEntry
 
-_ERRORS = {cls.__name__: cls for cls in (SourceUnavailable, SourceAuthError, SourceConfigError)}
+# The errors the child reports by name, raised again as themselves here.
+_ERRORS: dict[str, type[DirhookError]] = {
+    cls.__name__: cls for cls in (SourceUnavailable, SourceAuthError, SourceConfigError, MappingError)}
 PAGE = 500
 
 
-def _child(conn, config: dict[str, Any], password: str | None, overrides: dict[str, Any] | None,
+def _child(conn: Connection, config: dict[str, Any], password: str | None, overrides: dict[str, Any] | None,
            base: str, ldap_filter: str, attributes: list[str]) -> None:
-    from dirhook.normalize import MappingError, normalize_user, reference_key, source_record
-    from dirhook.providers.ldap import LdapConfig, LdapSource
+    from dirhook.normalize import effective_mapping, normalize_user, reference_key, source_record
+    from dirhook.providers.ldap.config import LdapConfig
+    from dirhook.providers.ldap.connection import open_connection
+    from dirhook.providers.ldap.polling import entries
 
-    source = None
+    ldap = None
     try:
-        source = LdapSource(LdapConfig.model_validate(config), password, overrides)
-        source.connect()
-        mapping = source.mapping["user"]
+        cfg = LdapConfig.model_validate(config)
+        ldap = open_connection(cfg, password)
+        mapping = effective_mapping(cfg.flavour, overrides)["user"]
         cursor: dict[str, Any] = {}
         page = []
-        for entry in source._entries(base, ldap_filter, attributes, cursor):
+        for entry in entries(ldap, cfg, base, ldap_filter, attributes, cursor):
             record = source_record(entry.attributes)
             user = normalize_user(mapping, record, reference_key(entry.ref))
             page.append((entry.ref, user.model_dump(mode="json"), record))
@@ -52,17 +63,15 @@ def _child(conn, config: dict[str, Any], password: str | None, overrides: dict[s
         if page:
             conn.send(("page", page))
         conn.send(("done", cursor.get("modify_timestamp", "")))
-    except SourceError as exc:
+    except DirhookError as exc:
         conn.send(("error", type(exc).__name__, str(exc)))
-    except MappingError as exc:
-        conn.send(("error", "MappingError", str(exc)))
     except BrokenPipeError:
         pass  # the engine stopped reading (its pass failed or was cancelled)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it as unavailable
         conn.send(("error", "SourceUnavailable", f"the LDAP reader failed: {type(exc).__name__}: {exc}"))
     finally:
-        if source is not None:
-            source.close()
+        if ldap is not None:
+            ldap.unbind()
         conn.close()
 
 
@@ -78,7 +87,7 @@ class UserReader:
     def __init__(self, config: dict[str, Any], password: str | None, overrides: dict[str, Any] | None,
                  base: str, ldap_filter: str, attributes: list[str], cursor: dict[str, Any],
                  timeout_seconds: float):
-        package_root = str(Path(__file__).resolve().parents[2])
+        package_root = str(Path(__file__).resolve().parents[3])
         # dirhook's own settings (admin token, encryption keys…) are none of the reader's
         # business; the rest (TLS trust, proxies, locale) it may need.
         env = {k: v for k, v in os.environ.items() if not k.startswith("DIRHOOK_")}
@@ -86,7 +95,7 @@ class UserReader:
         self.cursor = cursor
         self.timeout_seconds = timeout_seconds
         try:
-            self.process = subprocess.Popen([sys.executable, "-m", "dirhook.providers.ldap_reader"],
+            self.process = subprocess.Popen([sys.executable, "-m", "dirhook.providers.ldap.reader"],
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                             stderr=subprocess.DEVNULL, env=env, close_fds=True)
         except OSError as exc:
@@ -99,8 +108,6 @@ class UserReader:
         self.process.stdin.close()
 
     def __iter__(self) -> Iterator[SourceEntry]:
-        from dirhook.normalize import MappingError
-
         try:
             while True:
                 # A page takes one LDAP round trip: a child silent for the whole LDAP
@@ -121,7 +128,7 @@ class UserReader:
                     return
                 else:
                     _kind, name, text = message
-                    raise (MappingError if name == "MappingError" else _ERRORS.get(name, SourceUnavailable))(text)
+                    raise _ERRORS.get(name, SourceUnavailable)(text)
         finally:
             self.close()
 

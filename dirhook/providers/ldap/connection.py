@@ -1,0 +1,113 @@
+"""Binding to an LDAP server, reading its root DSE, and paged searches, with failures
+turned into the SourceError kinds an operator can act on."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+from dirhook.errors import SourceAuthError, SourceConfigError, SourceUnavailable
+from dirhook.providers.ldap.config import LdapConfig
+from dirhook.providers.ldap.wire import use_fast_entries
+
+PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
+# Bind results that no retry fixes: the credentials or the way of binding are wrong.
+AUTH_FAILURES = ("invalidCredentials", "inappropriateAuthentication", "invalidDNSyntax",
+                 "strongerAuthRequired", "confidentialityRequired")
+
+RawAttributes = dict[str, list[Any]]
+
+
+def values(raw: RawAttributes, name: str) -> list[Any]:
+    """An attribute's values; names compare case-insensitively, as LDAP's do."""
+    if name in raw:
+        return raw[name]
+    low = name.lower()
+    return next((v for k, v in raw.items() if k.lower() == low), [])
+
+
+def open_connection(config: LdapConfig, password: str | None) -> Any:
+    """A bound, read-only ldap3 connection (synchronous strategy, fast entry decoding)."""
+    import ssl
+
+    import ldap3
+    from ldap3.core.exceptions import LDAPException
+
+    parsed = urlparse(config.url)
+    use_ssl = parsed.scheme == "ldaps"
+    tls = ldap3.Tls(validate=ssl.CERT_REQUIRED if config.verify_tls else ssl.CERT_NONE)
+    server = ldap3.Server(
+        parsed.hostname, port=parsed.port or (636 if use_ssl else 389), use_ssl=use_ssl, tls=tls,
+        get_info=ldap3.NONE, connect_timeout=int(config.timeout_seconds),
+    )
+    conn = ldap3.Connection(
+        server, user=config.bind_dn, password=password, auto_bind=ldap3.AUTO_BIND_NONE,
+        read_only=True, raise_exceptions=False, receive_timeout=int(config.timeout_seconds * 6),
+        auto_referrals=False, return_empty_attributes=False,
+    )
+    use_fast_entries(conn)
+    where = f"{parsed.hostname}:{server.port}"
+    try:
+        conn.open()
+        if config.start_tls and not conn.start_tls():
+            raise SourceUnavailable(f"StartTLS with {where} failed: {conn.result.get('description')}")
+        if not conn.bind():
+            desc = conn.result.get("description") or "bind refused"
+            kind = SourceAuthError if desc in AUTH_FAILURES else SourceUnavailable
+            raise kind(f"LDAP bind as {config.bind_dn!r} to {where} failed: {desc}")
+    except LDAPException as exc:
+        raise SourceUnavailable(f"cannot reach LDAP server {where}: {exc}") from None
+    return conn
+
+
+def supported_controls(conn: Any) -> set[str]:
+    """The control OIDs the root DSE lists (read once per connection)."""
+    import ldap3
+
+    ok = conn.search("", "(objectClass=*)", search_scope=ldap3.BASE, attributes=["supportedControl"],
+                     dereference_aliases=ldap3.DEREF_NEVER)
+    if not ok or not conn.response:
+        return set()
+    raw = conn.response[0].get("raw_attributes", {})
+    return {v.decode() if isinstance(v, bytes) else str(v) for v in values(raw, "supportedControl")}
+
+
+def raise_for_search(result: dict[str, Any], base: str, what: str = "LDAP search") -> None:
+    """A failed search's result as the error an operator can act on (no entry is no error)."""
+    if result.get("result") in (0, None):
+        return
+    desc = result.get("description")
+    if desc == "noSuchObject":
+        raise SourceConfigError(f"base DN {base!r} does not exist on the server")
+    if desc in ("filterError", "protocolError"):
+        raise SourceConfigError(f"the server rejected the search under {base!r}: {desc}")
+    raise SourceUnavailable(f"{what} under {base!r} failed: {desc} {result.get('message')}")
+
+
+def paged(conn: Any, base: str, ldap_filter: str, attributes: list[str],
+          page_size: int) -> Iterator[tuple[str, RawAttributes]]:
+    """Every entry under ``base`` matching the filter, a page at a time (simple paged results)."""
+    import ldap3
+    from ldap3.core.exceptions import LDAPException
+
+    cookie = None
+    while True:
+        try:
+            ok = conn.search(
+                base, ldap_filter, search_scope=ldap3.SUBTREE, attributes=attributes,
+                paged_size=page_size, paged_cookie=cookie, dereference_aliases=ldap3.DEREF_NEVER,
+            )
+        except LDAPException as exc:
+            raise SourceUnavailable(f"LDAP search under {base!r} failed: {exc}") from None
+        result = conn.result
+        if not ok:
+            raise_for_search(result, base)
+        for item in conn.response or ():
+            if item.get("type") == "searchResEntry":
+                yield item["dn"], item["raw_attributes"]
+        try:
+            cookie = result["controls"][PAGED_RESULTS_OID]["value"]["cookie"]
+        except (KeyError, TypeError):
+            cookie = None
+        if not cookie:
+            return

@@ -1,0 +1,101 @@
+"""LdapSource: one pass's reading of an LDAP or AD directory, over ldap3.
+
+Picks, per pass, the cheapest way the server offers: syncrepl (OpenLDAP) or DirSync (AD)
+from a stored cookie, else a modifyTimestamp delta; full passes list everything, their
+users read and normalized in a second process (``reader``). Reads ``raw_attributes`` from
+ldap3's responses and decodes them in ``dirhook.normalize``: building ldap3 ``Entry``
+objects costs several times the read itself.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Callable
+
+from dirhook.normalize import effective_mapping, requested_attributes
+from dirhook.providers.base import Changes
+from dirhook.providers.ldap import listener, polling
+from dirhook.providers.ldap import syncrepl_codec as codec
+from dirhook.providers.ldap.config import LdapConfig
+from dirhook.providers.ldap.connection import open_connection, supported_controls
+from dirhook.providers.ldap.dirsync import DIRSYNC_OID, dirsync_changes, fresh_dirsync_cookie
+from dirhook.providers.ldap.reader import UserReader
+from dirhook.providers.ldap.syncrepl import fresh_cookie, syncrepl_changes
+
+
+class LdapSource:
+    def __init__(self, config: LdapConfig, password: str | None, mapping_overrides: dict[str, Any] | None,
+                 timestamp_overlap_seconds: int = 300):
+        self.config = config
+        self._password = password
+        self._mapping_overrides = mapping_overrides
+        self.mapping = effective_mapping(config.flavour, mapping_overrides)
+        self.overlap = timedelta(seconds=timestamp_overlap_seconds)
+        self._conn: Any = None
+        self.syncrepl = self.dirsync = self.notifications = False  # what the server offers (connect)
+
+    def connect(self) -> None:
+        self._conn = open_connection(self.config, self._password)
+        controls = supported_controls(self._conn)
+        ad = self.config.active_directory
+        self.syncrepl = not ad and codec.SYNC_REQUEST_OID in controls
+        self.dirsync = ad and DIRSYNC_OID in controls
+        self.notifications = ad and listener.NOTIFICATION_OID in controls
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.unbind()
+            finally:
+                self._conn = None
+
+    @property
+    def can_listen(self) -> bool:
+        """Whether the connected server can announce changes (syncrepl, or AD's notifications)."""
+        return self.syncrepl or self.notifications
+
+    def listen(self, cookie: str | None, on_change: Callable[[], None], keep_going: Callable[[], bool]) -> None:
+        """Calls ``on_change()`` for every change the server announces, while ``keep_going()``
+        (refreshAndPersist from the syncrepl ``cookie`` on OpenLDAP, change notifications on AD)."""
+        listener.listen(self._conn.server, self.config, self._password, self.notifications, cookie,
+                        on_change, keep_going)
+
+    def changes(self, cursor: dict[str, Any] | None, full: bool) -> Changes:
+        cfg = self.config
+        cursor = cursor or {}
+        user_attrs = requested_attributes(self.mapping["user"], [cfg.timestamp_attribute])
+        group_attrs = requested_attributes(self.mapping["group"], [cfg.timestamp_attribute])
+        if self.syncrepl and not full and cursor.get("sync_users") and cursor.get("sync_groups"):
+            return syncrepl_changes(self._conn, cfg, cursor, user_attrs, group_attrs)
+        if self.dirsync and not full and cursor.get("dirsync"):
+            return dirsync_changes(self._conn, cfg, cursor, user_attrs, group_attrs)
+        since = cursor.get("modify_timestamp")
+        # No usable cookie for the server's own change tracking: read everything once.
+        full = (full or not since or (self.syncrepl and not cursor.get("sync_users"))
+                or (self.dirsync and not cursor.get("dirsync")))
+        user_filter, group_filter = cfg.user_filter, cfg.group_filter
+        if not full:
+            user_filter = polling.changed_since(cfg, cfg.user_filter, since, self.overlap)
+            group_filter = polling.changed_since(cfg, cfg.group_filter, since, self.overlap)
+        next_cursor: dict[str, Any] = {"modify_timestamp": since or ""}
+        # Cookies are taken before reading: a change made while the pass reads comes again
+        # next time (the content hash makes that free), none is lost.
+        if self.dirsync and full:
+            next_cursor["dirsync"] = fresh_dirsync_cookie(self._conn, cfg)
+        if self.syncrepl and full:
+            next_cursor["sync_users"] = fresh_cookie(self._conn, cfg.user_base_dn)
+            next_cursor["sync_groups"] = fresh_cookie(self._conn, cfg.groups_base)
+        if full:  # every user: read and normalized in a second process (reader.py)
+            users = iter(UserReader(cfg.model_dump(), self._password, self._mapping_overrides, cfg.user_base_dn,
+                                    user_filter, user_attrs, next_cursor, cfg.timeout_seconds * 6))
+        else:
+            users = polling.entries(self._conn, cfg, cfg.user_base_dn, user_filter, user_attrs, next_cursor)
+        conn = self._conn
+        return Changes(
+            full=full,
+            groups=polling.entries(conn, cfg, cfg.groups_base, group_filter, group_attrs, next_cursor),
+            users=users,
+            user_ids=None if full else (lambda: polling.external_ids(conn, cfg, cfg.user_base_dn, cfg.user_filter)),
+            group_ids=None if full else (lambda: polling.external_ids(conn, cfg, cfg.groups_base, cfg.group_filter)),
+            next_cursor=next_cursor,
+        )
