@@ -30,7 +30,7 @@ from dirhook.errors import DirectoryNotFound, DirhookError, as_application_error
 from dirhook.metrics import SYNC_OBJECTS_READ, SYNC_PASS_DURATION
 from dirhook.providers.factory import build_source, mapping_for
 from dirhook.sync_control import DirectoryRef, request_sync
-from dirhook.sync_engine import SyncEngine
+from dirhook.sync import SyncEngine
 from dirhook.temporal import wake_dispatcher
 
 log = logging.getLogger(__name__)

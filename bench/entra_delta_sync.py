@@ -125,7 +125,7 @@ def dirhook_round(db_url: str, info: dict, cursor: dict | None, full: bool, out:
     from dirhook.db.engine import make_engine, make_sessionmaker
     from dirhook.db.schema import Directory
     from dirhook.providers.entra import EntraConfig, EntraSource
-    from dirhook.sync_engine import SyncEngine
+    from dirhook.sync import SyncEngine
 
     sessions = make_sessionmaker(make_engine(db_url))
     t0 = time.perf_counter()

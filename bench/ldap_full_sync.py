@@ -39,7 +39,7 @@ def dirhook_pass(db_url: str, ldap_url: str, full: bool, out: mp.Queue) -> None:
     from dirhook.db.engine import make_engine, make_sessionmaker
     from dirhook.db.schema import Directory
     from dirhook.providers.ldap import LdapConfig, LdapSource
-    from dirhook.sync_engine import SyncEngine
+    from dirhook.sync import SyncEngine
 
     sessions = make_sessionmaker(make_engine(db_url))
     with sessions() as s:

@@ -1,4 +1,5 @@
-"""The normalized model every provider produces, and the event envelope (design.md, event contract v1)."""
+"""The normalized model every provider produces, and the event envelope (event contract v1, README
+"Webhook events")."""
 
 from __future__ import annotations
 
@@ -29,10 +30,9 @@ class Email(BaseModel):
     type: str | None = None
 
 
-class NormalizedUser(BaseModel):
-    """What a provider knows about one user, before dirhook adds ids, groups and roles."""
-
-    model_config = ConfigDict(extra="forbid")
+class UserProfile(BaseModel):
+    """A user's fields that come from the directory, the same in what a provider reads
+    (NormalizedUser) and in what receivers get (DirectoryUser): declared once, here."""
 
     external_id: str
     username: str | None = None
@@ -43,6 +43,17 @@ class NormalizedUser(BaseModel):
     title: str | None = None
     department: str | None = None
     active: bool = True
+
+
+# The profile fields, in order (what a mapping may target, what a user's state copies).
+PROFILE_FIELDS: tuple[str, ...] = tuple(UserProfile.model_fields)
+
+
+class NormalizedUser(UserProfile):
+    """What a provider knows about one user, before dirhook adds ids, groups and roles."""
+
+    model_config = ConfigDict(extra="forbid")
+
     custom_attributes: dict[str, Any] = Field(default_factory=dict)
     raw_attributes: dict[str, Any] = Field(default_factory=dict)
     # Where the source points at this object and at its manager (an LDAP DN); used to
@@ -72,23 +83,14 @@ class RoleRef(BaseModel):
     slug: str
 
 
-class DirectoryUser(BaseModel):
+class DirectoryUser(UserProfile):
     """A user as receivers see it (``data`` of user events)."""
 
     object: Literal["user"] = "user"
     id: str
     directory_id: str
     organization_id: str
-    external_id: str
-    username: str | None = None
-    emails: list[Email] = Field(default_factory=list)
-    given_name: str | None = None
-    family_name: str | None = None
-    display_name: str | None = None
-    title: str | None = None
-    department: str | None = None
     manager_id: str | None = None
-    active: bool = True
     groups: list[GroupRef] = Field(default_factory=list)
     roles: list[RoleRef] = Field(default_factory=list)
     custom_attributes: dict[str, Any] = Field(default_factory=dict)

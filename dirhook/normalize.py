@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Mapping
 from dirhook.dn import dn_key
 from dirhook.errors import MappingError
 from dirhook.jsonenc import dumps_bytes
-from dirhook.models import Email, NormalizedGroup, NormalizedUser
+from dirhook.models import PROFILE_FIELDS, Email, NormalizedGroup, NormalizedUser
 from dirhook.providers.entra_records import ENTRA_MAPPING
 from dirhook.scim.records import SCIM_MAPPING
 
@@ -43,8 +43,7 @@ OPERATIONAL_ATTRIBUTES = frozenset(
                         "isCriticalSystemObject", "replPropertyMetaData")
 )
 
-USER_FIELDS = ("external_id", "username", "emails", "given_name", "family_name", "display_name",
-               "title", "department", "active", "manager_ref")
+USER_FIELDS = (*PROFILE_FIELDS, "manager_ref")  # what a user mapping may target
 GROUP_FIELDS = ("external_id", "name", "description", "member_refs")
 
 # Default mappings per directory flavour. ``source`` may be a list: the first attribute present wins.

@@ -177,6 +177,10 @@ async def stack(request, temporal_env, tmp_path_factory, graph):
         # Every end-to-end test runs with encrypted payloads, as `dirhook dev` does.
         encryption_keys={"test-k1": TEST_ENCRYPTION_KEY}, codec_cors_origins=[UI_ORIGIN],
         entra_ca_bundle=str(graph.ca_bundle),
+        # The shared stacks do not test the SCIM rate limit (test_scim_input does, with its own
+        # settings): scim2-tester's compliance run, at over 100 requests a second on a fast
+        # machine, must not be cut short by it.
+        scim_rate_limit_per_second=1000.0, scim_rate_limit_burst=2000.0,
     )
     migrate(url)
     client = Client(temporal_env.client.service_client, namespace=temporal_env.client.namespace,

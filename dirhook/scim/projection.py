@@ -16,7 +16,7 @@ from dirhook.config import Settings
 from dirhook.db.schema import Directory
 from dirhook.providers.base import Changes
 from dirhook.providers.factory import mapping_for
-from dirhook.sync_engine import SyncEngine
+from dirhook.sync import SyncEngine
 
 log = logging.getLogger(__name__)
 

@@ -276,7 +276,7 @@ from dirhook.config import Settings
 from dirhook.db.engine import make_engine, make_sessionmaker
 from dirhook.db.schema import Directory
 from dirhook.providers.factory import build_source
-from dirhook.sync_engine import SyncEngine
+from dirhook.sync import SyncEngine
 import dirhook.temporal as t
 from workers import build_workers, close_all
 

@@ -11,7 +11,7 @@ from dirhook.db.engine import make_engine, make_sessionmaker, migrate
 from dirhook.db.schema import Directory, EventRow, Organization
 from dirhook.normalize import effective_mapping
 from dirhook.providers.base import Changes, SourceEntry
-from dirhook.sync_engine import SyncEngine
+from dirhook.sync import SyncEngine
 
 MAPPING = effective_mapping("openldap", None)
 

@@ -1,0 +1,3 @@
+from dirhook.cli import main
+
+main()

@@ -1,0 +1,92 @@
+"""`dirhook dev | worker | api | migrate | setup | receiver`: the processes dirhook runs as."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Optional
+
+import typer
+
+from dirhook.cli.app import app
+from dirhook.cli.common import console, err
+from dirhook.config import Settings
+
+
+@app.command()
+def dev() -> None:
+    """Run the embedded stack: Temporal dev server + UI, a worker and the API, on SQLite."""
+    from dirhook.devstack import DevStack
+
+    raise typer.Exit(DevStack(Settings(), out=lambda m: console.print(m, soft_wrap=True)).run())
+
+
+@app.command()
+def worker(queues: str = typer.Option("sync,delivery", help="task queues to serve: sync, delivery or both")) -> None:
+    """Run a worker (as `python -m workers`)."""
+    from workers import run_workers
+
+    settings = Settings()
+    from dirhook.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
+    asyncio.run(run_workers(settings, [q.strip() for q in queues.split(",") if q.strip()]))
+
+
+@app.command()
+def api(host: Optional[str] = None, port: Optional[int] = None) -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    from dirhook.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    # log_config=None: uvicorn's loggers go through ours (JSON lines, secrets masked);
+    # access logs stay off (one line per request is the proxy's job).
+    uvicorn.run("dirhook.api.app:create_app", factory=True, host=host or settings.api_host,
+                port=port or settings.api_port, log_config=None, access_log=False)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    from dirhook.db.engine import migrate as run_migrate
+
+    settings = Settings()
+    settings.ensure_data_dir()
+    run_migrate(settings.sqlalchemy_url)
+    console.print("database is up to date")
+
+
+@app.command()
+def setup() -> None:
+    """Prepare a deployment: database migrations, and dirhook's search attributes on the Temporal cluster."""
+    from dirhook import temporal as t
+    from dirhook.db.engine import migrate as run_migrate
+
+    settings = Settings()
+    settings.ensure_data_dir()
+    run_migrate(settings.sqlalchemy_url)
+
+    async def register() -> None:
+        client = await t.connect(settings)
+        await t.register_search_attributes(client, settings.temporal_namespace)
+
+    asyncio.run(register())
+    console.print("database migrated; search attributes registered")
+
+
+@app.command()
+def receiver(secret: str = typer.Option(..., envvar="DIRHOOK_RECEIVER_SECRET", help="the endpoint's whsec_ secret"),
+             port: int = typer.Option(9000), host: str = typer.Option("127.0.0.1")) -> None:
+    """A tiny webhook receiver that verifies signatures and prints each event."""
+    from aiohttp import web
+
+    from dirhook.receiver import make_receiver_app, print_event
+    from dirhook.signing import is_valid_secret
+
+    if not is_valid_secret(secret):
+        err.print("[red]error[/red] --secret / DIRHOOK_RECEIVER_SECRET must be the endpoint's whsec_… secret")
+        raise typer.Exit(2)
+    console.print(f"receiving on http://{host}:{port}/ (signatures verified; Ctrl-C to stop)")
+    web.run_app(make_receiver_app(secret, print_event), host=host, port=port, print=None)

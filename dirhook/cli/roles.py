@@ -1,0 +1,43 @@
+"""`dirhook roles …`: roles that group membership grants."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import typer
+
+from dirhook.cli.app import app
+from dirhook.cli.common import console, new_table, request
+
+roles_app = typer.Typer(help="Roles that group membership grants.", no_args_is_help=True)
+app.add_typer(roles_app, name="roles")
+
+@roles_app.command("add")
+def add_role(slug: str, name: Optional[str] = None, priority: int = typer.Option(0, help="higher wins `role`"),
+             default: bool = typer.Option(False, "--default", help="for users no mapping gives a role"),
+             description: Optional[str] = None, organization_id: Optional[str] = None) -> None:
+    """Create a role (its slug is what receivers get in `roles`)."""
+    body: dict[str, Any] = {"slug": slug, "name": name or slug, "priority": priority, "is_default": default}
+    if description:
+        body["description"] = description
+    if organization_id:
+        body["organization_id"] = organization_id
+    r = request("POST", "/v1/roles", json=body)
+    console.print(f"role {r['id']} ({r['slug']}) created")
+
+
+@roles_app.command("list")
+def list_roles(organization_id: Optional[str] = None) -> None:
+    """Roles, highest priority first."""
+    table = new_table("id", "slug", "name", "priority", "default")
+    params = {"organization_id": organization_id} if organization_id else {}
+    for r in request("GET", "/v1/roles", params=params):
+        table.add_row(r["id"], r["slug"], r["name"], str(r["priority"]), "yes" if r["is_default"] else "")
+    console.print(table)
+
+
+@roles_app.command("delete")
+def delete_role(role_id: str) -> None:
+    """Delete a role and its mappings; users who had it are updated at once."""
+    request("DELETE", f"/v1/roles/{role_id}")
+    console.print(f"role {role_id} deleted")

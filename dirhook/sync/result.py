@@ -1,0 +1,36 @@
+"""What a pass did, and the chunking every phase uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+@dataclass
+class PassResult:
+    full: bool
+    users_read: int = 0
+    groups_read: int = 0
+    users_written: int = 0  # inserted or updated: what was unchanged is read and compared only
+    events: dict[str, int] = field(default_factory=dict)
+    endpoint_ids: set[str] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)
+    held: dict[str, int] = field(default_factory=dict)  # deletions awaiting approval, by kind
+
+    @property
+    def events_total(self) -> int:
+        return sum(self.events.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"full": self.full, "users_read": self.users_read, "groups_read": self.groups_read,
+                "users_written": self.users_written, "events": dict(self.events), "events_total": self.events_total,
+                "warnings": list(self.warnings), "held_deletions": dict(self.held)}
