@@ -7,17 +7,31 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+)
 from sqlalchemy.exc import IntegrityError
 
 from dirhook import __version__
 from dirhook.api.deps import TemporalConnector, authenticate
-from dirhook.api.routers import codec, directories, endpoints, events, health, organizations, roles
+from dirhook.api.routers import (
+    codec,
+    directories,
+    endpoints,
+    events,
+    health,
+    organizations,
+    roles,
+)
 from dirhook.config import Settings
 from dirhook.db.engine import make_engine, make_sessionmaker
 from dirhook.metrics import DatabaseCollector
 from dirhook.scim.gateway import ScimGateway
 from dirhook.scim.projection import make_projector
+from dirhook.services.errors import RequestError
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,6 +64,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if response.status_code >= 500:
             log.error("%s %s answered %d", request.method, request.url.path, response.status_code)
         return response
+
+    @app.exception_handler(RequestError)
+    async def _request_error(_request: Request, exc: RequestError) -> JSONResponse:
+        # What a service refused, and why (dirhook.services.errors).
+        return JSONResponse(status_code=exc.status, content={"detail": exc.detail}, headers=exc.headers)
 
     @app.exception_handler(IntegrityError)
     async def _conflict(_request: Request, exc: IntegrityError):

@@ -7,8 +7,9 @@ import asyncio
 import hmac
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Iterator
+from typing import Annotated, Any, Awaitable, Callable, Iterator, TypeVar
 
+import anyio.from_thread
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
@@ -17,6 +18,11 @@ from temporalio.client import Client
 from dirhook import api_keys
 from dirhook.config import Settings
 from dirhook.db.schema import ApiKey, utcnow
+from dirhook.services.scope import Scope, caller_scope, visible
+
+__all__ = ["CallerDep", "ScopeDep", "SessionDep", "SettingsDep", "TemporalDep", "authenticate", "caller_scope",
+           "in_loop", "require_admin", "visible"]
+T = TypeVar("T")
 
 bearer = HTTPBearer(auto_error=False, description="the admin token printed by `dirhook dev`, or an organization's API key")
 
@@ -83,14 +89,19 @@ def require_admin(caller: CallerDep) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs the admin token, not an organization's API key")
 
 
-def caller_scope(session: Session) -> str | None:
-    """The organization the request is confined to, or None for the admin token."""
-    return session.info.get("organization_id")
+def get_scope(request: Request, caller: CallerDep) -> Scope:
+    """What a service acts for: the caller's organization, with sessions of its own (opened
+    in the service's worker threads)."""
+    return Scope(request.app.state.sessions, caller.organization_id)
 
 
-def visible(session: Session, organization_id: str) -> bool:
-    scope = caller_scope(session)
-    return scope is None or scope == organization_id
+ScopeDep = Annotated[Scope, Depends(get_scope)]
+
+
+def in_loop(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """From a plain route (run in FastAPI's thread pool, so its database work is off the
+    event loop): run ``fn(*args)`` on the event loop and wait for it, for Temporal calls."""
+    return anyio.from_thread.run(fn, *args)
 
 
 class TemporalConnector:

@@ -1,3 +1,10 @@
+"""/v1/endpoints: webhook endpoints, their state and their deliveries.
+
+Routes are plain functions, which FastAPI runs in its thread pool: their database work
+stays off the event loop, and the Temporal calls (and the URL guard's DNS lookups) go back
+to the loop through ``in_loop``.
+"""
+
 from datetime import timedelta
 from typing import Annotated
 
@@ -7,8 +14,7 @@ from sqlalchemy.orm import Session
 from temporalio.client import Client
 
 from dirhook import temporal as t
-from dirhook.api.deps import SessionDep, SettingsDep, TemporalDep, visible
-from dirhook.api.routers.organizations import resolve_organization, scoped
+from dirhook.api.deps import SessionDep, SettingsDep, TemporalDep, in_loop, visible
 from dirhook.api.schemas import (
     AttemptOut,
     DeliveryOut,
@@ -19,18 +25,27 @@ from dirhook.api.schemas import (
     EndpointPatch,
     Page,
     RecoverIn,
-    Requeued,
     ReplayIn,
+    Requeued,
     RotateIn,
     SecretRotated,
     StateChangeOut,
 )
 from dirhook.config import Settings
-from dirhook.db.schema import Delivery, DeliveryAttempt, Directory, Endpoint, EndpointStateChange, EventRow, utcnow
+from dirhook.db.schema import (
+    Delivery,
+    DeliveryAttempt,
+    Directory,
+    Endpoint,
+    EndpointStateChange,
+    EventRow,
+    utcnow,
+)
 from dirhook.delivery.rules import OPEN_STATUSES, DeliveryStatus
 from dirhook.delivery.store import health_of
 from dirhook.endpoint_state import rotate_secret, set_enabled
 from dirhook.ids import new_id
+from dirhook.services.scope import resolve_organization, scoped
 from dirhook.signing import generate_secret
 from dirhook.ssrf import UnsafeURL, check_url
 from dirhook.subscriptions import endpoint_wants
@@ -78,9 +93,9 @@ async def wake(client: Client, settings: Settings, endpoint_id: str) -> None:
 
 
 @router.post("", response_model=EndpointCreated, status_code=201)
-async def create_endpoint(body: EndpointIn, session: SessionDep, settings: SettingsDep):
+def create_endpoint(body: EndpointIn, session: SessionDep, settings: SettingsDep):
     """Subscribes a URL. The response carries the signing secret: it is never shown again."""
-    await guard_url(body.url, settings)
+    in_loop(guard_url, body.url, settings)
     org = resolve_organization(session, body.organization_id)
     check_directories(session, org.id, body.directory_ids)
     values = body.model_dump(exclude={"organization_id"})
@@ -107,12 +122,12 @@ def read_endpoint(endpoint_id: str, session: SessionDep):
 
 
 @router.patch("/{endpoint_id}", response_model=EndpointOut)
-async def update_endpoint(endpoint_id: str, body: EndpointPatch, session: SessionDep, settings: SettingsDep):
+def update_endpoint(endpoint_id: str, body: EndpointPatch, session: SessionDep, settings: SettingsDep):
     """Changes what the endpoint receives and how; fields left out stay as they are."""
     e = get_endpoint(session, endpoint_id)
     changes = body.model_dump(exclude_unset=True)
     if "url" in changes:
-        await guard_url(changes["url"], settings)
+        in_loop(guard_url, changes["url"], settings)
     if "directory_ids" in changes:
         check_directories(session, e.organization_id, changes["directory_ids"])
     if changes.get("fifo") is None:
@@ -124,10 +139,10 @@ async def update_endpoint(endpoint_id: str, body: EndpointPatch, session: Sessio
 
 
 @router.delete("/{endpoint_id}", status_code=204)
-async def delete_endpoint(endpoint_id: str, session: SessionDep, client: TemporalDep):
+def delete_endpoint(endpoint_id: str, session: SessionDep, client: TemporalDep):
     """Deletes the endpoint and its deliveries; its dispatcher stops."""
     e = get_endpoint(session, endpoint_id)
-    await t.terminate_if_running(client, t.dispatch_workflow_id(e.id), "endpoint deleted")
+    in_loop(t.terminate_if_running, client, t.dispatch_workflow_id(e.id), "endpoint deleted")
     session.delete(e)
     session.commit()
     return Response(status_code=204)
@@ -144,12 +159,12 @@ def disable_endpoint(endpoint_id: str, body: DisableIn, session: SessionDep):
 
 
 @router.post("/{endpoint_id}/enable", response_model=EndpointOut)
-async def enable_endpoint(endpoint_id: str, session: SessionDep, settings: SettingsDep, client: TemporalDep):
+def enable_endpoint(endpoint_id: str, session: SessionDep, settings: SettingsDep, client: TemporalDep):
     """Resumes delivery of pending events (held-back ones need `recover`)."""
     e = get_endpoint(session, endpoint_id)
     set_enabled(session, e, True, "enabled by an operator", "operator")
     session.commit()
-    await wake(client, settings, e.id)
+    in_loop(wake, client, settings, e.id)
     return endpoint_out(e)
 
 
@@ -175,7 +190,7 @@ def rotate_endpoint_secret(endpoint_id: str, session: SessionDep, settings: Sett
 
 # -- replay -----------------------------------------------------------------------------------
 @router.post("/{endpoint_id}/recover", response_model=Requeued)
-async def recover(endpoint_id: str, body: RecoverIn, session: SessionDep, settings: SettingsDep, client: TemporalDep):
+def recover(endpoint_id: str, body: RecoverIn, session: SessionDep, settings: SettingsDep, client: TemporalDep):
     """Requeues every delivery created since `since` that has not succeeded — failed, held
     back (`skipped`), waiting for a retry or held by the circuit breaker — to be sent now."""
     e = get_endpoint(session, endpoint_id)
@@ -190,12 +205,12 @@ async def recover(endpoint_id: str, body: RecoverIn, session: SessionDep, settin
     if e.breaker_opened_at is not None:
         e.next_probe_at = utcnow()  # an operator says the receiver is back: probe now, not on the schedule
     session.commit()
-    await wake(client, settings, e.id)
+    in_loop(wake, client, settings, e.id)
     return Requeued(endpoint_id=e.id, requeued=result.rowcount)
 
 
 @router.post("/{endpoint_id}/replay", response_model=Requeued)
-async def replay(endpoint_id: str, body: ReplayIn, session: SessionDep, settings: SettingsDep, client: TemporalDep):
+def replay(endpoint_id: str, body: ReplayIn, session: SessionDep, settings: SettingsDep, client: TemporalDep):
     """Sends again every event of a directory since a sequence or a time (for a receiver that
     lost its data). Same `webhook-id`s as before, so a deduplicating receiver sees each once."""
     e = get_endpoint(session, endpoint_id)
@@ -226,7 +241,7 @@ async def replay(endpoint_id: str, body: ReplayIn, session: SessionDep, settings
     if fresh:
         session.execute(insert(Delivery), fresh)
     session.commit()
-    await wake(client, settings, e.id)
+    in_loop(wake, client, settings, e.id)
     return Requeued(endpoint_id=e.id, requeued=len(events))
 
 
@@ -270,18 +285,18 @@ def list_deliveries(endpoint_id: str, session: SessionDep, limit: Limit = 100, a
 
 
 @router.post("/{endpoint_id}/deliveries/{delivery_id}/resend", response_model=DeliveryOut)
-async def resend(endpoint_id: str, delivery_id: int, session: SessionDep, settings: SettingsDep, client: TemporalDep):
+def resend(endpoint_id: str, delivery_id: int, session: SessionDep, settings: SettingsDep, client: TemporalDep):
     """Sends one delivery again (whatever its status), with the same `webhook-id`."""
     e = get_endpoint(session, endpoint_id)
     d = get_delivery(session, e, delivery_id)
     d.status, d.next_attempt_at, d.updated_at = DeliveryStatus.PENDING, None, utcnow()
     session.commit()
-    await wake(client, settings, e.id)
+    in_loop(wake, client, settings, e.id)
     return delivery_out(session, [d])[0]
 
 
 @router.post("/{endpoint_id}/deliveries/{delivery_id}/skip", response_model=DeliveryOut)
-async def skip(endpoint_id: str, delivery_id: int, session: SessionDep, settings: SettingsDep, client: TemporalDep):
+def skip(endpoint_id: str, delivery_id: int, session: SessionDep, settings: SettingsDep, client: TemporalDep):
     """Gives up on one delivery (it stays recoverable): in FIFO mode, unblocks the events after it."""
     e = get_endpoint(session, endpoint_id)
     d = get_delivery(session, e, delivery_id)
@@ -290,5 +305,5 @@ async def skip(endpoint_id: str, delivery_id: int, session: SessionDep, settings
     d.status, d.next_attempt_at, d.last_error, d.updated_at = (DeliveryStatus.SKIPPED, None, "skipped by an operator",
                                                                utcnow())
     session.commit()
-    await wake(client, settings, e.id)
+    in_loop(wake, client, settings, e.id)
     return delivery_out(session, [d])[0]

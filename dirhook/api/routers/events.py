@@ -5,10 +5,10 @@ from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select
 
 from dirhook.api.deps import SessionDep
-from dirhook.api.routers.directories import get_directory
-from dirhook.api.routers.organizations import scoped
 from dirhook.api.schemas import Page
 from dirhook.db.schema import EventRow
+from dirhook.services.directories import get_directory
+from dirhook.services.scope import scoped
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 

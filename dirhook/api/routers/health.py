@@ -1,3 +1,5 @@
+import asyncio
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -10,12 +12,15 @@ router = APIRouter(tags=["health"])
 @router.get("/healthz", response_model=Health)
 async def healthz(request: Request):
     """Liveness and dependencies: 200 when the database answers, with Temporal's state beside it."""
-    db = "ok"
-    try:
-        with request.app.state.sessions() as s:
-            s.execute(text("SELECT 1"))
-    except Exception as exc:  # report, don't raise: this is the health endpoint
-        db = f"error: {type(exc).__name__}"
+    def ping() -> str:
+        try:
+            with request.app.state.sessions() as s:
+                s.execute(text("SELECT 1"))
+        except Exception as exc:  # report, don't raise: this is the health endpoint
+            return f"error: {type(exc).__name__}"
+        return "ok"
+
+    db = await asyncio.to_thread(ping)  # a locked database must not hold the event loop
     try:
         client = await request.app.state.temporal.get()
         await client.service_client.check_health()

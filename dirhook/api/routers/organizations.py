@@ -2,46 +2,21 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Response
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from dirhook import api_keys
-from dirhook.api.deps import SessionDep, caller_scope, require_admin, visible
-from dirhook.api.schemas import ApiKeyCreated, ApiKeyIn, ApiKeyOut, OrganizationIn, OrganizationOut
+from dirhook.api.deps import SessionDep, require_admin
+from dirhook.api.schemas import (
+    ApiKeyCreated,
+    ApiKeyIn,
+    ApiKeyOut,
+    OrganizationIn,
+    OrganizationOut,
+)
 from dirhook.db.schema import ApiKey, Organization, utcnow
 from dirhook.ids import new_id
+from dirhook.services.scope import resolve_organization, scoped
 
 router = APIRouter(prefix="/v1/organizations", tags=["organizations"])
-
-DEFAULT_ORGANIZATION_ID = "org_default"
-
-
-def resolve_organization(session: Session, organization_id: str | None) -> Organization:
-    """The named organization (404 if unknown or not the caller's); when none is named,
-    the caller's own, or for the admin the default one, created on first use."""
-    organization_id = organization_id or caller_scope(session)
-    if organization_id:
-        org = session.get(Organization, organization_id)
-        if org is None or not visible(session, org.id):
-            raise HTTPException(404, f"organization {organization_id} not found")
-        return org
-    org = session.get(Organization, DEFAULT_ORGANIZATION_ID)
-    if org is None:
-        org = Organization(id=DEFAULT_ORGANIZATION_ID, name="default")
-        session.add(org)
-        session.flush()
-    return org
-
-
-def scoped(session: Session, query, column, organization_id: str | None = None):
-    """``query`` narrowed to the named organization (404 unless the caller may see it) or,
-    for an organization's API key, to its own."""
-    if organization_id:
-        resolve_organization(session, organization_id)
-        return query.where(column == organization_id)
-    if scope := caller_scope(session):
-        return query.where(column == scope)
-    return query
-
 
 @router.post("", response_model=OrganizationOut, status_code=201, dependencies=[Depends(require_admin)])
 def create_organization(body: OrganizationIn, session: SessionDep):

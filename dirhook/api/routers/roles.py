@@ -3,6 +3,9 @@
 Every change that can alter a user's roles queues a `recompute` pass of the affected
 directories: users are recomputed from stored data at once, without reading the
 directory, and only those whose roles changed get `user.updated`.
+
+Routes are plain functions, which FastAPI runs in its thread pool: their database work
+stays off the event loop, and the Temporal calls go back to the loop through ``in_loop``.
 """
 
 from fastapi import APIRouter, HTTPException, Response
@@ -10,13 +13,21 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from temporalio.client import Client
 
-from dirhook.api.deps import SessionDep, SettingsDep, TemporalDep, visible
-from dirhook.api.routers.directories import get_directory, request_sync
-from dirhook.api.routers.organizations import resolve_organization, scoped
-from dirhook.api.schemas import RoleIn, RoleMappingIn, RoleMappingOut, RoleOut, RolePatch
+from dirhook import sync_control
+from dirhook.api.deps import SessionDep, SettingsDep, TemporalDep, in_loop
+from dirhook.api.schemas import (
+    RoleIn,
+    RoleMappingIn,
+    RoleMappingOut,
+    RoleOut,
+    RolePatch,
+)
 from dirhook.config import Settings
+from dirhook.contracts import SyncMode
 from dirhook.db.schema import Directory, Role, RoleMappingRow
 from dirhook.ids import new_id
+from dirhook.services.directories import get_directory, ref
+from dirhook.services.scope import resolve_organization, scoped, visible
 
 roles_router = APIRouter(prefix="/v1/roles", tags=["roles"])
 mappings_router = APIRouter(prefix="/v1/directories/{directory_id}/role-mappings", tags=["roles"])
@@ -29,9 +40,13 @@ def get_role(session: Session, role_id: str) -> Role:
     return role
 
 
-async def recompute_organization(session: Session, client: Client, settings: Settings, organization_id: str) -> None:
-    for d in session.scalars(select(Directory).where(Directory.organization_id == organization_id)):
-        await request_sync(client, settings, d, "recompute")
+def recompute(client: Client, settings: Settings, d: Directory) -> None:
+    in_loop(sync_control.request_sync, client, settings, ref(d), SyncMode.RECOMPUTE)
+
+
+def recompute_organization(session: Session, client: Client, settings: Settings, organization_id: str) -> None:
+    for d in list(session.scalars(select(Directory).where(Directory.organization_id == organization_id))):
+        recompute(client, settings, d)
 
 
 def _only_default(session: Session, role: Role) -> None:
@@ -41,7 +56,7 @@ def _only_default(session: Session, role: Role) -> None:
 
 
 @roles_router.post("", response_model=RoleOut, status_code=201)
-async def create_role(body: RoleIn, session: SessionDep, settings: SettingsDep, client: TemporalDep):
+def create_role(body: RoleIn, session: SessionDep, settings: SettingsDep, client: TemporalDep):
     org = resolve_organization(session, body.organization_id)
     if session.scalar(select(Role.id).where(Role.organization_id == org.id, Role.slug == body.slug)):
         raise HTTPException(409, f"organization {org.id} already has a role {body.slug!r}")
@@ -51,7 +66,7 @@ async def create_role(body: RoleIn, session: SessionDep, settings: SettingsDep, 
     _only_default(session, role)
     session.commit()
     if role.is_default:
-        await recompute_organization(session, client, settings, org.id)
+        recompute_organization(session, client, settings, org.id)
     return RoleOut.model_validate(role, from_attributes=True)
 
 
@@ -67,7 +82,7 @@ def read_role(role_id: str, session: SessionDep):
 
 
 @roles_router.patch("/{role_id}", response_model=RoleOut)
-async def update_role(role_id: str, body: RolePatch, session: SessionDep, settings: SettingsDep, client: TemporalDep):
+def update_role(role_id: str, body: RolePatch, session: SessionDep, settings: SettingsDep, client: TemporalDep):
     role = get_role(session, role_id)
     changes = body.model_dump(exclude_unset=True)
     if any(v is None for k, v in changes.items() if k in ("name", "priority", "is_default")):
@@ -78,18 +93,18 @@ async def update_role(role_id: str, body: RolePatch, session: SessionDep, settin
     _only_default(session, role)
     session.commit()
     if affects_users:
-        await recompute_organization(session, client, settings, role.organization_id)
+        recompute_organization(session, client, settings, role.organization_id)
     return RoleOut.model_validate(role, from_attributes=True)
 
 
 @roles_router.delete("/{role_id}", status_code=204)
-async def delete_role(role_id: str, session: SessionDep, settings: SettingsDep, client: TemporalDep):
+def delete_role(role_id: str, session: SessionDep, settings: SettingsDep, client: TemporalDep):
     """Deletes the role and its mappings; users who had it get `user.updated`."""
     role = get_role(session, role_id)
     org = role.organization_id
     session.delete(role)
     session.commit()
-    await recompute_organization(session, client, settings, org)
+    recompute_organization(session, client, settings, org)
     return Response(status_code=204)
 
 
@@ -99,7 +114,7 @@ def mapping_out(m: RoleMappingRow, slug: str) -> RoleMappingOut:
 
 
 @mappings_router.post("", response_model=RoleMappingOut, status_code=201)
-async def create_mapping(directory_id: str, body: RoleMappingIn, session: SessionDep, settings: SettingsDep,
+def create_mapping(directory_id: str, body: RoleMappingIn, session: SessionDep, settings: SettingsDep,
                          client: TemporalDep):
     """Members of matching groups (directly or through nesting) get the role."""
     d = get_directory(session, directory_id)
@@ -113,7 +128,7 @@ async def create_mapping(directory_id: str, body: RoleMappingIn, session: Sessio
     m = RoleMappingRow(id=new_id("rmap"), directory_id=d.id, role_id=role.id, match=body.match, pattern=body.pattern)
     session.add(m)
     session.commit()
-    await request_sync(client, settings, d, "recompute")
+    recompute(client, settings, d)
     return mapping_out(m, role.slug)
 
 
@@ -126,7 +141,7 @@ def list_mappings(directory_id: str, session: SessionDep):
 
 
 @mappings_router.delete("/{mapping_id}", status_code=204)
-async def delete_mapping(directory_id: str, mapping_id: str, session: SessionDep, settings: SettingsDep,
+def delete_mapping(directory_id: str, mapping_id: str, session: SessionDep, settings: SettingsDep,
                          client: TemporalDep):
     d = get_directory(session, directory_id)
     m = session.get(RoleMappingRow, mapping_id)
@@ -134,5 +149,5 @@ async def delete_mapping(directory_id: str, mapping_id: str, session: SessionDep
         raise HTTPException(404, f"role mapping {mapping_id} not found in directory {d.id}")
     session.delete(m)
     session.commit()
-    await request_sync(client, settings, d, "recompute")
+    recompute(client, settings, d)
     return Response(status_code=204)

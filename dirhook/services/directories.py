@@ -1,0 +1,404 @@
+"""Directory operations: creating, changing and deleting directories with their Temporal
+schedules and listeners, starting passes, and reading their state.
+
+Database work runs in a worker thread (``Scope.run``); Temporal calls are awaited on the
+loop between them. A step that fails after the database changed undoes what it can
+(``create``) or says what was kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from dirhook import sync_control, tokens
+from dirhook import temporal as t
+from dirhook.api.schemas import (
+    DeletionDecision,
+    DirectoryIn,
+    DirectoryOut,
+    DirectoryPatch,
+    HeldDeletionsOut,
+    Page,
+    ScheduleOut,
+    SyncRunOut,
+    SyncStarted,
+    SyncStatusOut,
+)
+from dirhook.config import Settings
+from dirhook.contracts import RunStatus, SyncMode, SyncState
+from dirhook.db.schema import Directory, Group, HeldDeletion, SyncRun, User
+from dirhook.errors import MappingError
+from dirhook.ids import new_id
+from dirhook.normalize import effective_mapping
+from dirhook.payloads import group_payload, user_payload
+from dirhook.providers.entra import EntraConfig
+from dirhook.providers.ldap import LdapConfig
+from dirhook.services.errors import Conflict, InvalidInput, NotFound, Unavailable
+from dirhook.services.scope import Scope, resolve_organization, scoped, visible
+from dirhook.sync_control import DirectoryRef
+from workflows.directory_sync import DirectorySyncWorkflow
+
+log = logging.getLogger(__name__)
+
+SCIM_TOKEN_PREFIX = "dhscim_"
+# What each provider's PATCH may carry besides the shared fields, and its settings' model.
+PROVIDER_FIELDS = {"ldap": ("ldap", "bind_password"), "entra": ("entra", "client_secret"), "scim": ()}
+SETTINGS_MODEL: dict[str, type[LdapConfig] | type[EntraConfig]] = {"ldap": LdapConfig, "entra": EntraConfig}
+# Changing any of these points the directory at other objects: the stored cursor no longer
+# describes them, so the next pass is a full one.
+CURSOR_SCOPES = {"ldap": ("url", "user_base_dn", "group_base_dn", "user_filter", "group_filter", "flavour"),
+                 "entra": ("tenant_id", "graph_base_url")}
+# …and these, an LDAP live listener reconnects for.
+LISTENER_SCOPE = (*CURSOR_SCOPES["ldap"], "live", "bind_dn", "start_tls")
+HELD_SAMPLE = 20
+
+
+def directory_out(d: Directory) -> DirectoryOut:
+    return DirectoryOut(id=d.id, organization_id=d.organization_id, name=d.name, provider=d.provider,
+                        config=d.config, has_bind_password=d.provider == "ldap" and bool(d.secret),
+                        has_client_secret=d.provider == "entra" and bool(d.secret),
+                        attribute_mapping=d.attribute_mapping,
+                        cursor=d.cursor, deletion_threshold_count=d.deletion_threshold_count,
+                        deletion_threshold_percent=d.deletion_threshold_percent,
+                        sync_interval_seconds=d.sync_interval_seconds,
+                        scim_path=f"/scim/v2/{d.id}" if d.provider == "scim" else None, created_at=d.created_at)
+
+
+def ref(d: Directory) -> DirectoryRef:
+    return DirectoryRef(id=d.id, organization_id=d.organization_id, name=d.name, provider=d.provider)
+
+
+def get_directory(session: Session, directory_id: str) -> Directory:
+    d = session.get(Directory, directory_id)
+    if d is None or not visible(session, d.organization_id):
+        raise NotFound(f"directory {directory_id} not found")
+    return d
+
+
+def new_scim_token(d: Directory) -> str:
+    token = SCIM_TOKEN_PREFIX + tokens.new_secret()
+    d.scim_token_digest = tokens.digest(token)
+    return token
+
+
+def check_mapping(flavour: str, mapping: dict[str, Any] | None) -> None:
+    try:
+        effective_mapping(flavour, mapping)
+    except MappingError as exc:
+        raise InvalidInput(f"attribute_mapping: {exc}") from None
+
+
+def apply_source_settings(d: Directory, body: DirectoryPatch) -> bool:
+    """Lays the PATCH's provider settings and secret over the directory's, validated whole
+    (InvalidInput, nothing applied, on error). True when the LDAP listener must start again."""
+    given = {name for name in ("ldap", "bind_password", "entra", "client_secret") if getattr(body, name) is not None}
+    foreign = given - set(PROVIDER_FIELDS[d.provider])
+    if foreign:
+        raise InvalidInput(f"this {d.provider} directory takes no {', '.join(sorted(foreign))}")
+    settings_field, secret_field = PROVIDER_FIELDS[d.provider] or (None, None)
+    old = d.config
+    patch = getattr(body, settings_field) if settings_field else None
+    if patch is not None:
+        try:
+            d.config = SETTINGS_MODEL[d.provider].model_validate({**old, **patch}).model_dump(mode="json")
+        except ValidationError as exc:
+            raise InvalidInput([{"loc": ["body", settings_field, *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                                for e in exc.errors(include_url=False, include_input=False)]) from None
+        if any(d.config.get(k) != old.get(k) for k in CURSOR_SCOPES[d.provider]):
+            d.cursor = None
+    secret = getattr(body, secret_field) if secret_field else None
+    if secret is not None:
+        d.secret = secret
+    return d.provider == "ldap" and (secret is not None or any(d.config.get(k) != old.get(k) for k in LISTENER_SCOPE))
+
+
+@dataclass
+class Updated:
+    directory: Directory
+    reschedule: bool
+    relisten: bool
+    remap: bool
+
+
+class DirectoryService:
+    def __init__(self, scope: Scope, settings: Settings, temporal: Callable[[], Any]):
+        self.scope = scope
+        self.settings = settings
+        # Awaited only by operations that need Temporal: reads answer while it is down.
+        self._temporal = temporal
+
+    async def client(self) -> Client:
+        try:
+            client: Client = await self._temporal()
+        except Exception:
+            raise Unavailable(f"Temporal is unreachable at {self.settings.temporal_address}") from None
+        return client
+
+    async def get(self, directory_id: str) -> Directory:
+        return await self.scope.run(lambda s: get_directory(s, directory_id))
+
+    async def list(self, organization_id: str | None) -> list[Directory]:
+        def load(s: Session) -> list[Directory]:
+            q = scoped(s, select(Directory).order_by(Directory.id), Directory.organization_id, organization_id)
+            return list(s.scalars(q))
+        return await self.scope.run(load)
+
+    # -- writes ---------------------------------------------------------------------------------
+    async def create(self, body: DirectoryIn) -> tuple[Directory, str | None]:
+        """The new directory and, for SCIM, its bearer token (shown once). LDAP and Entra get
+        their schedule (and OpenLDAP a live listener); without its schedule nothing is made."""
+        check_mapping(body.ldap.flavour if body.ldap else body.provider, body.attribute_mapping)
+        client = await self.client()
+        default_interval = self.settings.default_sync_interval_seconds if body.provider != "scim" else 0
+        interval = default_interval if body.sync_interval_seconds is None else body.sync_interval_seconds
+        source_settings = body.ldap or body.entra
+
+        def insert(s: Session) -> tuple[Directory, str | None]:
+            org = resolve_organization(s, body.organization_id)
+            d = Directory(id=new_id("dir"), organization_id=org.id, name=body.name, provider=body.provider,
+                          config=source_settings.model_dump(mode="json") if source_settings else {"flavour": "scim"},
+                          secret=body.bind_password or body.client_secret,
+                          attribute_mapping=body.attribute_mapping or {}, sync_interval_seconds=interval or None)
+            token = new_scim_token(d) if body.provider == "scim" else None
+            s.add(d)
+            s.commit()
+            return d, token
+
+        d, token = await self.scope.run(insert)
+        try:
+            await sync_control.put_schedule(client, self.settings, ref(d), d.sync_interval_seconds)
+        except Exception:
+            await self.scope.run(lambda s: _delete_row(s, d.id))  # nothing half-made
+            raise Unavailable("could not create the directory's schedule in Temporal; nothing was created") from None
+        await self._listen(client, d)
+        return d, token
+
+    async def rotate_scim_token(self, directory_id: str) -> tuple[Directory, str]:
+        def rotate(s: Session) -> tuple[Directory, str]:
+            d = get_directory(s, directory_id)
+            if d.provider != "scim":
+                raise Conflict(f"directory {d.id} is an {d.provider} directory: it has no SCIM token")
+            token = new_scim_token(d)
+            s.commit()
+            return d, token
+        return await self.scope.run(rotate)
+
+    async def update(self, directory_id: str, body: DirectoryPatch) -> Directory:
+        """Validated whole; nothing changes on error. A new attribute mapping re-normalizes the
+        stored users at once (a recompute pass: no directory read)."""
+        client = await self.client()
+
+        def change(s: Session) -> Updated:
+            d = get_directory(s, directory_id)
+            relisten = apply_source_settings(d, body)
+            mapping = body.attribute_mapping if body.attribute_mapping is not None else d.attribute_mapping
+            check_mapping(d.config.get("flavour", d.provider), mapping)
+            remap = (mapping or {}) != (d.attribute_mapping or {})
+            d.attribute_mapping = mapping or {}
+            if body.name is not None:
+                d.name = body.name
+            for name in ("deletion_threshold_count", "deletion_threshold_percent"):
+                if name in body.model_fields_set:
+                    setattr(d, name, getattr(body, name))
+            reschedule = "sync_interval_seconds" in body.model_fields_set and \
+                (body.sync_interval_seconds or None) != d.sync_interval_seconds
+            if reschedule:
+                d.sync_interval_seconds = body.sync_interval_seconds or None
+            s.commit()
+            return Updated(d, reschedule or "name" in body.model_fields_set, relisten, remap)
+
+        done = await self.scope.run(change)
+        d = done.directory
+        if done.reschedule:
+            await sync_control.put_schedule(client, self.settings, ref(d), d.sync_interval_seconds)
+        if done.relisten:
+            await self._listen(client, d, restart=True)
+        if done.remap:
+            await self._request_sync(client, d, SyncMode.RECOMPUTE)
+        return d
+
+    async def delete(self, directory_id: str) -> None:
+        """The directory, its users, groups and events; a running pass is stopped first."""
+        d = await self.get(directory_id)
+        client = await self.client()
+        await t.terminate_if_running(client, t.sync_workflow_id(d.id), "directory deleted")
+        await sync_control.delete_schedule(client, d.id)
+        await sync_control.stop_listener(client, d.id)
+        await self.scope.run(lambda s: _delete_row(s, d.id))
+
+    async def _listen(self, client: Client, d: Directory, restart: bool = False) -> None:
+        """LDAP directories with `live` get a listener (syncrepl on OpenLDAP, change
+        notifications on Active Directory; it ends by itself when the server offers neither).
+        Best effort: the schedule's passes cover a listener that fails."""
+        live = d.provider == "ldap" and d.config.get("live", True)
+        try:
+            if live:
+                await sync_control.start_listener(client, self.settings, ref(d), restart=restart)
+            elif restart:
+                await sync_control.stop_listener(client, d.id)
+        except Exception:
+            log.warning("could not start the live listener of %s", d.id, exc_info=True, extra={"directory_id": d.id})
+
+    # -- passes ---------------------------------------------------------------------------------
+    async def request_sync(self, directory_id: str, mode: SyncMode) -> SyncStarted:
+        d = await self.get(directory_id)
+        return await self._request_sync(await self.client(), d, mode)
+
+    async def _request_sync(self, client: Client, d: Directory, mode: SyncMode) -> SyncStarted:
+        handle = await sync_control.request_sync(client, self.settings, ref(d), mode)
+        s = self.settings
+        return SyncStarted(directory_id=d.id, workflow_id=handle.id, run_id=handle.result_run_id, mode=mode,
+                           temporal_ui_url=f"http://127.0.0.1:{s.temporal_ui_port}/namespaces/"
+                                           f"{s.temporal_namespace}/workflows/{handle.id}")
+
+    async def sync_status(self, directory_id: str) -> SyncStatusOut:
+        """The current or last pass: workflow state, live progress, last error."""
+        def load(s: Session) -> tuple[Directory, SyncRun | None, SyncRun | None]:
+            d = get_directory(s, directory_id)
+            last = s.scalars(select(SyncRun).where(SyncRun.directory_id == d.id)
+                             .order_by(SyncRun.id.desc()).limit(1)).first()
+            # A failed pass may be followed by the requests queued behind it (a recompute):
+            # the error shown is the last failed pass's.
+            last_failed = s.scalars(select(SyncRun).where(SyncRun.directory_id == d.id,
+                                                          SyncRun.status == RunStatus.FAILED)
+                                    .order_by(SyncRun.id.desc()).limit(1)).first()
+            return d, last, last_failed
+
+        d, last, last_failed = await self.scope.run(load)
+        out = SyncStatusOut(directory_id=d.id, workflow_id=t.sync_workflow_id(d.id), workflow_status=None, state=None,
+                            last_run=SyncRunOut.model_validate(last, from_attributes=True) if last else None)
+        handle = (await self.client()).get_workflow_handle(t.sync_workflow_id(d.id))
+        try:
+            desc = await handle.describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return out
+            raise
+        out.workflow_status = desc.status.name if desc.status else None
+        if desc.status == WorkflowExecutionStatus.RUNNING:
+            status = await handle.query(DirectorySyncWorkflow.status)
+            if status is not None:
+                out.state, out.progress, out.error = status.state, status.progress, status.error
+                if status.state == SyncState.RUNNING and last is not None and last.status == RunStatus.RUNNING:
+                    out.progress = (last.counts or {}).get("progress") or out.progress  # the live pass
+        elif out.workflow_status is not None:
+            out.state = {"COMPLETED": SyncState.SUCCEEDED, "FAILED": SyncState.FAILED}.get(
+                out.workflow_status, out.workflow_status.lower())
+            if out.state == SyncState.FAILED and last_failed is not None:
+                out.error = last_failed.error
+        return out
+
+    async def sync_runs(self, directory_id: str, limit: int) -> list[SyncRunOut]:
+        def load(s: Session) -> list[SyncRunOut]:
+            get_directory(s, directory_id)
+            runs = s.scalars(select(SyncRun).where(SyncRun.directory_id == directory_id)
+                             .order_by(SyncRun.id.desc()).limit(limit))
+            return [SyncRunOut.model_validate(r, from_attributes=True) for r in runs]
+        return await self.scope.run(load)
+
+    # -- schedule -------------------------------------------------------------------------------
+    async def schedule(self, directory_id: str) -> ScheduleOut:
+        """The directory's schedule of incremental passes, as Temporal has it."""
+        d = await self.get(directory_id)
+        out = ScheduleOut(directory_id=d.id, schedule_id=sync_control.schedule_id(d.id),
+                          interval_seconds=d.sync_interval_seconds, paused=False, next_runs=[], recent_runs=[])
+        if not d.sync_interval_seconds:
+            return out
+        try:
+            desc = await (await self.client()).get_schedule_handle(out.schedule_id).describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise Conflict(f"directory {d.id} should have a schedule and has none: "
+                               "PATCH its sync_interval_seconds to create it") from None
+            raise
+        out.paused = desc.schedule.state.paused
+        out.next_runs = list(desc.info.next_action_times[:3])
+        out.recent_runs = [a.scheduled_at for a in desc.info.recent_actions]
+        return out
+
+    async def pause_schedule(self, directory_id: str, pause: bool) -> ScheduleOut:
+        d = await self.get(directory_id)
+        if not d.sync_interval_seconds:
+            raise Conflict(f"directory {d.id} has no schedule (sync_interval_seconds is not set)")
+        handle = (await self.client()).get_schedule_handle(sync_control.schedule_id(d.id))
+        await (handle.pause(note="paused through the API") if pause else handle.unpause(note="resumed through the API"))
+        return await self.schedule(directory_id)
+
+    # -- deletion protection ----------------------------------------------------------------------
+    async def held_deletions(self, directory_id: str) -> HeldDeletionsOut:
+        """Deletions the last pass held back (more than the directory's threshold), awaiting a decision."""
+        def load(s: Session) -> HeldDeletionsOut:
+            d = get_directory(s, directory_id)
+            held = s.execute(select(HeldDeletion.object_type, HeldDeletion.object_id)
+                             .where(HeldDeletion.directory_id == d.id).order_by(HeldDeletion.id)).all()
+            users = [i for kind, i in held if kind == "user"]
+            groups = [i for kind, i in held if kind == "group"]
+            sample = [{"object": "user", "id": u.id, "username": u.state.get("username")}
+                      for u in s.scalars(select(User).where(User.id.in_(users[:HELD_SAMPLE])))]
+            sample += [{"object": "group", "id": g.id, "name": g.state.get("name")}
+                       for g in s.scalars(select(Group).where(
+                           Group.id.in_(groups[:max(0, HELD_SAMPLE - len(sample))])))]
+            return HeldDeletionsOut(directory_id=d.id, awaiting_approval=False, users=len(users),
+                                    groups=len(groups), sample=sample)
+
+        out = await self.scope.run(load)
+        try:
+            handle = (await self.client()).get_workflow_handle(t.sync_workflow_id(out.directory_id))
+            status = await handle.query(DirectorySyncWorkflow.status)
+            out.awaiting_approval = status is not None and status.state == SyncState.AWAITING_APPROVAL
+        except (RPCError, WorkflowQueryFailedError, Unavailable):
+            pass  # no running sync: nothing awaits
+        return out
+
+    async def decide_deletions(self, directory_id: str, approve: bool) -> DeletionDecision:
+        """Approve (delete, with their events) or reject (keep) what the pass held back."""
+        d = await self.get(directory_id)
+        handle = (await self.client()).get_workflow_handle(t.sync_workflow_id(d.id))
+        try:
+            outcome = await handle.execute_update(DirectorySyncWorkflow.decide_deletions, approve)
+        except WorkflowUpdateFailedError as exc:
+            raise Conflict(str(exc.cause.message if exc.cause else exc)) from None
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise Conflict("no deletions are awaiting approval for this directory") from None
+            raise
+        return DeletionDecision(directory_id=d.id, outcome=outcome)
+
+    # -- objects --------------------------------------------------------------------------------
+    async def objects(self, directory_id: str, kind: type[User] | type[Group], limit: int,
+                      after: str | None) -> Page[dict[str, Any]]:
+        """Users or groups as receivers see them, by id, a page at a time."""
+        payload = user_payload if kind is User else group_payload
+
+        def load(s: Session) -> Page[dict[str, Any]]:
+            d = get_directory(s, directory_id)
+            q = select(kind).where(kind.directory_id == d.id).order_by(kind.id).limit(limit + 1)
+            if after:
+                q = q.where(kind.id > after)
+            rows = list(s.scalars(q))
+            more = len(rows) > limit
+            rows = rows[:limit]
+            return Page(data=[payload(r, d) for r in rows],  # type: ignore[arg-type]  # the payload of its kind
+                        next_cursor=rows[-1].id if rows else after, has_more=more)
+        return await self.scope.run(load)
+
+
+def _delete_row(s: Session, directory_id: str) -> None:
+    d = s.get(Directory, directory_id)
+    if d is not None:
+        s.delete(d)
+        s.commit()
+
