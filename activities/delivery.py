@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 
@@ -15,8 +15,9 @@ from dirhook.delivery.engine import Clock, DeliveryEngine
 from dirhook.delivery.sender import WebhookSender
 from dirhook.delivery.store import DeliveryStore
 
+
 class DeliveryActivities:
-    def __init__(self, sessions: sessionmaker, settings: Settings, client: Client, sender: WebhookSender):
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings, client: Client, sender: WebhookSender):
         self.settings = settings
         self.client = client
         self.store = DeliveryStore(sessions, settings)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import delete, update
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 
@@ -24,13 +25,14 @@ from dirhook.contracts import (
     SyncMode,
     directory_id_of,
 )
-from dirhook.db.schema import Directory, HeldDeletion, SyncRun, utcnow
+from dirhook.db.schema import Directory, HeldDeletion, SyncRun, rowcount, utcnow
 from dirhook.directory_lock import DirectoryLocks
 from dirhook.errors import DirectoryNotFound, DirhookError, as_application_error
 from dirhook.metrics import SYNC_OBJECTS_READ, SYNC_PASS_DURATION
+from dirhook.providers.base import DirectorySource
 from dirhook.providers.factory import build_source, mapping_for
-from dirhook.sync_control import DirectoryRef, request_sync
 from dirhook.sync import SyncEngine
+from dirhook.sync_control import DirectoryRef, request_sync
 from dirhook.temporal import wake_dispatcher
 
 log = logging.getLogger(__name__)
@@ -39,13 +41,13 @@ log = logging.getLogger(__name__)
 def _last_progress(details: Sequence[Any]) -> int:
     """The users a previous attempt had read and committed, from its last heartbeat (0 if none)."""
     for detail in reversed(details or ()):
-        if isinstance(detail, dict) and isinstance(detail.get("users_read"), int):
-            return detail["users_read"]
+        if isinstance(detail, dict) and isinstance(users := detail.get("users_read"), int):
+            return users
     return 0
 
 
 class SyncActivities:
-    def __init__(self, sessions: sessionmaker, settings: Settings, client: Client,
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings, client: Client,
                  loop: asyncio.AbstractEventLoop):
         self.sessions = sessions
         self.settings = settings
@@ -94,8 +96,12 @@ class SyncActivities:
                 else directory.deletion_threshold_count,
                 self.settings.deletion_threshold_percent if directory.deletion_threshold_percent is None
                 else directory.deletion_threshold_percent)
-            source = None if recompute else build_source(directory, self.settings, self.sessions)
-            mapping = mapping_for(directory) if recompute else source.mapping
+            source: DirectorySource | None = None
+            if recompute:
+                mapping: Mapping[str, Any] = mapping_for(directory)
+            else:
+                source = build_source(directory, self.settings, self.sessions)
+                mapping = source.mapping
 
         last_write = 0.0
         started = time.monotonic()
@@ -140,6 +146,7 @@ class SyncActivities:
             elif recompute:
                 result = engine.recompute()
             else:
+                assert source is not None  # built above for every mode that reads the directory
                 source.connect()
                 result = engine.run(source.changes(cursor, full=req.mode == SyncMode.FULL))
         except DirhookError as exc:
@@ -169,8 +176,8 @@ class SyncActivities:
                            resumed_after_users=resumed, events_total=result.events_total,
                            events=dict(result.events), warnings=list(result.warnings), held=dict(result.held))
 
-    def _engine(self, directory_id: str, mapping: dict, thresholds: tuple[int, float], on_progress,
-                on_commit) -> SyncEngine:
+    def _engine(self, directory_id: str, mapping: Mapping[str, Any], thresholds: tuple[int, float],
+                on_progress: Callable[[dict[str, Any]], None], on_commit: Callable[[set[str]], None]) -> SyncEngine:
         return SyncEngine(self.sessions, directory_id, mapping, chunk_size=self.settings.sync_chunk_size,
                           on_progress=on_progress, max_payload_bytes=self.settings.max_payload_bytes,
                           raw_attributes_max_bytes=self.settings.raw_attributes_max_bytes,
@@ -269,9 +276,10 @@ class SyncActivities:
         """An operator rejected: forget the held deletions (the next pass finds them again)."""
         with self.locks.hold(directory_id, None, "reject_deletions", waiting=activity.heartbeat), \
                 self.sessions.begin() as s:
-            return s.execute(delete(HeldDeletion).where(HeldDeletion.directory_id == directory_id)).rowcount
+            return rowcount(s.execute(delete(HeldDeletion).where(HeldDeletion.directory_id == directory_id)))
 
     def _finish(self, run_id: int, status: str, error: str | None, counts: dict[str, Any]) -> None:
         with self.sessions.begin() as s:
             run = s.get(SyncRun, run_id)
+            assert run is not None, run_id  # written by this pass
             run.status, run.error, run.counts, run.finished_at = status, error, counts, utcnow()

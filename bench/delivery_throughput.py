@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 from dirhook.config import Settings  # noqa: E402
 from dirhook.db.engine import make_engine, make_sessionmaker, migrate  # noqa: E402
 from dirhook.db.schema import Delivery, Directory, Endpoint, EventRow, Organization  # noqa: E402
-from dirhook.delivery.sender import WebhookSender  # noqa: E402
 from dirhook.delivery.rules import DeliveryStatus  # noqa: E402
+from dirhook.delivery.sender import WebhookSender  # noqa: E402
 from dirhook.devstack import temporal_cli  # noqa: E402
 from dirhook.outbox import Outbox  # noqa: E402
 from dirhook.signing import Signer, generate_secret  # noqa: E402

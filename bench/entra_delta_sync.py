@@ -58,14 +58,14 @@ def serve(users: int, groups: int, ready: mp.Queue, commands: mp.Queue) -> None:
 
 
 async def bare_sdk(info: dict) -> tuple[float, int, int]:
+    import ssl
+
     import httpx
     from azure.identity.aio import ClientSecretCredential
     from kiota_abstractions.base_request_configuration import RequestConfiguration
     from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
     from msgraph import GraphRequestAdapter, GraphServiceClient
     from msgraph_core import GraphClientFactory
-
-    import ssl
 
     t0 = time.perf_counter()
     credential = ClientSecretCredential(info["tenant"], info["client"], info["secret"], authority=info["authority"],

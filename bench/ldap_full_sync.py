@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.slapd import ROOT_DN, ROOT_PW, SUFFIX, Slapd, ldap_tool, people_ldif  # noqa: E402
+from tests.support.slapd import ROOT_DN, ROOT_PW, SUFFIX, Slapd, ldap_tool, people_ldif
 
 OU = "bench"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dirhook.roles import (  # noqa: E402
+from dirhook.roles import (
     GroupInfo,
     RoleDef,
     RoleMapping,

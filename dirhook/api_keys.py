@@ -10,7 +10,7 @@ from dirhook.ids import new_id
 from dirhook.tokens import digest, matches, new_secret
 
 PREFIX = "dhk_"
-__all__ = ["PREFIX", "new_api_key", "parse", "matches"]
+__all__ = ["PREFIX", "matches", "new_api_key", "parse"]
 
 
 def new_api_key() -> tuple[str, str, str]:

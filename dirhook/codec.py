@@ -18,9 +18,9 @@ import binascii
 import dataclasses
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -48,7 +48,7 @@ class Keyring:
     active: str
 
     @classmethod
-    def parse(cls, keys: dict[str, str], active: str | None) -> "Keyring":
+    def parse(cls, keys: dict[str, str], active: str | None) -> Keyring:
         decoded: dict[str, bytes] = {}
         for key_id, value in keys.items():
             if not key_id or len(key_id) > 64:

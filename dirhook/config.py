@@ -6,6 +6,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,7 +51,7 @@ class Settings(BaseSettings):
     delivery_timeout_seconds: float = 15.0
     delivery_batch_size: int = 500
     delivery_concurrency: int = 10
-    retry_schedule_seconds: list[float] = Field(default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE))
+    retry_schedule_seconds: list[float] = Field(default_factory=lambda: [float(s) for s in DEFAULT_RETRY_SCHEDULE])
     # The delivery sweep (a Temporal Schedule) wakes dispatchers of waiting deliveries this
     # often, so a lost wake-up delays delivery by at most this much (0: no sweep).
     delivery_sweep_seconds: float = Field(default=60.0, ge=0)
@@ -147,5 +148,5 @@ class Settings(BaseSettings):
         return token
 
 
-def load_settings(**overrides) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     return Settings(**overrides)

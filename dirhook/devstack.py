@@ -57,7 +57,7 @@ class Child:
     log_path: Path
     stop_timeout: float
     restartable: bool
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen[bytes] | None = None
     restarts: list[float] = field(default_factory=list)
 
     def start(self, env: dict[str, str]) -> None:

@@ -22,9 +22,9 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterator
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -32,6 +32,9 @@ from sqlalchemy.pool import NullPool
 
 from dirhook.db.engine import normalize_url
 from dirhook.metrics import DIRECTORY_LOCK_WAIT
+
+# Releases a lock: ``release(acquired=False)`` frees what trying took without holding it.
+Release = Callable[..., None]
 
 POLL_FIRST, POLL_MAX = 0.01, 0.1  # seconds between tries, growing
 
@@ -110,7 +113,8 @@ class DirectoryLocks:
             raise
         return release
 
-    def _postgres(self, directory_id: str):
+    def _postgres(self, directory_id: str) -> tuple[Callable[[], bool], Release]:
+        assert self._engine is not None
         conn = self._engine.connect()
         key = _advisory_key(directory_id)
 
@@ -128,7 +132,8 @@ class DirectoryLocks:
                 conn.close()
         return try_once, release
 
-    def _file(self, directory_id: str):
+    def _file(self, directory_id: str) -> tuple[Callable[[], bool], Release]:
+        assert self._folder is not None
         self._folder.mkdir(parents=True, exist_ok=True)
         safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in directory_id)
         fd = os.open(self._folder / f"{safe}.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -148,7 +153,7 @@ class DirectoryLocks:
                 os.close(fd)
         return try_once, release
 
-    def _process(self, directory_id: str):
+    def _process(self, directory_id: str) -> tuple[Callable[[], bool], Release]:
         with self._local_guard:
             lock = self._local.setdefault(directory_id, threading.Lock())
 

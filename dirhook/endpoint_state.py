@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from dirhook.db.schema import Delivery, Endpoint, EndpointSecret, EndpointStateChange, utcnow
+from dirhook.db.schema import Delivery, Endpoint, EndpointSecret, EndpointStateChange, rowcount, utcnow
 from dirhook.delivery.rules import DeliveryStatus
 from dirhook.metrics import ENDPOINT_STATE_CHANGES
 from dirhook.signing import generate_secret
@@ -46,9 +46,9 @@ def disable_if_failing_too_long(session: Session, endpoint: Endpoint, now: datet
 
 def release_held(session: Session, endpoint_id: str, now: datetime) -> int:
     """Everything the circuit breaker held goes back to pending: sent oldest first, at full speed."""
-    return session.execute(
+    return rowcount(session.execute(
         update(Delivery).where(Delivery.endpoint_id == endpoint_id, Delivery.status == DeliveryStatus.HELD)
-        .values(status=DeliveryStatus.PENDING, next_attempt_at=None, updated_at=now)).rowcount
+        .values(status=DeliveryStatus.PENDING, next_attempt_at=None, updated_at=now)))
 
 
 def reset_health(session: Session, endpoint: Endpoint) -> None:

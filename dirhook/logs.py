@@ -13,7 +13,7 @@ import logging
 import re
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 ID_FIELDS = ("organization_id", "directory_id", "endpoint_id", "event_id", "delivery_id", "workflow_id")
 SECRET_PATTERNS = [
@@ -35,7 +35,7 @@ def redact(text: str) -> str:
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat().replace("+00:00", "Z"),
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": redact(record.getMessage()),
@@ -74,7 +74,6 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     sys.excepthook = lambda kind, exc, tb: logging.getLogger("dirhook").critical(
         "uncaught exception", exc_info=(kind, exc, tb))
     sys.unraisablehook = lambda u: logging.getLogger("dirhook").warning(
-        "exception ignored in %r: %s", u.object, u.err_msg or "", exc_info=(u.exc_type, u.exc_value, u.exc_traceback))
+        "exception ignored in %r: %s", u.object, u.err_msg or "", exc_info=u.exc_value)
     threading.excepthook = lambda args: logging.getLogger("dirhook").error(
-        "uncaught exception in thread %s", getattr(args.thread, "name", "?"),
-        exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+        "uncaught exception in thread %s", getattr(args.thread, "name", "?"), exc_info=args.exc_value)

@@ -8,11 +8,13 @@ scrape time by the API so every replica reports the same numbers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 EVENTS_EMITTED = Counter("dirhook_events_emitted_total", "Events committed to the outbox", ["type"])
 DELIVERY_ATTEMPTS = Counter("dirhook_delivery_attempts_total", "Webhook delivery attempts by outcome", ["outcome"])
@@ -44,10 +46,10 @@ def attempt_outcome(status_code: int | None, succeeded: bool) -> str:
 class DatabaseCollector(Collector):
     """Gauges read from the database at scrape time."""
 
-    def __init__(self, sessions: sessionmaker):
+    def __init__(self, sessions: sessionmaker[Session]):
         self.sessions = sessions
 
-    def collect(self):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         from dirhook.db.schema import Delivery, Endpoint, EventRow
         from dirhook.delivery.rules import DeliveryStatus
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import copy
 import uuid
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from dirhook.dn import dn_key
 from dirhook.errors import MappingError
@@ -155,11 +156,11 @@ TRANSFORMS: dict[str, Callable[[list[Any]], Any]] = {
     "first": _first,
     "all": lambda values: [_text(v) for v in values],
     "join": lambda values: ", ".join(_text(v) for v in values) if values else None,
-    "lower": lambda values: _first(values).lower() if values else None,
+    "lower": lambda values: (_first(values) or "").lower() if values else None,
     "emails": _emails,
     "guid": _guid,
     "ad_enabled": _ad_enabled,
-    "boolean": lambda values: _first(values).strip().lower() in ("true", "1", "yes") if values else None,
+    "boolean": lambda values: (_first(values) or "").strip().lower() in ("true", "1", "yes") if values else None,
 }
 
 

@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from dirhook.db.schema import Delivery, Directory, Endpoint, EventRow, utcnow
+from dirhook.db.schema import Delivery, Directory, Endpoint, EventRow, table_of, utcnow
 from dirhook.delivery.rules import DeliveryStatus
 from dirhook.ids import new_id
-from dirhook.metrics import EVENTS_EMITTED
 from dirhook.jsonenc import Encoded, dumps_bytes
+from dirhook.metrics import EVENTS_EMITTED
 from dirhook.subscriptions import endpoint_wants
 
 
@@ -55,9 +55,10 @@ class Outbox:
         # One timestamp for the transaction's events: they become visible together.
         ts = utcnow()
         timestamp = ts.isoformat().replace("+00:00", "Z")
-        rows, sizes = [], []
+        rows: list[dict[str, Any]] = []
+        sizes: list[int] = []
         for i, (type_, data, previous, object_id) in enumerate(self._pending):
-            # The envelope of design.md's event contract (dirhook.models.Event), built as a
+            # The envelope of the event contract (dirhook.models.Event), built as a
             # dict: validating tens of thousands of them through the model cost more than
             # encoding them. ``data`` may hold already-encoded parts (jsonenc.Encoded).
             event_id = new_id("evt")
@@ -74,7 +75,7 @@ class Outbox:
         # Core bulk inserts, on the tables rather than the ORM classes: building ORM objects
         # (or going through the ORM's bulk path) for tens of thousands of events and
         # deliveries cost more than reading the directory (measured with bench/ldap_full_sync.py).
-        self.session.execute(insert(EventRow.__table__), rows)
+        self.session.execute(insert(table_of(EventRow)), rows)
         # Read the keys back in one query: INSERT … RETURNING with ordered rows runs row by
         # row on SQLite (measured: most of the outbox's time for a 2,000-event chunk).
         pk_of = dict(self.session.execute(
@@ -97,7 +98,7 @@ class Outbox:
                 if status == DeliveryStatus.PENDING:
                     self.endpoint_ids_touched.add(endpoint_id)
         if deliveries:
-            self.session.execute(insert(Delivery.__table__), deliveries)
+            self.session.execute(insert(table_of(Delivery)), deliveries)
         for type_, count in Counter(row["type"] for row in rows).items():
             EVENTS_EMITTED.labels(type_).inc(count)
         self._pending.clear()

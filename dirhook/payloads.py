@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
-from dirhook.db.schema import Directory, Group, User
+from dirhook.db.schema import Directory
 
 
-def user_payload(row: User, directory: Directory) -> dict[str, Any]:
+class Versioned(Protocol):
+    """What a payload shows of a stored object: a row, or the engine's snapshot of one."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def state(self) -> dict[str, Any]: ...
+    @property
+    def updated_at(self) -> datetime: ...
+    @property
+    def version(self) -> int: ...
+
+
+def user_payload(row: Versioned, directory: Directory) -> dict[str, Any]:
     return {"object": "user", "id": row.id, "directory_id": directory.id,
             "organization_id": directory.organization_id, **row.state,
             "updated_at": row.updated_at.isoformat().replace("+00:00", "Z"), "version": row.version}
 
 
-def group_payload(row: Group, directory: Directory) -> dict[str, Any]:
+def group_payload(row: Versioned, directory: Directory) -> dict[str, Any]:
     return {"object": "group", "id": row.id, "directory_id": directory.id,
             "organization_id": directory.organization_id, **row.state,
             "updated_at": row.updated_at.isoformat().replace("+00:00", "Z"), "version": row.version}

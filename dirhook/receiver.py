@@ -7,13 +7,14 @@ any Standard Webhooks verifier.
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 
-def make_receiver_app(secret: str, on_event: Callable[[dict, dict], None]) -> web.Application:
+def make_receiver_app(secret: str, on_event: Callable[[dict[str, Any], dict[str, str]], None]) -> web.Application:
     hook = Webhook(secret)
     seen: set[str] = set()
 
@@ -36,7 +37,7 @@ def make_receiver_app(secret: str, on_event: Callable[[dict, dict], None]) -> we
     return app
 
 
-def print_event(event: dict, _headers: dict) -> None:
+def print_event(event: dict[str, Any], _headers: dict[str, str]) -> None:
     data = event.get("data", {})
     label = data.get("username") or data.get("name") or data.get("id") or ""
     if data.get("object") == "group_membership":

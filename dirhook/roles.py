@@ -9,9 +9,10 @@ Work is done per group once (its ancestors, the roles it grants) so a directory 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Iterable, Mapping
+from typing import Any
 
 MATCH_KINDS = ("external_id", "name")
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -154,7 +155,7 @@ def find_cycles(parents: Mapping[str, Iterable[str]]) -> list[list[str]]:
 def effective_groups(direct: Iterable[str], ancestor_sets: Mapping[str, frozenset[str]]) -> dict[str, bool]:
     """{group: True if direct, False if inherited through nesting}."""
     direct = set(direct)
-    out = {g: True for g in direct}
+    out = dict.fromkeys(direct, True)
     for g in direct:
         for a in ancestor_sets.get(g, ()):
             out.setdefault(a, False)
@@ -173,7 +174,7 @@ def group_grants(groups: Iterable[GroupInfo], mappings: Iterable[RoleMapping]) -
 
 
 def compute_roles(effective: Mapping[str, bool], grants: Mapping[str, frozenset[str]],
-                  roles: Mapping[str, RoleDef], default_role: str | None = None) -> list[dict]:
+                  roles: Mapping[str, RoleDef], default_role: str | None = None) -> list[dict[str, Any]]:
     """``[{slug, source_groups}]``, highest priority first (then by slug). The default role,
     if any, applies to a user no mapping gives a role."""
     sources: dict[str, set[str]] = {}
@@ -187,6 +188,6 @@ def compute_roles(effective: Mapping[str, bool], grants: Mapping[str, frozenset[
     return [{"slug": s, "source_groups": sorted(sources[s])} for s in ordered]
 
 
-def primary_role(computed: list[dict]) -> dict | None:
+def primary_role(computed: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The highest-priority role, for receivers that want one."""
     return {"slug": computed[0]["slug"]} if computed else None

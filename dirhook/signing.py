@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import secrets
-from datetime import datetime, timezone
-from typing import Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from standardwebhooks.webhooks import Webhook
 
@@ -34,7 +34,7 @@ class Signer:
         self._hooks = [Webhook(s) for s in endpoint_secrets]
 
     def headers(self, msg_id: str, body: str, when: datetime | None = None) -> dict[str, str]:
-        when = when or datetime.now(timezone.utc)
+        when = when or datetime.now(UTC)
         signature = " ".join(h.sign(msg_id, when, body) for h in self._hooks)
         return {
             "webhook-id": msg_id,

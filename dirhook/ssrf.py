@@ -11,10 +11,9 @@ import asyncio
 import errno
 import ipaddress
 import socket
-from typing import Any
 from urllib.parse import urlparse
 
-from aiohttp.abc import AbstractResolver
+from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 # Cloud metadata services that sit on otherwise routable addresses.
@@ -99,7 +98,7 @@ async def check_url(url: str, allow_private: bool) -> None:
             infos = await asyncio.get_running_loop().getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
         except socket.gaierror:
             raise UnsafeURL(f"{host} does not resolve") from None
-        reasons = (address_refusal(address) for address in sorted({info[4][0] for info in infos}))
+        reasons = (address_refusal(str(address)) for address in sorted({str(info[4][0]) for info in infos}))
         reason = next((r for r in reasons if r), None)
     if reason:
         raise UnsafeURL(f"{host} is refused: {reason} (private endpoints are not allowed here)")
@@ -125,7 +124,8 @@ class GuardedResolver(AbstractResolver):
     def __init__(self) -> None:
         self._inner = DefaultResolver()
 
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict[str, Any]]:
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
         allowed = [r for r in results if address_refusal(r["host"]) is None]
         if not allowed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
+from temporalio.runtime import Runtime
 
 from dirhook.config import Settings
 
@@ -49,12 +50,11 @@ def dev_server_search_attribute_args() -> list[str]:
     return args
 
 
-async def connect(settings: Settings, runtime=None) -> Client:
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     from dirhook.codec import data_converter
 
-    kwargs = {"runtime": runtime} if runtime is not None else {}
     return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                data_converter=data_converter(settings), **kwargs)
+                                data_converter=data_converter(settings), runtime=runtime)
 
 
 async def register_search_attributes(client: Client, namespace: str) -> None:
@@ -63,7 +63,6 @@ async def register_search_attributes(client: Client, namespace: str) -> None:
     task forever, so every stack registers them before any worker runs."""
     from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-
     from temporalio.service import RPCError, RPCStatusCode
 
     try:
@@ -85,6 +84,7 @@ async def wake_dispatcher(client: Client, settings: Settings, endpoint_id: str) 
     from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
     from dirhook.contracts import DispatchInput
+
     # Imported here: the workflow module imports the delivery activities, which import this one.
     from workflows.endpoint_dispatch import EndpointDispatchWorkflow
 

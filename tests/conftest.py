@@ -23,8 +23,8 @@ from dirhook.api.app import create_app
 from dirhook.codec import data_converter
 from dirhook.config import Settings
 from dirhook.db.engine import make_engine, make_sessionmaker, migrate
-from dirhook.logs import JsonFormatter
 from dirhook.devstack import temporal_cli
+from dirhook.logs import JsonFormatter
 from dirhook.temporal import SEARCH_ATTRIBUTES
 from tests.support.graph import GraphServer
 from tests.support.ports import free_port

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from datetime import timedelta
-from typing import Iterable
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -18,8 +19,8 @@ from activities.sync import SyncActivities
 from dirhook.config import Settings
 from dirhook.db.engine import make_engine, make_sessionmaker
 from dirhook.delivery.sender import WebhookSender
-from workflows.directory_sync import DirectorySyncWorkflow
 from workflows.delivery_sweep import DeliverySweepWorkflow
+from workflows.directory_sync import DirectorySyncWorkflow
 from workflows.endpoint_dispatch import EndpointDispatchWorkflow
 from workflows.ldap_listener import LdapListenerWorkflow
 from workflows.scheduled_sync import ScheduledSyncWorkflow
@@ -32,7 +33,10 @@ ALL_WORKFLOWS = [DirectorySyncWorkflow, ScheduledSyncWorkflow, LdapListenerWorkf
                  DeliverySweepWorkflow]
 
 
-def build_workers(client: Client, settings: Settings, queues: Iterable[str] = QUEUES) -> tuple[list[Worker], list]:
+# What a worker closes when it stops: the engine, the executors, the HTTP sender.
+Closer = Callable[[], Any]
+
+def build_workers(client: Client, settings: Settings, queues: Iterable[str] = QUEUES) -> tuple[list[Worker], list[Closer]]:
     """Workers for the chosen queues, and the resources to close after they stop."""
     queues = list(queues)
     unknown = set(queues) - set(QUEUES)
@@ -41,7 +45,7 @@ def build_workers(client: Client, settings: Settings, queues: Iterable[str] = QU
     engine = make_engine(settings.sqlalchemy_url)
     sessions = make_sessionmaker(engine)
     workers: list[Worker] = []
-    closers: list = [engine.dispose]
+    closers: list[Closer] = [engine.dispose]
     loop = asyncio.get_running_loop()
     if "sync" in queues:
         # Sync passes run ldap3 and SQLAlchemy, which block: they get threads of their own.
@@ -89,7 +93,7 @@ def build_workers(client: Client, settings: Settings, queues: Iterable[str] = QU
     return workers, closers
 
 
-async def close_all(closers: list) -> None:
+async def close_all(closers: list[Closer]) -> None:
     for close in reversed(closers):
         result = close()
         if asyncio.iscoroutine(result):

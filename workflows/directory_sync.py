@@ -9,7 +9,7 @@ request wins over an incremental one), and two passes of a directory never overl
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
 # Passes one workflow run performs before continuing as new, to keep its history short.
 MAX_PASSES_PER_RUN = 50
 # Re-exported: callers import the contracts of this workflow from here too.
-__all__ = ["DirectorySyncWorkflow", "SyncRequest", "SyncStatus", "PassSummary"]
+__all__ = ["DirectorySyncWorkflow", "PassSummary", "SyncRequest", "SyncStatus"]
 
 
 @workflow.defn
@@ -43,7 +43,8 @@ class DirectorySyncWorkflow:
         this pass held back. Returns what was done."""
         self._decision, self._decision_outcome = approve, None
         await workflow.wait_condition(lambda: self._decision_outcome is not None)
-        return self._decision_outcome
+        # Set by _await_decision before the condition holds (mypy still sees the None above).
+        return cast(str, self._decision_outcome)
 
     @decide_deletions.validator
     def _validate_decision(self, approve: bool) -> None:
@@ -93,8 +94,13 @@ class DirectorySyncWorkflow:
     def status(self) -> SyncStatus | None:
         return self._status
 
+    @property
+    def _s(self) -> SyncStatus:
+        assert self._status is not None, "set first thing in run()"
+        return self._status
+
     def _details(self) -> str:
-        s = self._status
+        s = self._s
         p = s.progress
         lines = [f"**{s.state}** — {s.mode or '?'} pass #{s.passes} of directory `{s.directory_id}`"]
         if p:
@@ -112,7 +118,8 @@ class DirectorySyncWorkflow:
 
     async def _await_decision(self, req: SyncRequest) -> int:
         """Hold here, visibly, until an operator decides; returns the events the decision made."""
-        s = self._status
+        s = self._s
+        assert s.last_result is not None, "a pass held these deletions"
         held = ", ".join(f"{n} {kind}" for kind, n in sorted(s.last_result.held.items()))
         s.state = SyncState.AWAITING_APPROVAL
         s.error = f"deletions held for approval: {held} are gone from the source"
@@ -142,8 +149,8 @@ class DirectorySyncWorkflow:
     @workflow.run
     async def run(self, req: SyncRequest) -> SyncStatus:
         self._status = SyncStatus(directory_id=req.directory_id)
-        for mode in req.carried:
-            self.request_sync(mode)
+        for carried in req.carried:
+            self.request_sync(carried)
         if req.mode is not None:
             self.request_sync(req.mode)
         elif not self._queued:
@@ -154,7 +161,7 @@ class DirectorySyncWorkflow:
         failed: ApplicationError | None = None  # a pass that failed with requests queued behind it
         failed_message = ""
         while (mode := self._next_mode()) is not None:
-            s = self._status
+            s = self._s
             s.state, s.mode, s.queued, s.progress = SyncState.RUNNING, mode, sorted(self._queued), {}
             s.passes += 1
             workflow.set_current_details(self._details())
@@ -205,7 +212,7 @@ class DirectorySyncWorkflow:
                                                      carried=sorted(self._queued),
                                                      heartbeat_timeout_seconds=req.heartbeat_timeout_seconds))
         if failed is not None:
-            s = self._status
+            s = self._s
             s.state, s.error = SyncState.FAILED, failed_message
             workflow.set_current_details(self._details())
             raise failed

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any, Awaitable, Callable, Iterator, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import anyio.from_thread
 from fastapi import Depends, HTTPException, Request, status
@@ -28,7 +29,8 @@ bearer = HTTPBearer(auto_error=False, description="the admin token printed by `d
 
 
 def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -98,7 +100,7 @@ def get_scope(request: Request, caller: CallerDep) -> Scope:
 ScopeDep = Annotated[Scope, Depends(get_scope)]
 
 
-def in_loop(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+def in_loop(fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
     """From a plain route (run in FastAPI's thread pool, so its database work is off the
     event loop): run ``fn(*args)`` on the event loop and wait for it, for Temporal calls."""
     return anyio.from_thread.run(fn, *args)
@@ -124,7 +126,8 @@ class TemporalConnector:
 
 async def get_temporal(request: Request) -> Client:
     try:
-        return await request.app.state.temporal.get()
+        client: Client = await request.app.state.temporal.get()
+        return client
     except Exception:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             f"Temporal is unreachable at {request.app.state.settings.temporal_address}") from None

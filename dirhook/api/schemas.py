@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from dirhook.delivery.rules import DeliveryStatus
 from dirhook.providers.entra import EntraConfig
@@ -70,7 +70,7 @@ class DirectoryIn(BaseModel):
         description="passes on a schedule this often (ldap: 900 by default; scim: none); 0: none")
 
     @model_validator(mode="after")
-    def _provider_settings(self) -> "DirectoryIn":
+    def _provider_settings(self) -> DirectoryIn:
         given = {name for name in ("ldap", "bind_password", "entra", "client_secret") if getattr(self, name) is not None}
         own = {"ldap": {"ldap", "bind_password"}, "entra": {"entra", "client_secret"}, "scim": set()}[self.provider]
         if given - own:
@@ -388,7 +388,7 @@ class RoleMappingIn(BaseModel):
 
     @field_validator("pattern")
     @classmethod
-    def _pattern(cls, v: str, info) -> str:
+    def _pattern(cls, v: str, info: ValidationInfo) -> str:
         from dirhook.roles import validate_glob
 
         if info.data.get("match") == "name":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.progress import (
@@ -30,12 +30,12 @@ def add_ldap(
     bind_password: str = typer.Option(..., envvar="DIRHOOK_LDAP_BIND_PASSWORD", prompt=True, hide_input=True,
                                       help="prompted for when not given (or DIRHOOK_LDAP_BIND_PASSWORD)"),
     user_base_dn: str = typer.Option(...),
-    group_base_dn: Optional[str] = typer.Option(None, help="defaults to the user base DN"),
-    user_filter: Optional[str] = None,
-    group_filter: Optional[str] = None,
+    group_base_dn: str | None = typer.Option(None, help="defaults to the user base DN"),
+    user_filter: str | None = None,
+    group_filter: str | None = None,
     flavour: str = typer.Option("openldap", help="openldap or active_directory"),
     start_tls: bool = False,
-    organization_id: Optional[str] = None,
+    organization_id: str | None = None,
 ) -> None:
     """Connect an LDAP or Active Directory directory."""
     ldap: dict[str, Any] = {"url": url, "bind_dn": bind_dn, "user_base_dn": user_base_dn, "flavour": flavour,
@@ -58,15 +58,15 @@ def add_entra(
     name: str = typer.Option(..., help="a name for people"),
     tenant_id: str = typer.Option(..., help="the directory (tenant) ID or primary domain"),
     client_id: str = typer.Option(..., help="the app registration's application (client) ID"),
-    client_secret: Optional[str] = typer.Option(None, envvar="DIRHOOK_ENTRA_CLIENT_SECRET",
+    client_secret: str | None = typer.Option(None, envvar="DIRHOOK_ENTRA_CLIENT_SECRET",
                                                 help="prompted for when neither it nor a certificate is given"),
-    certificate_file: Optional[Path] = typer.Option(None, exists=True, dir_okay=False,
+    certificate_file: Path | None = typer.Option(None, exists=True, dir_okay=False,
                                                     help="PEM with the app certificate's private key, instead of a secret"),
     group_id: list[str] = typer.Option([], "--group-id", help="repeatable: only these groups and their members"),
-    authority_host: Optional[str] = typer.Option(None, help="national clouds, e.g. https://login.microsoftonline.us"),
-    graph_base_url: Optional[str] = typer.Option(None, help="national clouds, e.g. https://graph.microsoft.us/v1.0"),
+    authority_host: str | None = typer.Option(None, help="national clouds, e.g. https://login.microsoftonline.us"),
+    graph_base_url: str | None = typer.Option(None, help="national clouds, e.g. https://graph.microsoft.us/v1.0"),
     only_enabled: bool = typer.Option(False, "--only-enabled", help="leave out disabled accounts"),
-    organization_id: Optional[str] = None,
+    organization_id: str | None = None,
 ) -> None:
     """Connect a Microsoft Entra ID tenant (read through Microsoft Graph delta queries). The app
     needs the application permissions User.Read.All and GroupMember.Read.All."""
@@ -91,7 +91,7 @@ def add_entra(
 
 @directories_app.command("add-scim")
 def add_scim(name: str = typer.Option(..., help="a name for people"),
-             organization_id: Optional[str] = typer.Option(None, help="default: the default organization")) -> None:
+             organization_id: str | None = typer.Option(None, help="default: the default organization")) -> None:
     """Create a SCIM directory: prints the tenant URL and bearer token to give the IdP (shown once)."""
     body: dict[str, Any] = {"name": name, "provider": "scim"}
     if organization_id:
@@ -146,7 +146,7 @@ def list_users(directory_id: str, limit: int = 100) -> None:
 
 @directories_app.command("schedule")
 def schedule(directory_id: str, pause: bool = typer.Option(False, "--pause"), resume: bool = typer.Option(False, "--resume"),
-             interval: Optional[int] = typer.Option(None, help="seconds between incremental passes; 0 removes it")) -> None:
+             interval: int | None = typer.Option(None, help="seconds between incremental passes; 0 removes it")) -> None:
     """Show, pause, resume or change the directory's schedule of incremental passes."""
     if pause and resume:
         err.print("[red]error[/red] --pause or --resume, not both")
@@ -183,8 +183,8 @@ def deletions(directory_id: str, approve: bool = typer.Option(False, "--approve"
 
 @directories_app.command("map-role")
 def map_role(directory_id: str, role: str = typer.Argument(..., help="the role's slug"),
-             group_name: Optional[str] = typer.Option(None, help="group name, exact or a glob like 'eng-*'"),
-             group_id: Optional[str] = typer.Option(None, help="the group's external id (entryUUID / objectGUID)")) -> None:
+             group_name: str | None = typer.Option(None, help="group name, exact or a glob like 'eng-*'"),
+             group_id: str | None = typer.Option(None, help="the group's external id (entryUUID / objectGUID)")) -> None:
     """Members of matching groups (directly or through nesting) get the role; applied at once."""
     if (group_name is None) == (group_id is None):
         err.print("[red]error[/red] give exactly one of --group-name and --group-id")

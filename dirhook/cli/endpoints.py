@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -18,13 +18,13 @@ app.add_typer(endpoints_app, name="endpoints")
 @endpoints_app.command("add")
 def add_endpoint(url: str, event_type: list[str] = typer.Option([], "--event-type", help="repeatable; wildcards ok"),
                  directory: list[str] = typer.Option([], "--directory", help="repeatable; default: all of the organization"),
-                 description: Optional[str] = None, organization_id: Optional[str] = None,
-                 rate_limit: Optional[float] = typer.Option(None, help="messages per second at most"),
-                 max_concurrency: Optional[int] = typer.Option(None, help="requests in flight at most"),
-                 max_payload_bytes: Optional[int] = None,
-                 timeout: Optional[float] = typer.Option(None, help="seconds for a 2xx (default 15)"),
+                 description: str | None = None, organization_id: str | None = None,
+                 rate_limit: float | None = typer.Option(None, help="messages per second at most"),
+                 max_concurrency: int | None = typer.Option(None, help="requests in flight at most"),
+                 max_payload_bytes: int | None = None,
+                 timeout: float | None = typer.Option(None, help="seconds for a 2xx (default 15)"),
                  fifo: bool = typer.Option(False, "--fifo", help="strict order per directory"),
-                 retry_schedule: Optional[str] = typer.Option(None, help="comma-separated waits in seconds")) -> None:
+                 retry_schedule: str | None = typer.Option(None, help="comma-separated waits in seconds")) -> None:
     """Subscribe a URL; prints its signing secret once."""
     body: dict[str, Any] = {"url": url, "fifo": fifo}
     optional = {"event_types": event_type or None, "directory_ids": directory or None, "description": description,
@@ -79,7 +79,7 @@ def enable_endpoint(endpoint_id: str) -> None:
 
 
 @endpoints_app.command("rotate-secret")
-def rotate_secret(endpoint_id: str, overlap_seconds: Optional[float] = typer.Option(
+def rotate_secret(endpoint_id: str, overlap_seconds: float | None = typer.Option(
         None, help="how long the old secret keeps signing (default 24 h)")) -> None:
     """New signing secret (shown once); both sign until the overlap ends."""
     body = {"overlap_seconds": overlap_seconds} if overlap_seconds is not None else {}
@@ -97,7 +97,7 @@ def recover(endpoint_id: str, since: str = typer.Option(..., help="ISO time, e.g
 
 @endpoints_app.command("replay")
 def replay(endpoint_id: str, directory: str = typer.Option(..., "--directory"),
-           since_sequence: Optional[int] = None, since: Optional[str] = None) -> None:
+           since_sequence: int | None = None, since: str | None = None) -> None:
     """Send a directory's events again since a sequence or a time (same webhook-ids)."""
     body: dict[str, Any] = {"directory_id": directory}
     if since_sequence is not None:
@@ -123,7 +123,7 @@ def skip(endpoint_id: str, delivery_id: int) -> None:
 
 
 @endpoints_app.command("deliveries")
-def list_deliveries(endpoint_id: str, status: Optional[str] = None, limit: int = 50) -> None:
+def list_deliveries(endpoint_id: str, status: str | None = None, limit: int = 50) -> None:
     params: dict[str, Any] = {"limit": limit}
     if status:
         params["status"] = status
@@ -136,10 +136,10 @@ def list_deliveries(endpoint_id: str, status: Optional[str] = None, limit: int =
 
 
 @app.command()
-def events(directory_id: Optional[str] = typer.Option(None, "--directory"),
+def events(directory_id: str | None = typer.Option(None, "--directory"),
            follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new events"),
            as_json: bool = typer.Option(False, "--json", help="one JSON envelope per line"),
-           after: Optional[str] = None, limit: int = 100) -> None:
+           after: str | None = None, limit: int = 100) -> None:
     """Print events, oldest first."""
     from dirhook.receiver import print_event
 

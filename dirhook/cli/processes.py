@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Optional
 
 import typer
 
@@ -33,7 +32,7 @@ def worker(queues: str = typer.Option("sync,delivery", help="task queues to serv
 
 
 @app.command()
-def api(host: Optional[str] = None, port: Optional[int] = None) -> None:
+def api(host: str | None = None, port: int | None = None) -> None:
     """Run the HTTP API."""
     import uvicorn
 

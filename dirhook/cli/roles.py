@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -13,9 +13,9 @@ roles_app = typer.Typer(help="Roles that group membership grants.", no_args_is_h
 app.add_typer(roles_app, name="roles")
 
 @roles_app.command("add")
-def add_role(slug: str, name: Optional[str] = None, priority: int = typer.Option(0, help="higher wins `role`"),
+def add_role(slug: str, name: str | None = None, priority: int = typer.Option(0, help="higher wins `role`"),
              default: bool = typer.Option(False, "--default", help="for users no mapping gives a role"),
-             description: Optional[str] = None, organization_id: Optional[str] = None) -> None:
+             description: str | None = None, organization_id: str | None = None) -> None:
     """Create a role (its slug is what receivers get in `roles`)."""
     body: dict[str, Any] = {"slug": slug, "name": name or slug, "priority": priority, "is_default": default}
     if description:
@@ -27,7 +27,7 @@ def add_role(slug: str, name: Optional[str] = None, priority: int = typer.Option
 
 
 @roles_app.command("list")
-def list_roles(organization_id: Optional[str] = None) -> None:
+def list_roles(organization_id: str | None = None) -> None:
     """Roles, highest priority first."""
     table = new_table("id", "slug", "name", "priority", "default")
     params = {"organization_id": organization_id} if organization_id else {}

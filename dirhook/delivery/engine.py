@@ -13,8 +13,8 @@ import logging
 import random
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable
 
 from dirhook.contracts import BatchResult
 from dirhook.db.schema import utcnow
@@ -205,7 +205,7 @@ class DeliveryEngine:
         started = last_work = loop.time()
         cursor, more = 0, False
         low_water = self.store.settings.delivery_batch_size // 2
-        flushing: asyncio.Task | None = None  # one recording at a time, beside the sending
+        flushing: asyncio.Task[None] | None = None  # one recording at a time, beside the sending
         try:
             while not stopped:
                 if loop.time() - started > STREAM_BUDGET:

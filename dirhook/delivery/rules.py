@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from dirhook.contracts import EndpointHealth
+
 
 class DeliveryStatus(StrEnum):
     PENDING = "pending"      # due now: a first attempt, or put back by the breaker or an operator
@@ -90,10 +92,10 @@ class Health:
         return self.breaker_opened_at is not None
 
     @property
-    def state(self) -> str:
+    def state(self) -> EndpointHealth:
         if self.open:
-            return "circuit_open"
-        return "failing" if self.failing_since is not None else "healthy"
+            return EndpointHealth.CIRCUIT_OPEN
+        return EndpointHealth.FAILING if self.failing_since is not None else EndpointHealth.HEALTHY
 
 
 def next_health(health: Health, outcomes: list[Outcome], now: datetime, schedule: list[float],

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import aiohttp
@@ -49,7 +48,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return None
-        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
     return max(0.0, min(seconds, MAX_RETRY_AFTER_SECONDS))
 
 
@@ -78,7 +77,7 @@ class WebhookSender:
         return self._session
 
     async def post(self, url: str, headers: dict[str, str], body: str, timeout: float | None = None) -> AttemptResult:
-        started = datetime.now(timezone.utc)
+        started = datetime.now(UTC)
         t0 = time.perf_counter()
         refusal = None if self.allow_private else literal_address_refusal(url)
         if refusal:
@@ -98,7 +97,7 @@ class WebhookSender:
                 DELIVERY_LATENCY.observe(elapsed)
                 DELIVERY_ATTEMPTS.labels(attempt_outcome(resp.status, error is None)).inc()
                 return AttemptResult(started, resp.status, elapsed * 1000, text, error, retry_after)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             error = f"timed out after {(timeout or self.timeout.total):g}s"
         except aiohttp.ClientError as exc:
             error = f"{type(exc).__name__}: {exc}"

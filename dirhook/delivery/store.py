@@ -12,11 +12,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Select, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dirhook.config import Settings
-from dirhook.db.schema import Delivery, DeliveryAttempt, Endpoint, EventRow, utcnow
+from dirhook.db.schema import Delivery, DeliveryAttempt, Endpoint, EventRow, table_of, utcnow
 from dirhook.delivery.rules import (
     OPEN_STATUSES,
     BreakerPolicy,
@@ -83,14 +83,14 @@ def _store_health(e: Endpoint, h: Health) -> None:
         e.last_success_at = h.last_success_at
 
 
-def _pending_query():
-    d, e = Delivery.__table__.c, EventRow.__table__.c
+def _pending_query() -> Select[Any]:
+    d, e = table_of(Delivery).c, table_of(EventRow).c
     return (select(d.id, d.event_id, e.body, d.event_type, d.directory_id, d.attempts, d.status, d.next_attempt_at)
-            .join_from(Delivery.__table__, EventRow.__table__, e.pk == d.event_pk))
+            .join_from(table_of(Delivery), table_of(EventRow), e.pk == d.event_pk))
 
 
 class DeliveryStore:
-    def __init__(self, sessions: sessionmaker, settings: Settings):
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings):
         self.sessions = sessions
         self.settings = settings
         self.policy = BreakerPolicy(min_failures=settings.breaker_min_failures)
@@ -112,34 +112,34 @@ class DeliveryStore:
     def schedule_of(self, e: Endpoint) -> list[float]:
         return [float(x) for x in (e.retry_schedule or self.settings.retry_schedule_seconds)]
 
-    def _rows(self, q) -> list[Pending]:
+    def _rows(self, q: Select[Any]) -> list[Pending]:
         with self.sessions() as s:
             return [Pending(*r) for r in s.connection().execute(q).all()]
 
     def load_pending(self, endpoint_id: str, after_id: int) -> list[Pending]:
         """Due first attempts (and deliveries put back to pending), oldest first."""
-        d = Delivery.__table__.c
+        d = table_of(Delivery).c
         return self._rows(_pending_query().where(d.endpoint_id == endpoint_id, d.status == DeliveryStatus.PENDING,
                                                  d.id > after_id)
                           .order_by(d.id).limit(self.settings.delivery_batch_size))
 
     def load_due_retries(self, endpoint_id: str, now: datetime) -> list[Pending]:
         """Retries whose time has come, the most overdue first."""
-        d = Delivery.__table__.c
+        d = table_of(Delivery).c
         return self._rows(_pending_query().where(d.endpoint_id == endpoint_id, d.status == DeliveryStatus.RETRYING,
                                                  d.next_attempt_at <= now)
                           .order_by(d.next_attempt_at).limit(self.settings.delivery_batch_size))
 
     def load_fifo(self, endpoint_id: str) -> list[Pending]:
         """Everything not yet delivered, in sequence order (a failed head blocks its directory)."""
-        d = Delivery.__table__.c
+        d = table_of(Delivery).c
         statuses = (*OPEN_STATUSES, DeliveryStatus.FAILED)
         return self._rows(_pending_query().where(d.endpoint_id == endpoint_id, d.status.in_(statuses))
                           .order_by(d.event_pk).limit(self.settings.delivery_batch_size))
 
     def oldest_open(self, endpoint_id: str) -> Pending | None:
         """The delivery the circuit breaker probes with: the oldest one still to be sent."""
-        d = Delivery.__table__.c
+        d = table_of(Delivery).c
         rows = self._rows(_pending_query().where(d.endpoint_id == endpoint_id, d.status.in_(OPEN_STATUSES))
                           .order_by(d.id).limit(1))
         return rows[0] if rows else None
@@ -210,15 +210,15 @@ class DeliveryStore:
     @staticmethod
     def _write_attempts(s: Session, attempts: list[tuple[Pending, AttemptResult]], changes: dict[int, RowChange],
                         now: datetime) -> None:
-        s.connection().execute(insert(DeliveryAttempt.__table__), [
+        s.connection().execute(insert(table_of(DeliveryAttempt)), [
             # A retry's planned time is the one its row carried; first attempts have none.
             {"delivery_id": d.id, "attempt": d.attempts + 1, "scheduled_for": d.next_attempt_at,
              "started_at": r.started_at, "status_code": r.status_code, "latency_ms": r.latency_ms,
              "response_body": r.response_body, "error": r.error} for d, r in attempts])
-        table = Delivery.__table__
+        table = table_of(Delivery)
         # Rows without a retry time are mostly alike (a batch of successes): one UPDATE per
         # distinct outcome. Retry times are jittered per row: one executemany for those.
-        grouped: dict[tuple, list[int]] = defaultdict(list)
+        grouped: dict[tuple[Any, ...], list[int]] = defaultdict(list)
         timed: list[dict[str, Any]] = []
         for d, r in attempts:
             c = changes[d.id]

@@ -3,14 +3,22 @@ dirhook.errors and are re-exported here)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 from dirhook.errors import SourceAuthError, SourceConfigError, SourceError, SourceUnavailable
 from dirhook.normalize import SourceRecord
 
-__all__ = ["SourceAuthError", "SourceConfigError", "SourceError", "SourceUnavailable", "SourceEntry", "Changes",
-           "DirectorySource"]
+__all__ = [
+    "Changes",
+    "DirectorySource",
+    "SourceAuthError",
+    "SourceConfigError",
+    "SourceEntry",
+    "SourceError",
+    "SourceUnavailable",
+]
 
 
 @dataclass
@@ -51,6 +59,9 @@ class Changes:
 
 
 class DirectorySource(Protocol):
+    @property
+    def mapping(self) -> Mapping[str, Any]: ...  # the effective attribute mapping, per kind
+
     def connect(self) -> None: ...
     def changes(self, cursor: dict[str, Any] | None, full: bool) -> Changes: ...
     def close(self) -> None: ...

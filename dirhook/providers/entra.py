@@ -27,14 +27,15 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from typing import Any, Iterator, Literal
+from collections.abc import Coroutine, Iterator
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
-from dirhook.db.schema import Group, GroupNesting, Membership, User
+from dirhook.db.schema import Group, GroupNesting, Membership, User, table_of
 from dirhook.normalize import effective_mapping
 from dirhook.providers.base import (
     Changes,
@@ -95,9 +96,11 @@ def _odata_code(exc: Exception) -> str:
     return str(getattr(error, "code", "") or "")
 
 
+T = TypeVar("T")
+
 class EntraSource:
-    def __init__(self, config: EntraConfig, client_secret: str | None, mapping_overrides: dict | None,
-                 sessions: sessionmaker, directory_id: str, ca_bundle: str | None = None):
+    def __init__(self, config: EntraConfig, client_secret: str | None, mapping_overrides: dict[str, Any] | None,
+                 sessions: sessionmaker[Session], directory_id: str, ca_bundle: str | None = None):
         self.config = config
         self.client_secret = client_secret
         self.mapping = effective_mapping("entra", mapping_overrides)
@@ -114,7 +117,8 @@ class EntraSource:
         self._loop = asyncio.new_event_loop()
         self._run(self._build())
 
-    def _run(self, coro):
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        assert self._loop is not None, "connect() first"
         return self._loop.run_until_complete(coro)
 
     async def _build(self) -> None:
@@ -123,28 +127,31 @@ class EntraSource:
         from kiota_authentication_azure.azure_identity_authentication_provider import (
             AzureIdentityAuthenticationProvider,
         )
-        from msgraph import GraphRequestAdapter, GraphServiceClient
         from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+        from msgraph.graph_request_adapter import GraphRequestAdapter
+        from msgraph.graph_service_client import GraphServiceClient
         from msgraph_core import GraphClientFactory
 
         cfg = self.config
         graph = urlparse(cfg.graph_base_url)
         verify: Any = ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle else True
         extra = {"connection_verify": self.ca_bundle} if self.ca_bundle else {}
+        secret = self.client_secret or ""  # connect() refused a directory without one
+        self._credential: Any
         if cfg.credential == "certificate":
             from azure.identity.aio import CertificateCredential
 
             try:
                 self._credential = CertificateCredential(cfg.tenant_id, cfg.client_id,
-                                                         certificate_data=self.client_secret.encode(),
+                                                         certificate_data=secret.encode(),
                                                          authority=cfg.authority_host, **extra)
             except ValueError as exc:  # not a PEM with an RSA key and its certificate
                 raise SourceConfigError(f"the client certificate cannot be used: {exc}") from None
         else:
-            self._credential = ClientSecretCredential(cfg.tenant_id, cfg.client_id, self.client_secret,
+            self._credential = ClientSecretCredential(cfg.tenant_id, cfg.client_id, secret,
                                                       authority=cfg.authority_host, **extra)
         auth = AzureIdentityAuthenticationProvider(self._credential, scopes=[f"https://{graph.netloc}/.default"],
-                                                   allowed_hosts=[graph.hostname])
+                                                   allowed_hosts=[graph.hostname or ""])
         http = GraphClientFactory.create_with_default_middleware(
             client=httpx.AsyncClient(verify=verify, timeout=cfg.timeout_seconds, http2=False))
         self._http = http
@@ -156,7 +163,7 @@ class EntraSource:
     def close(self) -> None:
         if self._loop is None:
             return
-        async def shut():
+        async def shut() -> None:
             await self._credential.close()
             await self._http.aclose()
         try:
@@ -175,7 +182,7 @@ class EntraSource:
             info = builder.with_url(url).to_get_request_information()
         else:
             scoped = kind == "groups" and self.config.group_ids
-            query = builder.DeltaRequestBuilderGetQueryParameters(
+            query: Any = builder.DeltaRequestBuilderGetQueryParameters(
                 select=list(USER_SELECT if kind == "users" else GROUP_SELECT),
                 expand=["manager($select=id)"] if kind == "users" else None,
                 filter=" or ".join(f"id eq '{g}'" for g in self.config.group_ids) if scoped else None)
@@ -199,7 +206,8 @@ class EntraSource:
         except Exception as exc:  # connection errors, timeouts: Temporal retries the pass
             raise SourceUnavailable(f"cannot reach Graph at {self.config.graph_base_url}: "
                                     f"{type(exc).__name__}: {exc}") from None
-        return json.loads(raw)
+        page: dict[str, Any] = json.loads(raw)
+        return page
 
     def _pages(self, kind: str, first: dict[str, Any], links: dict[str, Any]) -> Iterator[dict[str, Any]]:
         page = first
@@ -220,8 +228,9 @@ class EntraSource:
             for gid, ref in s.execute(select(Membership.group_id, User.source_ref)
                                       .join(User, User.id == Membership.user_id)
                                       .where(Membership.group_id.in_(ids))):
-                out.setdefault(ids[gid], set()).add(ref)
-            child = Group.__table__.alias("child")
+                if ref:
+                    out.setdefault(ids[gid], set()).add(ref)
+            child = table_of(Group).alias("child")
             for gid, ref in s.execute(select(GroupNesting.parent_group_id, child.c.source_ref)
                                       .join(child, child.c.id == GroupNesting.child_group_id)
                                       .where(GroupNesting.parent_group_id.in_(ids))):
@@ -284,7 +293,8 @@ class EntraSource:
                 return None
             raise SourceUnavailable(f"Graph answered {getattr(exc, 'response_status_code', None)} "
                                     f"{_odata_code(exc)} for user {user_id}") from None
-        return json.loads(raw)
+        user: dict[str, Any] = json.loads(raw)
+        return user
 
     def _groups(self, first: dict[str, Any], links: dict[str, Any], changes: Changes,
                 incremental: bool) -> list[SourceEntry]:

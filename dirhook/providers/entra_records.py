@@ -3,7 +3,8 @@ flat source records, and the default attribute mapping of an `entra` directory."
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 USER_SELECT = ("id", "userPrincipalName", "mail", "otherMails", "givenName", "surname", "displayName", "jobTitle",
                "department", "employeeId", "accountEnabled", "onPremisesExtensionAttributes")
@@ -61,7 +62,8 @@ def group_record(group: Mapping[str, Any], member_ids: list[str]) -> dict[str, l
 
 def member_changes(group: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """(added, removed) member IDs of a group in a delta page (`members@delta`)."""
-    added, removed = [], []
+    added: list[str] = []
+    removed: list[str] = []
     for member in group.get("members@delta") or []:
         (removed if "@removed" in member else added).append(member["id"])
     return added, removed

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
 from dirhook.config import Settings
 from dirhook.db.schema import Directory
-from dirhook.providers.base import SourceConfigError
+from dirhook.providers.base import DirectorySource, SourceConfigError
 
 
-def mapping_for(directory: Directory) -> dict:
+def mapping_for(directory: Directory) -> dict[str, Any]:
     """The directory's effective attribute mapping (its flavour's defaults plus its overrides)."""
     from dirhook.normalize import effective_mapping
 
@@ -15,7 +19,8 @@ def mapping_for(directory: Directory) -> dict:
     return effective_mapping(flavour, directory.attribute_mapping or None)
 
 
-def build_source(directory: Directory, settings: Settings, sessions=None):
+def build_source(directory: Directory, settings: Settings,
+                 sessions: sessionmaker[Session] | None = None) -> DirectorySource:
     if directory.provider == "ldap":
         from dirhook.providers.ldap import LdapConfig, LdapSource
 
@@ -26,10 +31,17 @@ def build_source(directory: Directory, settings: Settings, sessions=None):
         from dirhook.providers.entra import EntraConfig, EntraSource
 
         return EntraSource(EntraConfig.model_validate(directory.config), directory.secret,
-                           directory.attribute_mapping or None, sessions, directory.id,
+                           directory.attribute_mapping or None, _sessions(sessions), directory.id,
                            ca_bundle=settings.entra_ca_bundle)
     if directory.provider == "scim":
         from dirhook.scim.source import ScimStoreSource
 
-        return ScimStoreSource(sessions, directory.id, mapping_for(directory))
+        return ScimStoreSource(_sessions(sessions), directory.id, mapping_for(directory))
     raise SourceConfigError(f"provider {directory.provider!r} cannot be synced by polling")
+
+
+def _sessions(sessions: sessionmaker[Session] | None) -> sessionmaker[Session]:
+    # Entra and SCIM sources read the database (delta links, stored resources).
+    if sessions is None:
+        raise SourceConfigError("this source needs the database")
+    return sessions

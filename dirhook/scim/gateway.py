@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from http import HTTPStatus
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any, cast
 
 from scim2_models import AuthenticationScheme, External, Reference, SCIMException, ScimPolicy, ScimProvider
 from scim2_server.applications.asgi import ASGIApplication
@@ -25,7 +26,9 @@ from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
 from scim2_server.service import ScimService
 from scim2_server.utils import load_default_resource_types, load_default_schemas, load_default_service_provider_config
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.types import Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from dirhook import tokens
 from dirhook.config import Settings
@@ -48,6 +51,8 @@ Project = Callable[[str, Changes], Awaitable[None]]
 
 def build_provider(settings: Settings) -> ScimProvider:
     config = load_default_service_provider_config()
+    # scim2-server's default configuration has every section; typed optional in scim2-models.
+    assert config.change_password is not None and config.filter is not None and config.bulk is not None
     config.change_password.supported = False  # passwords are never stored, so never changed
     config.filter.max_results = settings.scim_max_page_size
     config.bulk.max_payload_size = settings.scim_max_body_bytes
@@ -65,11 +70,13 @@ class DirectoryScimApplication(ASGIApplication):
         super().__init__(storage, provider, service)
         self.base_path = base_path
 
-    def get_base_url(self, scope: dict[str, Any]) -> str:
+    # Static in the library; here each directory's application has its own base path, and the
+    # library calls both through the instance.
+    def get_base_url(self, scope: dict[str, Any]) -> str:  # type: ignore[override]
         host = dict(scope["headers"]).get(b"host", b"").decode()
         return f"{scope['scheme']}://{host}{self.base_path}"
 
-    def get_path(self, scope: dict[str, Any]) -> str:
+    def get_path(self, scope: dict[str, Any]) -> str:  # type: ignore[override]
         return scope["path"].removeprefix(self.base_path) or "/"
 
     def handle_exception(self, request: ScimRequest, exception: Exception) -> ScimResponse:
@@ -108,7 +115,7 @@ class TokenBucket:
         return (1 - self.tokens) / self.rate
 
 
-async def send_error(send, status: int, detail: str, scim_type: str | None = None,
+async def send_error(send: Send, status: int, detail: str, scim_type: str | None = None,
                      headers: dict[str, str] | None = None) -> None:
     body = {"schemas": [ERROR_SCHEMA], "status": str(status), "detail": detail}
     if scim_type:
@@ -122,7 +129,7 @@ async def send_error(send, status: int, detail: str, scim_type: str | None = Non
 
 
 class ScimGateway:
-    def __init__(self, sessions: sessionmaker, settings: Settings, project: Project):
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings, project: Project):
         self.sessions = sessions
         self.settings = settings
         self.project = project
@@ -150,7 +157,7 @@ class ScimGateway:
                 f"{root}/v2/{directory_id}", storage, self.provider, self.service)
         return app
 
-    async def __call__(self, scope: dict[str, Any], receive, send) -> None:
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         root = scope.get("root_path", "")
@@ -195,4 +202,4 @@ class ScimGateway:
         async def replay() -> dict[str, Any]:
             return {"type": "http.request", "body": body, "more_body": False}
 
-        await self._app(root, directory_id)(scope, replay, send)
+        await self._app(root, directory_id)(cast(dict[str, Any], scope), replay, send)

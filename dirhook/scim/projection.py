@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from dirhook import temporal as t
@@ -21,12 +21,15 @@ from dirhook.sync import SyncEngine
 log = logging.getLogger(__name__)
 
 
-def make_projector(sessions: sessionmaker, settings: Settings,
+def make_projector(sessions: sessionmaker[Session], settings: Settings,
                    temporal: Callable[[], Awaitable[Client]]) -> Callable[[str, Changes], Awaitable[None]]:
     def apply(directory_id: str, changes: Changes) -> set[str]:
         touched: set[str] = set()
         with sessions() as s:
-            mapping = mapping_for(s.get(Directory, directory_id))
+            directory = s.get(Directory, directory_id)
+            if directory is None:  # deleted while the request ran: nothing to project
+                return touched
+            mapping = mapping_for(directory)
         engine = SyncEngine(sessions, directory_id, mapping, chunk_size=settings.sync_chunk_size,
                             max_payload_bytes=settings.max_payload_bytes,
                             raw_attributes_max_bytes=settings.raw_attributes_max_bytes,

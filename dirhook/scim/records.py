@@ -8,7 +8,8 @@ is kept among ``raw_attributes`` (it is optional, and Entra lets admins remap it
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 

@@ -5,10 +5,11 @@ after a projection failed or the attribute mapping changed."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from dirhook.db.schema import ScimResource
 from dirhook.providers.base import Changes, SourceEntry
@@ -16,7 +17,7 @@ from dirhook.scim.records import group_record, user_record
 
 
 class ScimStoreSource:
-    def __init__(self, sessions: sessionmaker, directory_id: str, mapping: dict[str, Any]):
+    def __init__(self, sessions: sessionmaker[Session], directory_id: str, mapping: dict[str, Any]):
         self.sessions = sessions
         self.directory_id = directory_id
         self.mapping = mapping

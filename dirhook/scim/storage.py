@@ -18,8 +18,10 @@ import hashlib
 import json
 import logging
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Union
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from typing import Any, Union
 
 from scim2_models import (
     Group,
@@ -41,7 +43,7 @@ from scim2_server.storage import AsyncScimStorage, SearchPage
 from scim2_server.utils import parametrize
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from dirhook.db.schema import ScimResource
 from dirhook.directory_lock import DirectoryLocks
@@ -50,13 +52,18 @@ from dirhook.scim.records import group_record, user_record, without_members
 
 log = logging.getLogger(__name__)
 
-USER_NAME = Path[User]("userName").resolve()
+USER_NAME = Path[User[Any]]("userName").resolve()
 GROUP_NAME = Path[Group]("displayName").resolve()
 # Attributes an IdP's lookup compares with `eq` that an index answers (Okta checks
 # existence with `userName eq "…"` before every creation).
 INDEXED = {"username": "match_key", "displayname": "match_key", "externalid": "external_id", "id": "id"}
 
 Project = Callable[[Changes], Awaitable[None]]
+
+
+def type_name(resource_type: ResourceType) -> str:
+    """The resource type's name ("User", "Group"); scim2-models types it optional."""
+    return resource_type.name or ""
 
 
 def _stamp(moment: datetime) -> str:
@@ -99,7 +106,7 @@ def _indexed_lookup(scim_filter: ScimFilter[Any] | None, resource_type: str) -> 
 class DirectoryScimStorage(AsyncScimStorage):
     supports_cursors = False
 
-    def __init__(self, directory_id: str, sessions: sessionmaker, service: ScimService, project: Project,
+    def __init__(self, directory_id: str, sessions: sessionmaker[Session], service: ScimService, project: Project,
                  locks: DirectoryLocks, wait_seconds: float):
         self.directory_id = directory_id
         self.sessions = sessions
@@ -131,7 +138,7 @@ class DirectoryScimStorage(AsyncScimStorage):
         row = await asyncio.to_thread(self._row, resource_type, resource_id)
         return self._resource(resource_type, row.body)
 
-    def _candidates(self, names: list[str], scim_filter: ScimFilter[Any] | None) -> list[tuple[str, dict]]:
+    def _candidates(self, names: list[str], scim_filter: ScimFilter[Any] | None) -> list[tuple[str, dict[str, Any]]]:
         q = select(ScimResource.resource_type, ScimResource.body).where(
             ScimResource.directory_id == self.directory_id, ScimResource.resource_type.in_(names))
         lookup = _indexed_lookup(scim_filter, names[0]) if len(names) == 1 else None
@@ -142,7 +149,7 @@ class DirectoryScimStorage(AsyncScimStorage):
 
     async def search(self, resource_types: list[ResourceType], search_request: SearchRequest[Any], *,
                      position: Any = None) -> SearchPage:
-        by_name = {rt.name: rt for rt in resource_types}
+        by_name = {type_name(rt): rt for rt in resource_types}
         scim_filter = search_request.filter
         rows = await asyncio.to_thread(self._candidates, list(by_name), scim_filter)
         resources = [self._resource(by_name[name], body) for name, body in rows]
@@ -152,7 +159,7 @@ class DirectoryScimStorage(AsyncScimStorage):
             scim_filter = parametrize(ScimFilter, Union[models])(str(scim_filter))  # noqa: UP007
         found = [r for r in resources if scim_filter is None or scim_filter.match(r)]
         if search_request.sort_by is not None:
-            def order(resource: Resource[Any]) -> tuple:  # missing values last, then by id
+            def order(resource: Resource[Any]) -> tuple[Any, ...]:  # missing values last, then by id
                 value = search_request.sort_value(resource)
                 return value is None, value if value is not None else "", resource.id
 
@@ -169,7 +176,7 @@ class DirectoryScimStorage(AsyncScimStorage):
         body.get("meta", {}).pop("location", None)
         return body
 
-    def _check_unique(self, s, resource_type: str, unique_key: str | None, own_id: str) -> None:
+    def _check_unique(self, s: Session, resource_type: str, unique_key: str | None, own_id: str) -> None:
         if unique_key is None:
             return
         taken = s.scalar(select(ScimResource.id).where(
@@ -180,7 +187,7 @@ class DirectoryScimStorage(AsyncScimStorage):
 
     def _store(self, resource_type: str, body: dict[str, Any], expected_version: str | None,
                create: bool) -> dict[str, Any]:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         match_key, unique_key = _keys(resource_type, body)
         try:
             with self.sessions.begin() as s:
@@ -222,23 +229,23 @@ class DirectoryScimStorage(AsyncScimStorage):
             deleted_user_ids={deleted} if deleted and resource_type == "User" else set(),
             deleted_group_ids={deleted} if deleted and resource_type == "Group" else set()))
 
-    def _writing(self):
+    def _writing(self) -> AbstractAsyncContextManager[float]:
         return self.locks.hold_async(self.directory_id, self.wait_seconds, "scim")
 
     async def create(self, resource_type: ResourceType, resource: Resource[Any]) -> Resource[Any]:
         body = self._dump(resource)
         body["id"] = uuid.uuid4().hex
         async with self._writing():
-            stored = await asyncio.to_thread(self._store, resource_type.name, body, None, True)
-            await self._project(resource_type.name, stored)
+            stored = await asyncio.to_thread(self._store, type_name(resource_type), body, None, True)
+            await self._project(type_name(resource_type), stored)
         return self._resource(resource_type, stored)
 
     async def update(self, resource_type: ResourceType, resource: Resource[Any], *,
                      expected_version: str | None = None) -> Resource[Any]:
         body = self._dump(resource)
         async with self._writing():
-            stored = await asyncio.to_thread(self._store, resource_type.name, body, expected_version, False)
-            await self._project(resource_type.name, stored)
+            stored = await asyncio.to_thread(self._store, type_name(resource_type), body, expected_version, False)
+            await self._project(type_name(resource_type), stored)
         return self._resource(resource_type, stored)
 
     def _remove(self, resource_type: str, resource_id: str, expected_version: str | None) -> None:
@@ -254,15 +261,15 @@ class DirectoryScimStorage(AsyncScimStorage):
                                                               ScimResource.resource_type == "Group")):
                 body = without_members(group.body, resource_id)
                 if body is not None:
-                    body["meta"] = {**body.get("meta", {}), "lastModified": _stamp(datetime.now(timezone.utc))}
+                    body["meta"] = {**body.get("meta", {}), "lastModified": _stamp(datetime.now(UTC))}
                     body["meta"]["version"] = group.version = version_of(body)
                     group.body = body
 
     async def delete(self, resource_type: ResourceType, resource_id: str, *,
                      expected_version: str | None = None) -> None:
         async with self._writing():
-            await asyncio.to_thread(self._remove, resource_type.name, resource_id, expected_version)
+            await asyncio.to_thread(self._remove, type_name(resource_type), resource_id, expected_version)
             # The groups that listed a deleted user are not projected again: the engine's
             # deletion already ends those memberships (group.user_removed, then user.deleted),
             # and the groups' next projection finds them without that member.
-            await self._project(resource_type.name, None, deleted=resource_id)
+            await self._project(type_name(resource_type), None, deleted=resource_id)

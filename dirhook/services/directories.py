@@ -9,8 +9,9 @@ loop between them. A step that fails after the database changed undoes what it c
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -150,7 +151,7 @@ class DirectoryService:
     async def get(self, directory_id: str) -> Directory:
         return await self.scope.run(lambda s: get_directory(s, directory_id))
 
-    async def list(self, organization_id: str | None) -> list[Directory]:
+    async def find(self, organization_id: str | None) -> list[Directory]:
         def load(s: Session) -> list[Directory]:
             q = scoped(s, select(Directory).order_by(Directory.id), Directory.organization_id, organization_id)
             return list(s.scalars(q))
@@ -370,7 +371,7 @@ class DirectoryService:
         try:
             outcome = await handle.execute_update(DirectorySyncWorkflow.decide_deletions, approve)
         except WorkflowUpdateFailedError as exc:
-            raise Conflict(str(exc.cause.message if exc.cause else exc)) from None
+            raise Conflict(str(getattr(exc.cause, "message", None) or exc.cause or exc)) from None
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise Conflict("no deletions are awaiting approval for this directory") from None
@@ -388,10 +389,10 @@ class DirectoryService:
             q = select(kind).where(kind.directory_id == d.id).order_by(kind.id).limit(limit + 1)
             if after:
                 q = q.where(kind.id > after)
-            rows = list(s.scalars(q))
+            rows: list[User | Group] = list(s.scalars(q))
             more = len(rows) > limit
             rows = rows[:limit]
-            return Page(data=[payload(r, d) for r in rows],  # type: ignore[arg-type]  # the payload of its kind
+            return Page(data=[payload(r, d) for r in rows],
                         next_cursor=rows[-1].id if rows else after, has_more=more)
         return await self.scope.run(load)
 

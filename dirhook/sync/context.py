@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from dirhook.db.schema import Directory, Group, GroupNesting, Role, RoleMappingRow
 from dirhook.jsonenc import Encoded
@@ -29,7 +29,7 @@ class DirectoryContext:
     _payloads: dict[str, Encoded] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, sessions: sessionmaker, directory_id: str) -> DirectoryContext:
+    def load(cls, sessions: sessionmaker[Session], directory_id: str) -> DirectoryContext:
         with sessions() as s:
             directory = s.get(Directory, directory_id)
             assert directory is not None, directory_id  # the activity checked it exists

@@ -13,7 +13,7 @@ from dirhook.sync.result import PassResult
 
 
 class DeletionGuard:
-    def __init__(self, sessions: sessionmaker, directory_id: str, threshold: tuple[int, float],
+    def __init__(self, sessions: sessionmaker[Session], directory_id: str, threshold: tuple[int, float],
                  result: PassResult):
         self.sessions = sessions
         self.directory_id = directory_id

@@ -4,7 +4,8 @@ what the phases share (the directory's context, the pass's result) lives on the 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,7 +28,7 @@ NO_USERS_WARNING = "the source returned no users; no user was deleted"
 
 
 class SyncEngine:
-    def __init__(self, sessions: sessionmaker, directory_id: str, mapping: Mapping[str, Any], *,
+    def __init__(self, sessions: sessionmaker[Session], directory_id: str, mapping: Mapping[str, Any], *,
                  chunk_size: int = 500, on_progress: Callable[[dict[str, Any]], None] | None = None,
                  max_payload_bytes: int = 512 * 1024, raw_attributes_max_bytes: int = 32 * 1024,
                  deletion_threshold: tuple[int, float] = (500, 10.0),
@@ -184,7 +185,7 @@ class SyncEngine:
             pairs: list[UserPair] = []
             for e in chunk:
                 if e.prepared is not None:  # normalized by the source, from the stored record
-                    pairs.append((e.prepared, e.attributes))
+                    pairs.append((e.prepared, dict(e.attributes)))
                     continue
                 # Normalized from the record as stored: the text is made once, and a later
                 # re-normalization (a mapping change) starts from the same values.
@@ -284,7 +285,9 @@ class SyncEngine:
                 self._flush(outbox)
 
     def _outbox(self, s: Session) -> Outbox:
-        return Outbox(s, s.get(Directory, self.directory_id), self.max_payload_bytes)
+        directory = s.get(Directory, self.directory_id)
+        assert directory is not None, self.directory_id  # the activity checked it exists
+        return Outbox(s, directory, self.max_payload_bytes)
 
     def _flush(self, outbox: Outbox) -> None:
         """Write the chunk's events; the caller's transaction commits them."""

@@ -45,7 +45,7 @@ def apply_groups(s: Session, outbox: Outbox, directory_id: str, groups: list[Nor
     return ids
 
 
-def apply_nesting(sessions: sessionmaker, ctx: DirectoryContext, directory_id: str,
+def apply_nesting(sessions: sessionmaker[Session], ctx: DirectoryContext, directory_id: str,
                   member_refs: dict[str, list[str]]) -> bool:
     """Replace the child groups of every fetched group with those its member list names;
     returns whether any nesting changed."""
@@ -69,7 +69,7 @@ def apply_nesting(sessions: sessionmaker, ctx: DirectoryContext, directory_id: s
     return changed
 
 
-def members_of(sessions: sessionmaker, group_ids: set[str]) -> set[str]:
+def members_of(sessions: sessionmaker[Session], group_ids: set[str]) -> set[str]:
     members: set[str] = set()
     with sessions() as s:
         for part in chunks(sorted(group_ids), 500):
@@ -83,6 +83,8 @@ def delete_groups(s: Session, outbox: Outbox, ctx: DirectoryContext, group_ids: 
     affected: set[str] = set()
     for gid in sorted(group_ids):
         group = s.get(Group, gid)
+        if group is None:  # gone already (deleted by the pass's own cascade)
+            continue
         members = list(s.scalars(select(User).join(Membership, Membership.user_id == User.id)
                                  .where(Membership.group_id == gid)))
         for user in members:

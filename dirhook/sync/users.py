@@ -3,14 +3,15 @@ events, in bulk Core statements; and their deletions."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Row, bindparam, delete, select
 from sqlalchemy.orm import Session
 
-from dirhook.db.schema import Membership, User, utcnow
+from dirhook.db.schema import Membership, User, table_of, utcnow
 from dirhook.diff import content_hash, previous_attributes
 from dirhook.ids import new_id
 from dirhook.jsonenc import Encoded
@@ -145,7 +146,7 @@ class UserWriter:
                 removals.append((uid, removed))
             touched.add(uid)
         self.result.users_written += len(inserts) + len(updates)
-        users_table = User.__table__
+        users_table = table_of(User)
         if inserts:  # before the memberships that point at them
             s.execute(users_table.insert(), inserts)
         if updates:
@@ -153,7 +154,7 @@ class UserWriter:
         for uid, gone in removals:
             s.execute(delete(Membership).where(Membership.user_id == uid, Membership.group_id.in_(gone)))
         if added_rows:
-            s.execute(Membership.__table__.insert(), added_rows)
+            s.execute(table_of(Membership).insert(), added_rows)
         return touched
 
     def _managers(self, s: Session, users: list[dict[str, Any]], ids: dict[str, str]) -> dict[str, str]:

@@ -13,8 +13,8 @@ import pytest
 
 from tests.conftest import unique
 from tests.support.e2e_helpers import listening, subscribe, sync
-from tests.support.scim_helpers import summary
 from tests.support.samba import ADMIN, ADMIN_PW, BASE
+from tests.support.scim_helpers import summary
 from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]

@@ -160,7 +160,7 @@ async def test_a_key_gets_404_naming_another_organization(stack, orgs, method, p
 
 
 async def test_a_key_lists_and_creates_in_its_own_organization_only(stack, orgs):
-    a, b = orgs
+    a, _b = orgs
     async with as_key(stack, a["key"]) as client:
         assert [o["id"] for o in (await client.get("/v1/organizations")).json()] == [a["organization_id"]]
         assert [d["id"] for d in (await client.get("/v1/directories")).json()] == [a["directory_id"]]
@@ -212,7 +212,7 @@ async def test_a_revoked_key_gets_401_at_once(stack, orgs):
                if k["id"] == created["id"]]
     assert revoked[0]["revoked_at"] is not None and revoked[0]["last_used_at"] is not None
     # a tampered secret or a made-up key ID is a 401 as well
-    key_id, secret = created["key"].removeprefix("dhk_").split(".")
+    _key_id, secret = created["key"].removeprefix("dhk_").split(".")
     for token in (f"dhk_{a['key_id']}.{secret}", f"dhk_key_00000000000000000000000000.{secret}", "dhk_nonsense"):
         async with as_key(stack, token) as client:
             assert (await client.get("/v1/directories")).status_code == 401, token

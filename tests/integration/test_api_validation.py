@@ -7,7 +7,6 @@ import pytest
 
 from tests.support.slapd import ROOT_DN
 
-
 GOOD_LDAP = {"url": "ldap://127.0.0.1:389", "bind_dn": ROOT_DN, "user_base_dn": "ou=people,dc=example,dc=com"}
 
 BAD_REQUESTS = [

@@ -16,7 +16,6 @@ from tests.support.delivery_stack import DeliveryStack
 from tests.support.receiver import Receiver, Route
 from tests.support.wait import wait_for
 
-
 N = 6000
 FIRST_RETRY_WAIT = 5.0  # the default schedule's first wait (config.DEFAULT_RETRY_SCHEDULE)
 SWEEP_SECONDS = 10.0    # the delivery sweep's interval here (60 s by default)

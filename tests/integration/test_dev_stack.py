@@ -11,7 +11,6 @@ from tests.support.dev_process import dev_env, interrupt, start_dev, wait_http
 from tests.support.wait import wait_until
 
 
-
 @pytest.mark.timeout(300)
 def test_dev_comes_up_serves_and_stops_cleanly(tmp_path):
     env, ports = dev_env(tmp_path / "data")

@@ -8,10 +8,10 @@ import re
 
 import httpx
 import pytest
-from temporalio.api.common.v1 import Payload, Payloads
-from temporalio.client import Client
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.client import Client
 
 from tests.conftest import UI_ORIGIN
 from tests.support.e2e_helpers import connect_directory, sync

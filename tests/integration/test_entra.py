@@ -15,7 +15,6 @@ from tests.support.scim_helpers import summary
 from tests.support.slapd import expected_memberships
 from tests.support.wait import wait_for
 
-
 SQLITE_ONLY = pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
 
 
@@ -215,7 +214,7 @@ async def test_a_certificate_credential_works_and_a_foreign_one_is_refused(stack
     tenant = graph.new_tenant()
     graph_user(tenant, 1)
     pem = tenant.add_certificate()
-    directory, _endpoint, route = await entra_directory(stack, graph, receiver, tenant, secret=pem,
+    directory, _endpoint, _route = await entra_directory(stack, graph, receiver, tenant, secret=pem,
                                                        credential="certificate")
     status = await sync(stack, directory["id"], "full")
     assert status["last_run"]["status"] == "succeeded" and status["last_run"]["counts"]["users_read"] == 1
@@ -235,7 +234,7 @@ async def test_a_certificate_credential_works_and_a_foreign_one_is_refused(stack
 async def test_a_new_secret_by_patch_mends_a_refused_one(stack, graph, receiver):
     tenant = graph.new_tenant()
     graph_user(tenant, 1)
-    directory, _endpoint, route = await entra_directory(stack, graph, receiver, tenant, secret="wrong")
+    directory, _endpoint, _route = await entra_directory(stack, graph, receiver, tenant, secret="wrong")
     path = f"/v1/directories/{directory['id']}"
     for patch, needle in (({"entra": {"graph_base_url": "http://graph.example/v1.0"}}, "https"),
                           ({"entra": {"credential": "password"}}, "credential"),

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from tests.support.e2e_helpers import connect_directory, listening, sync, wait_delivered
-from tests.support.slapd import ldap_tool
 from tests.support.histories import record
+from tests.support.slapd import ldap_tool
 from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]

@@ -16,7 +16,6 @@ from tests.conftest import unique
 from tests.support.slapd import ROOT_DN, ROOT_PW, SUFFIX, ldap_tool, people_ldif
 
 
-
 @pytest.fixture(scope="module")
 def people(slapd):
     ou = unique("reader")

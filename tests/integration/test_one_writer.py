@@ -14,10 +14,9 @@ from sqlalchemy import delete
 from dirhook.db.schema import ScimResource
 from dirhook.directory_lock import DirectoryBusy, DirectoryLocks
 from tests.support.e2e_helpers import all_events
-from tests.support.scim_helpers import PATCH, USER, scim_directory
 from tests.support.histories import record
+from tests.support.scim_helpers import PATCH, USER, scim_directory
 from tests.support.wait import wait_for
-
 
 
 async def sync_state(stack, directory_id: str) -> dict:
@@ -135,7 +134,7 @@ async def events_on(api, directory_id: str) -> list[dict]:
 
 @pytest.mark.timeout(300)
 async def test_scim_pushes_racing_full_passes_and_recomputes_keep_one_id_per_person(stack, receiver):
-    scim, endpoint, route = await scim_directory(stack, receiver)
+    scim, _endpoint, route = await scim_directory(stack, receiver)
     result = await race([stack.api], [scim], scim.id, route)
     print(f"{stack.name}: {result['n']} users pushed in {result['seconds']:.1f} s while {result['passes_asked']} "
           f"full passes and recomputes were requested; {result['events']} events, one id per person")
@@ -154,7 +153,7 @@ async def retrying(call, *args, **kw):
 @pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
 @pytest.mark.timeout(180)
 async def test_held_deletions_survive_scim_pushes_and_approval_deletes_exactly_them(stack, receiver):
-    scim, endpoint, route = await scim_directory(stack, receiver)
+    scim, _endpoint, _route = await scim_directory(stack, receiver)
     r = await stack.api.patch(f"/v1/directories/{scim.id}", json={"deletion_threshold_count": 2})
     assert r.status_code == 200, r.text
     ids = []

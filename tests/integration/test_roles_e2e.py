@@ -10,7 +10,6 @@ from tests.support.e2e_helpers import all_events, connect_directory, count_types
 from tests.support.slapd import ldap_tool
 
 
-
 async def wait_recompute(stack, directory_id: str) -> dict:
     """The recompute pass the API queued: wait for the sync workflow to finish it."""
     handle = stack.client.get_workflow_handle(f"dirsync/{directory_id}")

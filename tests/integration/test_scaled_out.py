@@ -18,11 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dirhook.db.engine import migrate
 from tests.conftest import ADMIN_TOKEN, API_CLIENT_LIMITS, TEST_ENCRYPTION_KEY, unique
-from tests.support.scim_helpers import USER, ScimDirectory
-from tests.support.ports import free_port
-from tests.support.wait import wait_for
 from tests.integration.test_one_writer import race
-
+from tests.support.ports import free_port
+from tests.support.scim_helpers import USER, ScimDirectory
+from tests.support.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SWEEP_SECONDS = 10.0

@@ -13,7 +13,6 @@ import pytest
 
 from tests.conftest import unique
 
-
 SCIM2 = str(Path(sys.executable).parent / "scim2")
 
 

@@ -3,11 +3,12 @@ the exact events a receiver gets (signatures verified), with previous_attributes
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import pytest
 
 from tests.support.scim_helpers import ENTERPRISE, GROUP, USER, scim_directory, summary
 from tests.support.wait import wait_for
-
 
 
 async def delivered(stack, scim, route, n: int) -> list[dict]:
@@ -141,7 +142,7 @@ async def test_okta_provisioning_sequence(stack, receiver):
 async def test_a_full_pass_reconciles_what_a_projection_missed(stack, receiver):
     """The SCIM table is the truth: a resource stored without its projection (a crash
     between the two) reaches receivers with the next full pass, and nothing else does."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from dirhook.db.schema import ScimResource
     from dirhook.scim.storage import version_of
@@ -152,7 +153,7 @@ async def test_a_full_pass_reconciles_what_a_projection_missed(stack, receiver):
     await delivered(stack, scim, route, 1)
     body = {"schemas": [USER], "id": "0" * 32, "userName": "orphan@okta.example", "active": True,
             "meta": {"resourceType": "User"}}
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with stack.sessions.begin() as s:
         s.add(ScimResource(directory_id=scim.id, id=body["id"], resource_type="User", match_key=body["userName"],
                            unique_key=body["userName"], body=body, version=version_of(body), created_at=now,

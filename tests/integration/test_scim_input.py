@@ -10,7 +10,6 @@ from dirhook.api.app import create_app
 from dirhook.config import Settings
 from tests.support.scim_helpers import GROUP, PATCH, USER, scim_directory
 
-
 ADA = {"schemas": [USER], "userName": "ada@example.com", "name": {"givenName": "Ada"}}
 JSON = {"content-type": "application/scim+json"}
 

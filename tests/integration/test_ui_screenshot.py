@@ -12,12 +12,11 @@ import httpx
 import pytest
 
 from tests.conftest import unique
-from tests.support.e2e_helpers import ldap_body
 from tests.support.dev_process import dev_env, interrupt, start_dev, wait_http
+from tests.support.e2e_helpers import ldap_body
 from tests.support.slapd import ROOT_PW, ldap_tool, people_ldif
-from tests.support.wait import wait_until
 from tests.support.ui_screenshot import capture
-
+from tests.support.wait import wait_until
 
 
 def visible_text(path) -> str:

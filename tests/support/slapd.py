@@ -92,7 +92,7 @@ class Slapd:
                 return
             except Exception:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"slapd did not answer on port {self.port} within {timeout}s")
+                    raise RuntimeError(f"slapd did not answer on port {self.port} within {timeout}s") from None
                 time.sleep(0.05)
 
     def pid(self) -> int | None:
@@ -156,7 +156,7 @@ def expected_memberships(n_users: int, n_groups: int) -> int:
     return sum(1 + (1 if i % 3 == 0 and n_groups > 1 else 0) for i in range(n_users)) if n_groups else 0
 
 
-def ldap_tool(tool: str, slapd: "Slapd", ldif: str, *extra: str) -> None:
+def ldap_tool(tool: str, slapd: Slapd, ldif: str, *extra: str) -> None:
     """Run ``ldapadd``/``ldapmodify``/``ldapdelete`` against a running server, as an operator would."""
     subprocess.run([tool, "-x", "-H", slapd.url, "-D", ROOT_DN, "-w", ROOT_PW, *extra], input=ldif.encode(),
                    check=True, capture_output=True, timeout=120)

@@ -1,13 +1,14 @@
 import asyncio
 import random
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
 from standardwebhooks.webhooks import Webhook as StdWebhook
 from standardwebhooks.webhooks import WebhookVerificationError as StdVerificationError
-from svix.webhooks import Webhook as SvixWebhook, WebhookVerificationError
+from svix.webhooks import Webhook as SvixWebhook
+from svix.webhooks import WebhookVerificationError
 
 from dirhook.config import DEFAULT_RETRY_SCHEDULE
 from dirhook.delivery.pacing import Pacer
@@ -40,7 +41,7 @@ def test_two_secrets_sign_twice_and_each_verifies():
 
 def test_stale_timestamp_is_refused_by_receivers():
     secret = generate_secret()
-    headers = Signer([secret]).headers("evt_3", "{}", when=datetime.now(timezone.utc) - timedelta(minutes=10))
+    headers = Signer([secret]).headers("evt_3", "{}", when=datetime.now(UTC) - timedelta(minutes=10))
     with pytest.raises(StdVerificationError):
         StdWebhook(secret).verify("{}", headers)
 
@@ -56,7 +57,7 @@ def test_retry_schedule_follows_svix_with_jitter_and_retry_after():
 
 
 def test_retry_after_parsing():
-    now = datetime(2026, 11, 29, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 29, tzinfo=UTC)
     assert parse_retry_after("2") == 2
     assert parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
@@ -103,7 +104,7 @@ from dirhook.delivery.rules import (  # noqa: E402
     probe_wait,
 )
 
-T0 = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 SCHEDULE = [5.0, 300.0, 1800.0]
 POLICY = BreakerPolicy(min_failures=50)
 

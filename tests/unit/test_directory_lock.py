@@ -15,9 +15,8 @@ from dirhook.directory_lock import DirectoryBusy, DirectoryLocks
 def test_a_second_writer_waits_then_gives_up_and_gets_it_once_free(tmp_path):
     locks = DirectoryLocks(f"sqlite:///{tmp_path / 'db.sqlite'}")
     with locks.hold("dir_a", 1, "test"):
-        with pytest.raises(DirectoryBusy) as busy:
-            with locks.hold("dir_a", 0.2, "test"):
-                pass
+        with pytest.raises(DirectoryBusy) as busy, locks.hold("dir_a", 0.2, "test"):
+            pass
         assert busy.value.retry_after == 1 and "dir_a is busy" in str(busy.value)
         with locks.hold("dir_b", 0.2, "test"):  # another directory is not held
             pass
@@ -37,9 +36,8 @@ def test_another_process_holding_it_excludes_this_one_until_it_dies(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "held"
         locks = DirectoryLocks(url)
-        with pytest.raises(DirectoryBusy):
-            with locks.hold("dir_p", 0.3, "test"):
-                pass
+        with pytest.raises(DirectoryBusy), locks.hold("dir_p", 0.3, "test"):
+            pass
         holder.kill()  # a writer that dies holding it: the kernel releases it
         holder.wait(10)
         with locks.hold("dir_p", 5, "test"):

@@ -47,7 +47,7 @@ def roles_of(direct, parents, mappings, default=None):
 def test_roles_depend_only_on_effective_groups_and_mappings(parents, mappings, direct):
     # Two users with the same effective groups have the same roles, whatever their direct groups.
     eff = effective_groups(direct, ancestors(parents))
-    as_if_all_direct = compute_roles({g: True for g in eff}, group_grants(GROUPS, mappings), ROLES)
+    as_if_all_direct = compute_roles(dict.fromkeys(eff, True), group_grants(GROUPS, mappings), ROLES)
     assert roles_of(direct, parents, mappings) == as_if_all_direct
 
 

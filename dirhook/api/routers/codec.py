@@ -16,13 +16,14 @@ import hashlib
 import hmac
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payloads
 
 from dirhook.codec import EncryptionCodec, UndecryptablePayload, load_keyring
+from dirhook.config import Settings
 
 router = APIRouter(prefix="/codec", tags=["temporal codec"])
 
@@ -120,7 +121,7 @@ async def login(request: Request) -> Response:
     return response
 
 
-def setup(app, settings) -> None:
+def setup(app: FastAPI, settings: Settings) -> None:
     keyring = load_keyring(settings)
     app.state.codec = EncryptionCodec(keyring) if keyring else None
     app.state.codec_origins = set(settings.codec_cors_origins)

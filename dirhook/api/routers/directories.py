@@ -62,7 +62,7 @@ async def rotate_scim_token(directory_id: str, request: Request, service: Servic
 
 @router.get("", response_model=list[DirectoryOut])
 async def list_directories(service: Service, organization_id: str | None = None) -> list[DirectoryOut]:
-    return [directory_out(d) for d in await service.list(organization_id)]
+    return [directory_out(d) for d in await service.find(organization_id)]
 
 
 @router.get("/{directory_id}", response_model=DirectoryOut)
@@ -138,14 +138,14 @@ async def list_sync_runs(directory_id: str, service: Service, limit: Limit = 20)
     return await service.sync_runs(directory_id, limit)
 
 
-@router.get("/{directory_id}/users", response_model=Page[dict])
+@router.get("/{directory_id}/users", response_model=Page[dict[str, Any]])
 async def list_users(directory_id: str, service: Service, limit: Limit = 100,
                      after: str | None = None) -> Page[dict[str, Any]]:
     """Users as receivers see them, by ID; pass `next_cursor` back as `after` for the next page."""
     return await service.objects(directory_id, User, limit, after)
 
 
-@router.get("/{directory_id}/groups", response_model=Page[dict])
+@router.get("/{directory_id}/groups", response_model=Page[dict[str, Any]])
 async def list_groups(directory_id: str, service: Service, limit: Limit = 100,
                       after: str | None = None) -> Page[dict[str, Any]]:
     """Groups as receivers see them, by ID; pass `next_cursor` back as `after` for the next page."""

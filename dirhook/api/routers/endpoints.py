@@ -39,6 +39,7 @@ from dirhook.db.schema import (
     Endpoint,
     EndpointStateChange,
     EventRow,
+    rowcount,
     utcnow,
 )
 from dirhook.delivery.rules import OPEN_STATUSES, DeliveryStatus
@@ -206,7 +207,7 @@ def recover(endpoint_id: str, body: RecoverIn, session: SessionDep, settings: Se
         e.next_probe_at = utcnow()  # an operator says the receiver is back: probe now, not on the schedule
     session.commit()
     in_loop(wake, client, settings, e.id)
-    return Requeued(endpoint_id=e.id, requeued=result.rowcount)
+    return Requeued(endpoint_id=e.id, requeued=rowcount(result))
 
 
 @router.post("/{endpoint_id}/replay", response_model=Requeued)

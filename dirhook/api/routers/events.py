@@ -1,5 +1,5 @@
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select
@@ -13,13 +13,14 @@ from dirhook.services.scope import scoped
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
 
-@router.get("", response_model=Page[dict])
+@router.get("", response_model=Page[dict[str, Any]])
 def list_events(session: SessionDep, directory_id: str | None = None, organization_id: str | None = None,
                 after: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                 type: Annotated[str | None, Query(description="only this event type")] = None):
     """Events oldest first, exactly as receivers get them. Follow by passing `next_cursor` back as `after`."""
-    q = select(EventRow.pk, EventRow.body).order_by(EventRow.pk).limit(limit + 1)
+    # Any: SQLAlchemy types each .where() as a new Select, which a reassignment cannot hold.
+    q: Any = select(EventRow.pk, EventRow.body).order_by(EventRow.pk).limit(limit + 1)
     if directory_id:
         q = q.where(EventRow.directory_id == get_directory(session, directory_id).id)
     q = scoped(session, q, EventRow.organization_id, organization_id)

@@ -11,8 +11,8 @@
 - ``source``: ``LdapSource``, which picks among them for each pass.
 """
 
-from dirhook.providers.ldap.config import LdapConfig
 from dirhook.dn import common_base
+from dirhook.providers.ldap.config import LdapConfig
 from dirhook.providers.ldap.source import LdapSource
 
 __all__ = ["LdapConfig", "LdapSource", "common_base"]

@@ -3,7 +3,8 @@ turned into the SourceError kinds an operator can act on."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 from dirhook.errors import SourceAuthError, SourceConfigError, SourceUnavailable
@@ -18,7 +19,7 @@ AUTH_FAILURES = ("invalidCredentials", "inappropriateAuthentication", "invalidDN
 RawAttributes = dict[str, list[Any]]
 
 
-def values(raw: RawAttributes, name: str) -> list[Any]:
+def values(raw: Mapping[str, list[Any]], name: str) -> list[Any]:
     """An attribute's values; names compare case-insensitively, as LDAP's do."""
     if name in raw:
         return raw[name]

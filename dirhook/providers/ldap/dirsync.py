@@ -8,11 +8,11 @@ import base64
 import uuid
 from typing import Any
 
+from dirhook.dn import dn_within, naming_context
 from dirhook.errors import SourceUnavailable
 from dirhook.providers.base import Changes, SourceEntry
 from dirhook.providers.ldap.config import LdapConfig
 from dirhook.providers.ldap.connection import values
-from dirhook.dn import dn_within, naming_context
 
 DIRSYNC_OID = "1.2.840.113556.1.4.841"
 

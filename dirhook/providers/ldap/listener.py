@@ -4,13 +4,14 @@ Directory). It reads no change itself: the pass it triggers does, from its store
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlparse
 
+from dirhook.dn import common_base, dn_within, naming_context
 from dirhook.errors import SourceUnavailable
 from dirhook.providers.ldap import syncrepl_codec as codec
 from dirhook.providers.ldap.config import LdapConfig
-from dirhook.dn import common_base, dn_within, naming_context
 
 NOTIFICATION_OID = "1.2.840.113556.1.4.528"  # LDAP_SERVER_NOTIFICATION_OID (MS-ADTS 3.1.1.3.4.1.9)
 SHOW_DELETED_OID = "1.2.840.113556.1.4.417"

@@ -4,8 +4,9 @@ clock skew and replication lag; deletions are found by listing every external id
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from dirhook.providers.base import SourceEntry
 from dirhook.providers.ldap.config import LdapConfig
@@ -40,7 +41,7 @@ def external_ids(conn: Any, config: LdapConfig, base: str, ldap_filter: str) -> 
 
 def parse_time(value: str) -> datetime:
     # modifyTimestamp may carry fractions ("20261129014416.0Z" on AD).
-    return datetime.strptime(value.split(".")[0].rstrip("Z") + "Z", GENERALIZED_TIME).replace(tzinfo=timezone.utc)
+    return datetime.strptime(value.split(".")[0].rstrip("Z") + "Z", GENERALIZED_TIME).replace(tzinfo=UTC)
 
 
 def changed_since(config: LdapConfig, ldap_filter: str, since: str, overlap: timedelta) -> str:

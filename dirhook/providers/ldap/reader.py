@@ -20,9 +20,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from dirhook.errors import (
     DirhookError,
@@ -67,7 +68,7 @@ def _child(conn: Connection, config: dict[str, Any], password: str | None, overr
         conn.send(("error", type(exc).__name__, str(exc)))
     except BrokenPipeError:
         pass  # the engine stopped reading (its pass failed or was cancelled)
-    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it as unavailable
+    except Exception as exc:
         conn.send(("error", "SourceUnavailable", f"the LDAP reader failed: {type(exc).__name__}: {exc}"))
     finally:
         if ldap is not None:
@@ -101,6 +102,7 @@ class UserReader:
         except OSError as exc:
             raise SourceUnavailable(f"could not start the LDAP reader process: {exc}") from None
         # Connections on duplicates: they close their descriptor, as Popen closes its own.
+        assert self.process.stdout is not None and self.process.stdin is not None  # both PIPE
         self._messages = Connection(os.dup(self.process.stdout.fileno()), writable=False)
         self.process.stdout.close()
         with Connection(os.dup(self.process.stdin.fileno()), readable=False) as settings:

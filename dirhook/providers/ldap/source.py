@@ -9,8 +9,9 @@ objects costs several times the read itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from dirhook.normalize import effective_mapping, requested_attributes
 from dirhook.providers.base import Changes
@@ -74,7 +75,7 @@ class LdapSource:
         full = (full or not since or (self.syncrepl and not cursor.get("sync_users"))
                 or (self.dirsync and not cursor.get("dirsync")))
         user_filter, group_filter = cfg.user_filter, cfg.group_filter
-        if not full:
+        if not full and since:
             user_filter = polling.changed_since(cfg, cfg.user_filter, since, self.overlap)
             group_filter = polling.changed_since(cfg, cfg.group_filter, since, self.overlap)
         next_cursor: dict[str, Any] = {"modify_timestamp": since or ""}

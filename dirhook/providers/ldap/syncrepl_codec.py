@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from pyasn1.codec.ber import decoder, encoder
 from pyasn1.type import namedtype, namedval, tag, univ
@@ -53,7 +54,7 @@ class _SyncDoneValue(univ.Sequence):
     )
 
 
-def _tagged(n: int, component):
+def _tagged(n: int, component: Any) -> Any:
     return component.subtype(implicitTag=tag.Tag(tag.tagClassContext, tag.tagFormatConstructed, n))
 
 
@@ -94,7 +95,7 @@ def sync_request_control(mode: int, cookie: str | None = None) -> tuple[str, boo
     return SYNC_REQUEST_OID, True, encoder.encode(value)
 
 
-def _text(value) -> str | None:
+def _text(value: Any) -> str | None:
     return bytes(value).decode() if value is not None and value.isValue else None
 
 

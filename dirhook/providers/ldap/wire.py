@@ -123,7 +123,7 @@ class FastEntryStrategy(SyncStrategy):
     _awaited: int | None = None
     _entries: list[dict[str, Any]]
 
-    def _get_response(self, message_id, timeout):
+    def _get_response(self, message_id: int, timeout: float | None) -> Any:
         self._awaited, self._entries = message_id, []
         try:
             responses = super()._get_response(message_id, timeout)
@@ -133,8 +133,8 @@ class FastEntryStrategy(SyncStrategy):
             return self._entries + responses
         return responses
 
-    def receiving(self):
-        messages = super().receiving()
+    def receiving(self) -> list[bytes]:
+        messages: list[bytes] = super().receiving()
         if self._awaited is not None:
             for n, raw in enumerate(messages):
                 entry = decode_search_entry(raw, self._awaited) if raw else None
@@ -144,7 +144,7 @@ class FastEntryStrategy(SyncStrategy):
         return messages
 
 
-def use_fast_entries(connection) -> None:
+def use_fast_entries(connection: Any) -> None:
     """Switch a synchronous ldap3 connection to ``FastEntryStrategy`` (before it opens)."""
     if type(connection.strategy) is not SyncStrategy:
         return  # another strategy (async, mock…): leave it as ldap3 made it
