@@ -27,8 +27,9 @@ class DeliveryActivities:
     async def deliver_pending(self, req: DispatchInput) -> BatchResult:
         """One bounded run of an endpoint's dispatcher: first attempts and due retries in one
         stream, or the circuit breaker's probe, or the FIFO chains."""
-        return await self.engine.dispatch(req.endpoint_id, req.next_slot, heartbeat=activity.heartbeat,
-                                          clock=Clock(activity.info().started_time))
+        return await self.engine.dispatch(
+            req.endpoint_id, req.next_slot, heartbeat=activity.heartbeat, clock=Clock(activity.info().started_time)
+        )
 
     @activity.defn(name="wake_dispatchers")
     async def wake_dispatchers(self, settle_seconds: float = 0.0) -> int:

@@ -47,8 +47,9 @@ def _last_progress(details: Sequence[Any]) -> int:
 
 
 class SyncActivities:
-    def __init__(self, sessions: sessionmaker[Session], settings: Settings, client: Client,
-                 loop: asyncio.AbstractEventLoop):
+    def __init__(
+        self, sessions: sessionmaker[Session], settings: Settings, client: Client, loop: asyncio.AbstractEventLoop
+    ):
         self.sessions = sessions
         self.settings = settings
         self.client = client
@@ -76,26 +77,43 @@ class SyncActivities:
             if info.attempt > 1:
                 # The attempt before stopped without finishing (its worker was lost, or it
                 # timed out): its run is over, whatever its row still says.
-                s.execute(update(SyncRun).where(
-                    SyncRun.workflow_id == req.workflow_id, SyncRun.run_id == info.workflow_run_id,
-                    SyncRun.status == RunStatus.RUNNING).values(
-                    status=RunStatus.FAILED, finished_at=utcnow(),
-                    error=f"attempt {info.attempt - 1} stopped without finishing; attempt {info.attempt} took over"))
+                s.execute(
+                    update(SyncRun)
+                    .where(
+                        SyncRun.workflow_id == req.workflow_id,
+                        SyncRun.run_id == info.workflow_run_id,
+                        SyncRun.status == RunStatus.RUNNING,
+                    )
+                    .values(
+                        status=RunStatus.FAILED,
+                        finished_at=utcnow(),
+                        error=f"attempt {info.attempt - 1} stopped without finishing; attempt {info.attempt} took over",
+                    )
+                )
             directory = s.get(Directory, req.directory_id)
             if directory is None:
                 raise as_application_error(DirectoryNotFound(f"directory {req.directory_id} does not exist"))
-            run = SyncRun(directory_id=directory.id, workflow_id=req.workflow_id, run_id=info.workflow_run_id,
-                          mode=req.mode, status=RunStatus.RUNNING, started_at=utcnow())
+            run = SyncRun(
+                directory_id=directory.id,
+                workflow_id=req.workflow_id,
+                run_id=info.workflow_run_id,
+                mode=req.mode,
+                status=RunStatus.RUNNING,
+                started_at=utcnow(),
+            )
             s.add(run)
             s.flush()
             run_id = run.id
             cursor, provider = directory.cursor, directory.provider
             recompute = req.mode in OFFLINE_MODES
             thresholds = (  # 0 is a threshold too ("hold every deletion"): only None means the default
-                self.settings.deletion_threshold_count if directory.deletion_threshold_count is None
+                self.settings.deletion_threshold_count
+                if directory.deletion_threshold_count is None
                 else directory.deletion_threshold_count,
-                self.settings.deletion_threshold_percent if directory.deletion_threshold_percent is None
-                else directory.deletion_threshold_percent)
+                self.settings.deletion_threshold_percent
+                if directory.deletion_threshold_percent is None
+                else directory.deletion_threshold_percent,
+            )
             source: DirectorySource | None = None
             if recompute:
                 mapping: Mapping[str, Any] = mapping_for(directory)
@@ -132,12 +150,17 @@ class SyncActivities:
                     continue
                 woken[endpoint_id] = now
                 fut = asyncio.run_coroutine_threadsafe(
-                    wake_dispatcher(self.client, self.settings, endpoint_id), self.loop)
+                    wake_dispatcher(self.client, self.settings, endpoint_id), self.loop
+                )
                 try:
                     fut.result(timeout=10)
                 except Exception:  # the end-of-pass wake-up covers it
-                    log.warning("could not wake the dispatcher of %s", endpoint_id, exc_info=True,
-                                extra={"endpoint_id": endpoint_id})
+                    log.warning(
+                        "could not wake the dispatcher of %s",
+                        endpoint_id,
+                        exc_info=True,
+                        extra={"endpoint_id": endpoint_id},
+                    )
 
         try:
             engine = self._engine(req.directory_id, mapping, thresholds, on_progress, on_commit)
@@ -152,8 +175,12 @@ class SyncActivities:
         except DirhookError as exc:
             SYNC_PASS_DURATION.labels(provider, req.mode, RunStatus.FAILED).observe(time.monotonic() - started)
             self._finish(run_id, RunStatus.FAILED, str(exc), {})
-            log.warning("sync of %s failed: %s", req.directory_id, exc,
-                        extra={"directory_id": req.directory_id, "workflow_id": req.workflow_id})
+            log.warning(
+                "sync of %s failed: %s",
+                req.directory_id,
+                exc,
+                extra={"directory_id": req.directory_id, "workflow_id": req.workflow_id},
+            )
             raise as_application_error(exc) from None
         except Exception as exc:
             SYNC_PASS_DURATION.labels(provider, req.mode, RunStatus.FAILED).observe(time.monotonic() - started)
@@ -169,19 +196,45 @@ class SyncActivities:
         SYNC_PASS_DURATION.labels(provider, req.mode, RunStatus.SUCCEEDED).observe(time.monotonic() - started)
         SYNC_OBJECTS_READ.labels(provider, "user").inc(result.users_read)
         SYNC_OBJECTS_READ.labels(provider, "group").inc(result.groups_read)
-        log.info("sync of %s (%s) committed %d events", req.directory_id, provider, result.events_total,
-                 extra={"directory_id": req.directory_id, "workflow_id": req.workflow_id})
-        return PassSummary(sync_run_id=run_id, full=result.full, users_read=result.users_read,
-                           groups_read=result.groups_read, users_written=result.users_written,
-                           resumed_after_users=resumed, events_total=result.events_total,
-                           events=dict(result.events), warnings=list(result.warnings), held=dict(result.held))
+        log.info(
+            "sync of %s (%s) committed %d events",
+            req.directory_id,
+            provider,
+            result.events_total,
+            extra={"directory_id": req.directory_id, "workflow_id": req.workflow_id},
+        )
+        return PassSummary(
+            sync_run_id=run_id,
+            full=result.full,
+            users_read=result.users_read,
+            groups_read=result.groups_read,
+            users_written=result.users_written,
+            resumed_after_users=resumed,
+            events_total=result.events_total,
+            events=dict(result.events),
+            warnings=list(result.warnings),
+            held=dict(result.held),
+        )
 
-    def _engine(self, directory_id: str, mapping: Mapping[str, Any], thresholds: tuple[int, float],
-                on_progress: Callable[[dict[str, Any]], None], on_commit: Callable[[set[str]], None]) -> SyncEngine:
-        return SyncEngine(self.sessions, directory_id, mapping, chunk_size=self.settings.sync_chunk_size,
-                          on_progress=on_progress, max_payload_bytes=self.settings.max_payload_bytes,
-                          raw_attributes_max_bytes=self.settings.raw_attributes_max_bytes,
-                          deletion_threshold=thresholds, on_commit=on_commit)
+    def _engine(
+        self,
+        directory_id: str,
+        mapping: Mapping[str, Any],
+        thresholds: tuple[int, float],
+        on_progress: Callable[[dict[str, Any]], None],
+        on_commit: Callable[[set[str]], None],
+    ) -> SyncEngine:
+        return SyncEngine(
+            self.sessions,
+            directory_id,
+            mapping,
+            chunk_size=self.settings.sync_chunk_size,
+            on_progress=on_progress,
+            max_payload_bytes=self.settings.max_payload_bytes,
+            raw_attributes_max_bytes=self.settings.raw_attributes_max_bytes,
+            deletion_threshold=thresholds,
+            on_commit=on_commit,
+        )
 
     @activity.defn(name="listen_for_changes")
     def listen_for_changes(self, req: DirectoryInput | str) -> str:
@@ -203,8 +256,11 @@ class SyncActivities:
         if not isinstance(source, LdapSource):
             return "not an LDAP source"
         active_directory = source.config.flavour == "active_directory"
-        cannot = ("the server does not offer change notifications" if active_directory else
-                  "the server does not offer syncrepl") + ": incremental passes poll on the schedule"
+        cannot = (
+            "the server does not offer change notifications"
+            if active_directory
+            else "the server does not offer syncrepl"
+        ) + ": incremental passes poll on the schedule"
         started = time.monotonic()
         # Listen only once a pass has stored a cursor: without a syncrepl cookie the server
         # would first send the whole directory, and the pass it triggers would run before
@@ -241,12 +297,17 @@ class SyncActivities:
                 if pending and now - last_request >= 0.05:
                     pending, last_request = False, now
                     fut = asyncio.run_coroutine_threadsafe(
-                        request_sync(self.client, self.settings, ref, SyncMode.INCREMENTAL), self.loop)
+                        request_sync(self.client, self.settings, ref, SyncMode.INCREMENTAL), self.loop
+                    )
                     try:
                         fut.result(timeout=10)
                     except Exception:  # the schedule's pass catches up
-                        log.warning("could not request a pass of %s", directory_id, exc_info=True,
-                                    extra={"directory_id": directory_id})
+                        log.warning(
+                            "could not request a pass of %s",
+                            directory_id,
+                            exc_info=True,
+                            extra={"directory_id": directory_id},
+                        )
                 return now - started < 3600
 
             source.listen(cookie, on_change, keep_going)
@@ -260,10 +321,12 @@ class SyncActivities:
     async def request_scheduled_sync(self, req: DirectoryInput | str) -> str:
         """The schedule's tick: queue an incremental pass (or, if the directory is gone, drop the schedule)."""
         directory_id = directory_id_of(req)  # a bare id: scheduled by a worker before 0.3
+
         def load() -> DirectoryRef | None:
             with self.sessions() as s:
                 d = s.get(Directory, directory_id)
                 return DirectoryRef(d.id, d.organization_id, d.name, d.provider) if d else None
+
         ref = await asyncio.to_thread(load)
         if ref is None:
             await sync_control.delete_schedule(self.client, directory_id)
@@ -274,8 +337,10 @@ class SyncActivities:
     @activity.defn(name="discard_held_deletions")
     def discard_held_deletions(self, directory_id: str) -> int:
         """An operator rejected: forget the held deletions (the next pass finds them again)."""
-        with self.locks.hold(directory_id, None, "reject_deletions", waiting=activity.heartbeat), \
-                self.sessions.begin() as s:
+        with (
+            self.locks.hold(directory_id, None, "reject_deletions", waiting=activity.heartbeat),
+            self.sessions.begin() as s,
+        ):
             return rowcount(s.execute(delete(HeldDeletion).where(HeldDeletion.directory_id == directory_id)))
 
     def _finish(self, run_id: int, status: str, error: str | None, counts: dict[str, Any]) -> None:

@@ -55,8 +55,16 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(len(values) * p))] if values else float("nan")
 
 
-async def run_dirhook(settings: Settings, sessions, sink: str, n_endpoints: int, events: int, concurrency: int,
-                      tag: str, paced_rate: float | None = None) -> dict:
+async def run_dirhook(
+    settings: Settings,
+    sessions,
+    sink: str,
+    n_endpoints: int,
+    events: int,
+    concurrency: int,
+    tag: str,
+    paced_rate: float | None = None,
+) -> dict:
     """Without ``paced_rate``: commit ``events`` first, then time their delivery from the
     dispatchers' wake-up to the last arrival. With it: commit at that steady rate while
     delivery runs, and measure commit-to-arrival latency."""
@@ -67,8 +75,15 @@ async def run_dirhook(settings: Settings, sessions, sink: str, n_endpoints: int,
         s.flush()
         s.add(Directory(id=f"dir_{tag}", organization_id=f"org_{tag}", name=tag, provider="ldap", config={}))
         for i in range(n_endpoints):
-            s.add(Endpoint(id=f"ep_{tag}_{i}", organization_id=f"org_{tag}", url=f"{sink}/hooks/{tag}_{i}",
-                           secret=generate_secret(), max_concurrency=concurrency))
+            s.add(
+                Endpoint(
+                    id=f"ep_{tag}_{i}",
+                    organization_id=f"org_{tag}",
+                    url=f"{sink}/hooks/{tag}_{i}",
+                    secret=generate_secret(),
+                    max_concurrency=concurrency,
+                )
+            )
     client = await Client.connect(settings.temporal_address)
     httpx.post(f"{sink}/reset")
     t0 = time.time()
@@ -77,8 +92,11 @@ async def run_dirhook(settings: Settings, sessions, sink: str, n_endpoints: int,
         with sessions.begin() as s:
             outbox = Outbox(s, s.get(Directory, f"dir_{tag}"))
             for i in range(n):
-                outbox.emit("user.updated", {"object": "user", "id": f"usr_{i}", "version": 2,
-                                             "title": "Engineer", "padding": "x" * 700}, {"title": "Intern"})
+                outbox.emit(
+                    "user.updated",
+                    {"object": "user", "id": f"usr_{i}", "version": 2, "title": "Engineer", "padding": "x" * 700},
+                    {"title": "Intern"},
+                )
             outbox.flush()
 
     sent = 0
@@ -134,8 +152,16 @@ def _setup(sessions, tag: str, url: str, concurrency: int, **endpoint_settings) 
         s.add(Organization(id=f"org_{tag}", name=tag))
         s.flush()
         s.add(Directory(id=f"dir_{tag}", organization_id=f"org_{tag}", name=tag, provider="ldap", config={}))
-        s.add(Endpoint(id=f"ep_{tag}", organization_id=f"org_{tag}", url=url, secret=generate_secret(),
-                       max_concurrency=concurrency, **endpoint_settings))
+        s.add(
+            Endpoint(
+                id=f"ep_{tag}",
+                organization_id=f"org_{tag}",
+                url=url,
+                secret=generate_secret(),
+                max_concurrency=concurrency,
+                **endpoint_settings,
+            )
+        )
 
 
 def _commit(sessions, tag: str, events: int) -> None:
@@ -143,8 +169,11 @@ def _commit(sessions, tag: str, events: int) -> None:
         with sessions.begin() as s:
             outbox = Outbox(s, s.get(Directory, f"dir_{tag}"))
             for i in range(start, min(events, start + CHUNK)):
-                outbox.emit("user.updated", {"object": "user", "id": f"usr_{i}", "version": 2,
-                                             "title": "Engineer", "padding": "x" * 700}, {"title": "Intern"})
+                outbox.emit(
+                    "user.updated",
+                    {"object": "user", "id": f"usr_{i}", "version": 2, "title": "Engineer", "padding": "x" * 700},
+                    {"title": "Intern"},
+                )
             outbox.flush()
 
 
@@ -152,8 +181,14 @@ def _all_succeeded(sessions, tag: str, events: int) -> bool:
     from sqlalchemy import func, select
 
     with sessions() as s:
-        return s.scalar(select(func.count()).select_from(Delivery).where(
-            Delivery.endpoint_id == f"ep_{tag}", Delivery.status == DeliveryStatus.SUCCEEDED)) == events
+        return (
+            s.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.endpoint_id == f"ep_{tag}", Delivery.status == DeliveryStatus.SUCCEEDED)
+            )
+            == events
+        )
 
 
 async def run_blip(settings: Settings, sessions, sink: str, events: int, concurrency: int) -> dict:
@@ -167,10 +202,15 @@ async def run_blip(settings: Settings, sessions, sink: str, events: int, concurr
     await wake_dispatcher(client, settings, "ep_blip")
     while (c := httpx.get(f"{sink}/count", params={"prefix": "blip"}, timeout=30).json())["unique"] < events:
         await asyncio.sleep(0.2)
-    last = max(max(v) for k, v in httpx.get(f"{sink}/stats", timeout=60).json()["arrivals"].items()
-               if k.startswith("blip"))
-    return {"seconds": last - t0, "rate": events / (last - t0), "refused": c["refused"],
-            "duplicates": c["count"] - c["unique"]}
+    last = max(
+        max(v) for k, v in httpx.get(f"{sink}/stats", timeout=60).json()["arrivals"].items() if k.startswith("blip")
+    )
+    return {
+        "seconds": last - t0,
+        "rate": events / (last - t0),
+        "refused": c["refused"],
+        "duplicates": c["count"] - c["unique"],
+    }
 
 
 async def run_outage(settings: Settings, sessions, events: int, concurrency: int, outage: float) -> dict:
@@ -206,8 +246,14 @@ async def run_outage(settings: Settings, sessions, events: int, concurrency: int
     finally:
         receiver.kill()
     first, last = min(arrivals), max(arrivals)
-    return {"after_back": len(arrivals), "first_probe_after_back": first - back_at, "drain": last - first,
-            "drain_rate": len(arrivals) / max(last - first, 1e-3), "total": last - t0, "down_at": down_at - t0}
+    return {
+        "after_back": len(arrivals),
+        "first_probe_after_back": first - back_at,
+        "drain": last - first,
+        "drain_rate": len(arrivals) / max(last - first, 1e-3),
+        "total": last - t0,
+        "down_at": down_at - t0,
+    }
 
 
 def main() -> None:
@@ -223,55 +269,100 @@ def main() -> None:
     ports = {k: free_port() for k in ("temporal", "ui", "http", "metrics", "sink")}
     procs: list[subprocess.Popen] = []
     try:
-        procs.append(subprocess.Popen([
-            temporal_cli(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(ports["temporal"]),
-            "--headless", "--http-port", str(ports["http"]), "--metrics-port", str(ports["metrics"]),
-            "--db-filename", str(work / "temporal.db"), "--log-level", "error", *dev_server_search_attribute_args()],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    temporal_cli(),
+                    "server",
+                    "start-dev",
+                    "--ip",
+                    "127.0.0.1",
+                    "--port",
+                    str(ports["temporal"]),
+                    "--headless",
+                    "--http-port",
+                    str(ports["http"]),
+                    "--metrics-port",
+                    str(ports["metrics"]),
+                    "--db-filename",
+                    str(work / "temporal.db"),
+                    "--log-level",
+                    "error",
+                    *dev_server_search_attribute_args(),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         procs.append(subprocess.Popen([sys.executable, str(ROOT / "bench" / "sink.py"), str(ports["sink"])]))
         wait_port(ports["temporal"])
         wait_port(ports["sink"])
         db_url = f"sqlite:///{work / 'dirhook.db'}"
         migrate(db_url)
-        settings = Settings(data_dir=work, database_url=db_url, temporal_address=f"127.0.0.1:{ports['temporal']}",
-                            allow_private_endpoints=True, admin_token="bench")
-        env = {**os.environ, "DIRHOOK_DATA_DIR": str(work), "DIRHOOK_DATABASE_URL": db_url,
-               "DIRHOOK_TEMPORAL_ADDRESS": settings.temporal_address, "DIRHOOK_ALLOW_PRIVATE_ENDPOINTS": "true",
-               "DIRHOOK_ADMIN_TOKEN": "bench", "DIRHOOK_LOG_LEVEL": "ERROR"}
+        settings = Settings(
+            data_dir=work,
+            database_url=db_url,
+            temporal_address=f"127.0.0.1:{ports['temporal']}",
+            allow_private_endpoints=True,
+            admin_token="bench",
+        )
+        env = {
+            **os.environ,
+            "DIRHOOK_DATA_DIR": str(work),
+            "DIRHOOK_DATABASE_URL": db_url,
+            "DIRHOOK_TEMPORAL_ADDRESS": settings.temporal_address,
+            "DIRHOOK_ALLOW_PRIVATE_ENDPOINTS": "true",
+            "DIRHOOK_ADMIN_TOKEN": "bench",
+            "DIRHOOK_LOG_LEVEL": "ERROR",
+        }
         procs.append(subprocess.Popen([sys.executable, "-m", "workers", "--queues", "delivery"], env=env, cwd=ROOT))
         sessions = make_sessionmaker(make_engine(db_url))
         time.sleep(2)  # worker start-up
         sink = f"http://127.0.0.1:{ports['sink']}"
         body = '{"id":"evt_x","type":"user.updated","data":{"padding":"' + "x" * 900 + '"}}'
-        print(f"\nDelivery benchmark: {args.events} committed events, concurrency {args.concurrency} per endpoint, "
-              "Temporal dev server on a SQLite file, worker in its own process\n")
+        print(
+            f"\nDelivery benchmark: {args.events} committed events, concurrency {args.concurrency} per endpoint, "
+            "Temporal dev server on a SQLite file, worker in its own process\n"
+        )
         happy = {}
         for n in (1, 4):
             bare = asyncio.run(run_bare(sink, n, args.events, args.concurrency, body))
             ours = asyncio.run(run_dirhook(settings, sessions, sink, n, args.events, args.concurrency, f"d{n}"))
             happy[n] = ours
-            print(f"  {n} endpoint(s), {args.events} committed events: dirhook {ours['rate']:5.0f} deliveries/s "
-                  f"({ours['seconds']:.1f} s), bare asyncio loop {bare['rate']:5.0f}/s ({bare['seconds']:.1f} s), "
-                  f"ratio {ours['rate'] / bare['rate']:.2f}")
+            print(
+                f"  {n} endpoint(s), {args.events} committed events: dirhook {ours['rate']:5.0f} deliveries/s "
+                f"({ours['seconds']:.1f} s), bare asyncio loop {bare['rate']:5.0f}/s ({bare['seconds']:.1f} s), "
+                f"ratio {ours['rate'] / bare['rate']:.2f}"
+            )
         n_fail = args.failure_events
         blip = asyncio.run(run_blip(settings, sessions, sink, n_fail, args.concurrency))
         happy_seconds = n_fail / happy[1]["rate"]
-        print(f"  500 to every first attempt, {n_fail} events: all delivered in {blip['seconds']:.1f} s "
-              f"({blip['rate']:.0f} deliveries/s; {blip['refused']} first attempts refused, {blip['duplicates']} "
-              f"duplicates), happy path at this run's rate {happy_seconds:.1f} s; bound 2 x (5 s first retry wait "
-              f"+ happy path) = {2 * (5 + happy_seconds):.1f} s")
+        print(
+            f"  500 to every first attempt, {n_fail} events: all delivered in {blip['seconds']:.1f} s "
+            f"({blip['rate']:.0f} deliveries/s; {blip['refused']} first attempts refused, {blip['duplicates']} "
+            f"duplicates), happy path at this run's rate {happy_seconds:.1f} s; bound 2 x (5 s first retry wait "
+            f"+ happy path) = {2 * (5 + happy_seconds):.1f} s"
+        )
         out = asyncio.run(run_outage(settings, sessions, n_fail, args.concurrency, args.outage))
-        print(f"  receiver down {args.outage:g} s after {out['down_at']:.1f} s, {n_fail} events: first success "
-              f"{out['first_probe_after_back']:.1f} s after it was back (the breaker's probe), then the other "
-              f"{out['after_back'] - 1} in {out['drain']:.1f} s ({out['drain_rate']:.0f} deliveries/s, happy path "
-              f"{happy[1]['rate']:.0f}/s, ratio {out['drain_rate'] / happy[1]['rate']:.2f}); "
-              f"{out['total']:.1f} s from wake-up to the last")
-        paced = asyncio.run(run_dirhook(settings, sessions, sink, 1, args.paced_rate * 10, args.concurrency, "paced",
-                                        paced_rate=args.paced_rate))
-        print(f"  1 endpoint, committed at a steady {args.paced_rate}/s for 10 s: commit-to-arrival "
-              f"p50 {paced['p50'] * 1000:.0f} ms, p99 {paced['p99'] * 1000:.0f} ms")
+        print(
+            f"  receiver down {args.outage:g} s after {out['down_at']:.1f} s, {n_fail} events: first success "
+            f"{out['first_probe_after_back']:.1f} s after it was back (the breaker's probe), then the other "
+            f"{out['after_back'] - 1} in {out['drain']:.1f} s ({out['drain_rate']:.0f} deliveries/s, happy path "
+            f"{happy[1]['rate']:.0f}/s, ratio {out['drain_rate'] / happy[1]['rate']:.2f}); "
+            f"{out['total']:.1f} s from wake-up to the last"
+        )
+        paced = asyncio.run(
+            run_dirhook(
+                settings, sessions, sink, 1, args.paced_rate * 10, args.concurrency, "paced", paced_rate=args.paced_rate
+            )
+        )
+        print(
+            f"  1 endpoint, committed at a steady {args.paced_rate}/s for 10 s: commit-to-arrival "
+            f"p50 {paced['p50'] * 1000:.0f} ms, p99 {paced['p99'] * 1000:.0f} ms"
+        )
         with sessions() as s:
             from sqlalchemy import func, select
+
             print(f"\n  ({s.scalar(select(func.count()).select_from(EventRow))} events committed in all)")
     finally:
         for p in reversed(procs):

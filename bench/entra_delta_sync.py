@@ -32,17 +32,35 @@ def serve(users: int, groups: int, ready: mp.Queue, commands: mp.Queue) -> None:
     async def main():
         server = GraphServer()
         tenant = server.new_tenant()
-        ids = [tenant.put_user(userPrincipalName=f"user{i:06d}@bench.example", mail=f"user{i:06d}@bench.example",
-                               givenName="User", surname=f"Number{i}", displayName=f"User {i}", jobTitle="Engineer",
-                               department=f"Dept {i % 40}", employeeId=str(100000 + i), accountEnabled=True)
-               for i in range(users)]
+        ids = [
+            tenant.put_user(
+                userPrincipalName=f"user{i:06d}@bench.example",
+                mail=f"user{i:06d}@bench.example",
+                givenName="User",
+                surname=f"Number{i}",
+                displayName=f"User {i}",
+                jobTitle="Engineer",
+                department=f"Dept {i % 40}",
+                employeeId=str(100000 + i),
+                accountEnabled=True,
+            )
+            for i in range(users)
+        ]
         for g in range(groups):
             gid = tenant.put_group(displayName=f"group{g:04d}", description=f"Group {g}")
             for i in range(g, users, groups):
                 tenant.set_member(gid, ids[i])
         await server.start()
-        ready.put({"ca": str(server.ca_bundle), "authority": server.authority, "graph": server.graph_url,
-                   "tenant": tenant.tenant_id, "client": tenant.client_id, "secret": tenant.client_secret})
+        ready.put(
+            {
+                "ca": str(server.ca_bundle),
+                "authority": server.authority,
+                "graph": server.graph_url,
+                "tenant": tenant.tenant_id,
+                "client": tenant.client_id,
+                "secret": tenant.client_secret,
+            }
+        )
         loop = asyncio.get_running_loop()
         while True:
             command = await loop.run_in_executor(None, commands.get)
@@ -67,21 +85,29 @@ async def bare_sdk(info: dict) -> tuple[float, int, int]:
     from msgraph import GraphRequestAdapter, GraphServiceClient
     from msgraph_core import GraphClientFactory
 
+    from dirhook.providers.entra_records import GROUP_SELECT, USER_SELECT
+
     t0 = time.perf_counter()
-    credential = ClientSecretCredential(info["tenant"], info["client"], info["secret"], authority=info["authority"],
-                                        connection_verify=info["ca"])
-    auth = AzureIdentityAuthenticationProvider(credential, scopes=["https://127.0.0.1/.default"],
-                                               allowed_hosts=["127.0.0.1"])
+    credential = ClientSecretCredential(
+        info["tenant"], info["client"], info["secret"], authority=info["authority"], connection_verify=info["ca"]
+    )
+    auth = AzureIdentityAuthenticationProvider(
+        credential, scopes=["https://127.0.0.1/.default"], allowed_hosts=["127.0.0.1"]
+    )
     http = GraphClientFactory.create_with_default_middleware(
-        client=httpx.AsyncClient(verify=ssl.create_default_context(cafile=info["ca"]), timeout=60))
+        client=httpx.AsyncClient(verify=ssl.create_default_context(cafile=info["ca"]), timeout=60)
+    )
     adapter = GraphRequestAdapter(auth, client=http)
     adapter.base_url = info["graph"]
     client = GraphServiceClient(request_adapter=adapter)
     counts = []
-    for builder, select in ((client.users.delta, ["id", "userPrincipalName", "mail", "otherMails", "givenName",
-                                                  "surname", "displayName", "jobTitle", "department", "employeeId",
-                                                  "accountEnabled", "onPremisesExtensionAttributes"]),
-                            (client.groups.delta, ["id", "displayName", "description", "members"])):
+    for builder, select in (
+        (
+            client.users.delta,
+            list(USER_SELECT),  # the same properties dirhook asks for
+        ),
+        (client.groups.delta, list(GROUP_SELECT)),
+    ):
         config = RequestConfiguration(query_parameters=builder.DeltaRequestBuilderGetQueryParameters(select=select))
         config.headers.add("Prefer", "odata.maxpagesize=999")
         page = await builder.get(config)
@@ -108,13 +134,23 @@ async def bare_http(info: dict) -> float:
     t0 = time.perf_counter()
     verify = ssl.create_default_context(cafile=info["ca"])
     async with httpx.AsyncClient(verify=verify, timeout=60) as http:
-        token = (await http.post(f"{info['authority']}/{info['tenant']}/oauth2/v2.0/token", data={
-            "grant_type": "client_credentials", "client_id": info["client"], "client_secret": info["secret"],
-            "scope": "https://127.0.0.1/.default"})).json()["access_token"]
+        token = (
+            await http.post(
+                f"{info['authority']}/{info['tenant']}/oauth2/v2.0/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": info["client"],
+                    "client_secret": info["secret"],
+                    "scope": "https://127.0.0.1/.default",
+                },
+            )
+        ).json()["access_token"]
         headers = {"authorization": f"Bearer {token}", "prefer": "odata.maxpagesize=999"}
-        for url in (f"{info['graph']}/users/delta()?$select=id,userPrincipalName,mail,otherMails,givenName,surname,"
-                    "displayName,jobTitle,department,employeeId,accountEnabled,onPremisesExtensionAttributes",
-                    f"{info['graph']}/groups/delta()?$select=id,displayName,description,members"):
+        for url in (
+            f"{info['graph']}/users/delta()?$select=id,userPrincipalName,mail,otherMails,givenName,surname,"
+            "displayName,jobTitle,department,employeeId,accountEnabled,onPremisesExtensionAttributes",
+            f"{info['graph']}/groups/delta()?$select=id,displayName,description,members",
+        ):
             while url:
                 page = json.loads((await http.get(url, headers=headers)).content)
                 url = page.get("@odata.nextLink")
@@ -129,8 +165,12 @@ def dirhook_round(db_url: str, info: dict, cursor: dict | None, full: bool, out:
 
     sessions = make_sessionmaker(make_engine(db_url))
     t0 = time.perf_counter()
-    config = EntraConfig(tenant_id=info["tenant"], client_id=info["client"], authority_host=info["authority"],
-                         graph_base_url=info["graph"])
+    config = EntraConfig(
+        tenant_id=info["tenant"],
+        client_id=info["client"],
+        authority_host=info["authority"],
+        graph_base_url=info["graph"],
+    )
     source = EntraSource(config, info["secret"], None, sessions, "dir_bench", ca_bundle=info["ca"])
     source.connect()
     changes = source.changes(cursor, full=full)
@@ -162,8 +202,15 @@ def main() -> None:
         with make_sessionmaker(make_engine(db_url)).begin() as s:
             s.add(Organization(id="org_bench", name="bench"))
             s.flush()
-            s.add(Directory(id="dir_bench", organization_id="org_bench", name="bench", provider="entra",
-                            config={"flavour": "entra"}))
+            s.add(
+                Directory(
+                    id="dir_bench",
+                    organization_id="org_bench",
+                    name="bench",
+                    provider="entra",
+                    config={"flavour": "entra"},
+                )
+            )
 
         def run_round(cursor, full):
             out = ctx.Queue()
@@ -184,13 +231,19 @@ def main() -> None:
     server.join(timeout=30)
 
     print(f"\n{args.users} users, {args.groups} groups, local Graph over HTTPS, pages of 999, SQLite")
-    print(f"bare msgraph-sdk: page users+groups deltas into models   {bare:8.2f} s   "
-          f"({bare_users} users, {bare_groups} groups)")
-    print(f"dirhook: full round to committed state and events        {full:8.2f} s   "
-          f"({users} users, {groups} groups, {events} events)")
+    print(
+        f"bare msgraph-sdk: page users+groups deltas into models   {bare:8.2f} s   "
+        f"({bare_users} users, {bare_groups} groups)"
+    )
+    print(
+        f"dirhook: full round to committed state and events        {full:8.2f} s   "
+        f"({users} users, {groups} groups, {events} events)"
+    )
     print(f"ratio dirhook / bare SDK                                  {full / bare:8.2f} x   (target <= 1.5 x)")
-    print(f"floor: the same pages with httpx + json.loads            {floor:8.2f} s   "
-          f"(dirhook / floor {full / floor:.1f} x: msgraph's pipeline, normalize, diff, commit)")
+    print(
+        f"floor: the same pages with httpx + json.loads            {floor:8.2f} s   "
+        f"(dirhook / floor {full / floor:.1f} x: msgraph's pipeline, normalize, diff, commit)"
+    )
     print(f"dirhook: incremental round, nothing changed              {quiet[0]:8.2f} s   ({quiet[3]} events)")
     print(f"dirhook: incremental round after 10 changes              {changed[0]:8.2f} s   ({changed[3]} events)")
 

@@ -31,8 +31,12 @@ OU = "bench"
 
 
 def ldap_config(url: str) -> dict:
-    return {"url": url, "bind_dn": ROOT_DN, "user_base_dn": f"ou=people,ou={OU},{SUFFIX}",
-            "group_base_dn": f"ou=groups,ou={OU},{SUFFIX}"}
+    return {
+        "url": url,
+        "bind_dn": ROOT_DN,
+        "user_base_dn": f"ou=people,ou={OU},{SUFFIX}",
+        "group_base_dn": f"ou=groups,ou={OU},{SUFFIX}",
+    }
 
 
 def dirhook_pass(db_url: str, ldap_url: str, full: bool, out: mp.Queue) -> None:
@@ -50,10 +54,16 @@ def dirhook_pass(db_url: str, ldap_url: str, full: bool, out: mp.Queue) -> None:
     result = SyncEngine(sessions, "dir_bench", source.mapping).run(source.changes(cursor, full=full))
     source.close()
     elapsed = time.perf_counter() - t0
-    out.put({"seconds": elapsed, "events": result.events_total, "users": result.users_read,
-             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-             # a full pass reads users in a child process (dirhook/providers/ldap/reader.py)
-             "reader_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024})
+    out.put(
+        {
+            "seconds": elapsed,
+            "events": result.events_total,
+            "users": result.users_read,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            # a full pass reads users in a child process (dirhook/providers/ldap/reader.py)
+            "reader_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        }
+    )
 
 
 def run_in_child(*args) -> dict:
@@ -70,13 +80,17 @@ def bare_ldap3(url: str, attrs_user: list[str], attrs_group: list[str]) -> tuple
 
     t0 = time.perf_counter()
     host, port = url.rsplit(":", 1)
-    conn = ldap3.Connection(ldap3.Server(host.split("//")[1], port=int(port), get_info=ldap3.NONE), ROOT_DN, ROOT_PW,
-                            auto_bind=True)
+    conn = ldap3.Connection(
+        ldap3.Server(host.split("//")[1], port=int(port), get_info=ldap3.NONE), ROOT_DN, ROOT_PW, auto_bind=True
+    )
     n = 0
-    for base, flt, attrs in ((f"ou=groups,ou={OU},{SUFFIX}", "(objectClass=groupOfNames)", attrs_group),
-                             (f"ou=people,ou={OU},{SUFFIX}", "(objectClass=inetOrgPerson)", attrs_user)):
-        for entry in conn.extend.standard.paged_search(base, flt, attributes=attrs, paged_size=500, generator=True,
-                                                       dereference_aliases=ldap3.DEREF_NEVER):
+    for base, flt, attrs in (
+        (f"ou=groups,ou={OU},{SUFFIX}", "(objectClass=groupOfNames)", attrs_group),
+        (f"ou=people,ou={OU},{SUFFIX}", "(objectClass=inetOrgPerson)", attrs_user),
+    ):
+        for entry in conn.extend.standard.paged_search(
+            base, flt, attributes=attrs, paged_size=500, generator=True, dereference_aliases=ldap3.DEREF_NEVER
+        ):
             if entry.get("type") == "searchResEntry":
                 n += 1
     conn.unbind()
@@ -86,9 +100,28 @@ def bare_ldap3(url: str, attrs_user: list[str], attrs_group: list[str]) -> tuple
 def ldapsearch(url: str) -> float:
     t0 = time.perf_counter()
     for base in (f"ou=groups,ou={OU},{SUFFIX}", f"ou=people,ou={OU},{SUFFIX}"):
-        subprocess.run(["ldapsearch", "-x", "-LLL", "-H", url, "-D", ROOT_DN, "-w", ROOT_PW, "-b", base,
-                        "-E", "pr=500/noprompt", "*", "entryUUID", "modifyTimestamp"],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                "ldapsearch",
+                "-x",
+                "-LLL",
+                "-H",
+                url,
+                "-D",
+                ROOT_DN,
+                "-w",
+                ROOT_PW,
+                "-b",
+                base,
+                "-E",
+                "pr=500/noprompt",
+                "*",
+                "entryUUID",
+                "modifyTimestamp",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     return time.perf_counter() - t0
 
 
@@ -130,16 +163,24 @@ def main() -> None:
         again = run_in_child(db_url, server.url, True)
         nochange = run_in_child(db_url, server.url, False)
         time.sleep(1.1)  # modifyTimestamp has one-second resolution
-        changes = "".join(f"dn: uid=user{i:05d},ou=people,ou={OU},{SUFFIX}\nchangetype: modify\nreplace: title\n"
-                          f"title: Bench {i}\n\n" for i in range(0, args.users, max(1, args.users // 10)))
+        changes = "".join(
+            f"dn: uid=user{i:05d},ou=people,ou={OU},{SUFFIX}\nchangetype: modify\nreplace: title\ntitle: Bench {i}\n\n"
+            for i in range(0, args.users, max(1, args.users // 10))
+        )
         ldap_tool("ldapmodify", server, changes)
         ten = run_in_child(db_url, server.url, False)
 
-        print(f"\nLDAP full sync benchmark: {args.users} users, {args.groups} groups "
-              f"({entries} entries; slapadd load {load_s:.1f}s; database {db_url.split(':')[0]})\n")
+        print(
+            f"\nLDAP full sync benchmark: {args.users} users, {args.groups} groups "
+            f"({entries} entries; slapadd load {load_s:.1f}s; database {db_url.split(':')[0]})\n"
+        )
         rows = [
-            ("dirhook full pass (read+normalize+diff+commit)", full["seconds"], f"{full['events']} events, "
-             f"peak RSS {full['peak_rss_mb']:.0f} MB (its reader process: {full['reader_peak_rss_mb']:.0f} MB)"),
+            (
+                "dirhook full pass (read+normalize+diff+commit)",
+                full["seconds"],
+                f"{full['events']} events, "
+                f"peak RSS {full['peak_rss_mb']:.0f} MB (its reader process: {full['reader_peak_rss_mb']:.0f} MB)",
+            ),
             ("dirhook full pass again, nothing changed", again["seconds"], f"{again['events']} events"),
             ("bare ldap3 paged read, same attributes", bare_s, f"{entries} entries"),
             ("ldapsearch, same entries", search_s, ""),
@@ -150,12 +191,25 @@ def main() -> None:
             print(f"  {name:<50} {secs:8.2f} s   {note}")
         print(f"\n  ratio full pass / bare ldap3 read: {full['seconds'] / bare_s:.2f}x")
         print(f"  ratio full pass / ldapsearch:      {full['seconds'] / search_s:.2f}x")
-        print(json.dumps({"users": args.users, "groups": args.groups, "full_s": full["seconds"], "bare_ldap3_s": bare_s,
-                          "ldapsearch_s": search_s, "full_again_s": again["seconds"], "full_again_events": again["events"],
-                          "nochange_s": nochange["seconds"],
-                          "nochange_events": nochange["events"], "ten_changes_s": ten["seconds"],
-                          "ten_changes_events": ten["events"], "peak_rss_mb": full["peak_rss_mb"],
-                          "reader_peak_rss_mb": full["reader_peak_rss_mb"]}))
+        print(
+            json.dumps(
+                {
+                    "users": args.users,
+                    "groups": args.groups,
+                    "full_s": full["seconds"],
+                    "bare_ldap3_s": bare_s,
+                    "ldapsearch_s": search_s,
+                    "full_again_s": again["seconds"],
+                    "full_again_events": again["events"],
+                    "nochange_s": nochange["seconds"],
+                    "nochange_events": nochange["events"],
+                    "ten_changes_s": ten["seconds"],
+                    "ten_changes_events": ten["events"],
+                    "peak_rss_mb": full["peak_rss_mb"],
+                    "reader_peak_rss_mb": full["reader_peak_rss_mb"],
+                }
+            )
+        )
     finally:
         server.cleanup()
 

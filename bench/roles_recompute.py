@@ -37,8 +37,10 @@ def build(users: int, groups: int, n_mappings: int, rng: random.Random):
     # nested in a middle one.
     top = max(1, groups // 100)
     middle = max(1, groups * 9 // 100)
-    infos = [GroupInfo(f"g{i}", f"ext-{i}", f"{'dept' if i < top else 'team' if i < top + middle else 'proj'}-{i}")
-             for i in range(groups)]
+    infos = [
+        GroupInfo(f"g{i}", f"ext-{i}", f"{'dept' if i < top else 'team' if i < top + middle else 'proj'}-{i}")
+        for i in range(groups)
+    ]
     parents: dict[str, set[str]] = {}
     for i in range(top, top + middle):
         parents[f"g{i}"] = {f"g{rng.randrange(top)}"}
@@ -49,7 +51,9 @@ def build(users: int, groups: int, n_mappings: int, rng: random.Random):
     mappings = []
     for i in range(n_mappings):
         if i % 4 == 0:
-            mappings.append(RoleMapping(rng.choice(slugs), "name", f"{rng.choice(['dept', 'team', 'proj'])}-{rng.randrange(10)}*"))
+            mappings.append(
+                RoleMapping(rng.choice(slugs), "name", f"{rng.choice(['dept', 'team', 'proj'])}-{rng.randrange(10)}*")
+            )
         else:
             mappings.append(RoleMapping(rng.choice(slugs), "external_id", f"ext-{rng.randrange(groups)}"))
     members = [{f"g{rng.randrange(top + middle, groups)}" for _ in range(rng.choice([1, 2, 3]))} for _ in range(users)]
@@ -112,12 +116,15 @@ def main() -> None:
     plain_s = (time.perf_counter() - t0) * args.users / sample
     assert [[r["slug"] for r in computed] for computed, _p in result[:sample]] == plain, "results differ"
 
-    print(f"\nRole recomputation: {args.users} users, {args.groups} groups (3 levels of nesting), "
-          f"{args.mappings} mappings; {with_roles} users hold a role\n")
-    print(f"  dirhook (per-group work once, one union per user)   {ours:6.2f} s   "
-          f"peak memory of the computation {peak / 2**20:.0f} MB")
-    print(f"  plain (every mapping x every effective group, per user, from a {sample}-user sample)  "
-          f"{plain_s:6.2f} s")
+    print(
+        f"\nRole recomputation: {args.users} users, {args.groups} groups (3 levels of nesting), "
+        f"{args.mappings} mappings; {with_roles} users hold a role\n"
+    )
+    print(
+        f"  dirhook (per-group work once, one union per user)   {ours:6.2f} s   "
+        f"peak memory of the computation {peak / 2**20:.0f} MB"
+    )
+    print(f"  plain (every mapping x every effective group, per user, from a {sample}-user sample)  {plain_s:6.2f} s")
     print(f"\n  ratio plain / dirhook: {plain_s / ours:.1f}x   (same roles on the sample)")
 
 

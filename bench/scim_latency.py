@@ -66,8 +66,13 @@ async def baseline(address: str, n: int) -> list[float]:
     client = await Client.connect(address)
     queue = f"bench-bare-{uuid.uuid4().hex[:6]}"
     latencies = []
-    async with Worker(client, task_queue=queue, workflows=[BareWorkflow], activities=[note_start],
-                      workflow_runner=UnsandboxedWorkflowRunner()):
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[BareWorkflow],
+        activities=[note_start],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    ):
         for i in range(n):
             key = f"{queue}-{i}"
             t0 = time.perf_counter()
@@ -112,13 +117,20 @@ async def scim_writes(api: str, token: str, n: int) -> list[float]:
     try:
         async with httpx.AsyncClient(base_url=api, headers=headers, timeout=30) as admin:
             directory = (await admin.post("/v1/directories", json={"name": "bench", "provider": "scim"})).json()
-            endpoint = (await admin.post("/v1/endpoints", json={
-                "url": f"http://127.0.0.1:{receiver.port}/hook", "directory_ids": [directory["id"]]})).json()
+            endpoint = (
+                await admin.post(
+                    "/v1/endpoints",
+                    json={"url": f"http://127.0.0.1:{receiver.port}/hook", "directory_ids": [directory["id"]]},
+                )
+            ).json()
         receiver.verifier = Webhook(endpoint["secret"])
         latencies = []
         ids: list[str] = []
-        async with httpx.AsyncClient(base_url=directory["scim_base_url"], timeout=30, headers={
-                "authorization": f"Bearer {directory['scim_token']}", "content-type": "application/scim+json"}) as scim:
+        async with httpx.AsyncClient(
+            base_url=directory["scim_base_url"],
+            timeout=30,
+            headers={"authorization": f"Bearer {directory['scim_token']}", "content-type": "application/scim+json"},
+        ) as scim:
             for i in range(n):
                 creating = i < n // 2
                 name = f"user{i if creating else i - n // 2:05d}@bench.example"
@@ -129,8 +141,13 @@ async def scim_writes(api: str, token: str, n: int) -> list[float]:
                     r = await scim.post("/Users", json={"schemas": [USER], "userName": name, "title": "Engineer"})
                     ids.append(r.json()["id"])
                 else:
-                    r = await scim.patch(f"/Users/{ids[i - n // 2]}", json={"schemas": [PATCH], "Operations": [
-                        {"op": "replace", "path": "title", "value": "Principal Engineer"}]})
+                    r = await scim.patch(
+                        f"/Users/{ids[i - n // 2]}",
+                        json={
+                            "schemas": [PATCH],
+                            "Operations": [{"op": "replace", "path": "title", "value": "Principal Engineer"}],
+                        },
+                    )
                 assert r.status_code in (200, 201, 204), r.text
                 await asyncio.wait_for(arrived.wait(), 30)
                 latencies.append(receiver.arrived[key] - t0)
@@ -166,7 +183,9 @@ async def main() -> None:
     b50, b99 = report("bare Temporal: start workflow -> activity runs", bare)
     o50, o99 = report("dirhook: SCIM request -> signed webhook arrives", ours)
     print(f"{'ratio (dirhook / bare Temporal)':<48} p50 {o50 / b50:7.2f} x     p99 {o99 / b99:7.2f} x")
-    print(f"target p50 <= 100 ms: {'met' if o50 <= 100 else 'NOT met'};  p99 <= 300 ms: {'met' if o99 <= 300 else 'NOT met'}")
+    print(
+        f"target p50 <= 100 ms: {'met' if o50 <= 100 else 'NOT met'};  p99 <= 300 ms: {'met' if o99 <= 300 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -45,9 +45,13 @@ async def stats(request: web.Request) -> web.Response:
 
 async def count(request: web.Request) -> web.Response:
     prefix = request.query.get("prefix", "")
-    return web.json_response({"count": sum(len(v) for k, v in arrivals.items() if k.startswith(prefix)),
-                              "unique": sum(len(v) for k, v in ids.items() if k.startswith(prefix)),
-                              "refused": sum(v for k, v in refused.items() if k.startswith(prefix))})
+    return web.json_response(
+        {
+            "count": sum(len(v) for k, v in arrivals.items() if k.startswith(prefix)),
+            "unique": sum(len(v) for k, v in ids.items() if k.startswith(prefix)),
+            "refused": sum(v for k, v in refused.items() if k.startswith(prefix)),
+        }
+    )
 
 
 async def reset(request: web.Request) -> web.Response:

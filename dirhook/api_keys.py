@@ -24,7 +24,7 @@ def parse(token: str) -> tuple[str, str] | None:
     """(key id, secret) of a well-formed token, else None."""
     if not token.startswith(PREFIX) or "." not in token:
         return None
-    key_id, _, secret = token[len(PREFIX):].partition(".")
+    key_id, _, secret = token[len(PREFIX) :].partition(".")
     if not key_id.startswith("key_") or not secret:
         return None
     return key_id, secret

@@ -82,8 +82,9 @@ def load_keyring(settings: Settings) -> Keyring | None:
     """The keys from the environment, else the embedded stack's file in the data directory,
     else None (payloads are not encrypted)."""
     if settings.encryption_keys:
-        return Keyring.parse({k: v.get_secret_value() for k, v in settings.encryption_keys.items()},
-                             settings.encryption_key_id)
+        return Keyring.parse(
+            {k: v.get_secret_value() for k, v in settings.encryption_keys.items()}, settings.encryption_key_id
+        )
     path = settings.data_dir / DEV_KEYRING_FILE
     if path.exists():
         stored = json.loads(path.read_text())
@@ -142,5 +143,8 @@ def data_converter(settings: Settings, keyring: Keyring | None = None) -> DataCo
     keyring = keyring or load_keyring(settings)
     if keyring is None:
         return DataConverter.default
-    return dataclasses.replace(DataConverter.default, payload_codec=EncryptionCodec(keyring),
-                               failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
+    return dataclasses.replace(
+        DataConverter.default,
+        payload_codec=EncryptionCodec(keyring),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )

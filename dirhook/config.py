@@ -20,9 +20,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DIRHOOK_", extra="ignore")
 
     data_dir: Path = Field(default=Path(".dirhook"), description="Where the embedded stack keeps its files")
-    database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; SQLite file under data_dir when unset"
-    )
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite file under data_dir when unset")
     admin_token: SecretStr | None = Field(
         default=None, description="Admin bearer token; generated once into data_dir when unset"
     )

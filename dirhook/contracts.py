@@ -17,7 +17,7 @@ from typing import Any
 
 class SyncMode(StrEnum):
     INCREMENTAL = "incremental"
-    FULL = "full"            # reads every object again through the current mappings
+    FULL = "full"  # reads every object again through the current mappings
     RECOMPUTE = "recompute"  # users recomputed from stored data (after a mapping or role change)
     # Not a request anyone queues: the pass an operator's approval of held deletions runs.
     APPLY_HELD_DELETIONS = "apply_held_deletions"
@@ -47,7 +47,7 @@ class RunStatus(StrEnum):
 
 class EndpointHealth(StrEnum):
     HEALTHY = "healthy"
-    FAILING = "failing"            # its deliveries fail; not yet long enough to open the breaker
+    FAILING = "failing"  # its deliveries fail; not yet long enough to open the breaker
     CIRCUIT_OPEN = "circuit_open"  # only a probe goes out; the rest is held
 
 
@@ -92,9 +92,14 @@ class PassSummary:
 
     def progress(self) -> dict[str, Any]:
         """The finished pass as a progress report (what live progress ends at)."""
-        return {"stage": "done", "users_read": self.users_read, "groups_read": self.groups_read,
-                "users_written": self.users_written, "events": self.events_total,
-                **({"resumed_after_users": self.resumed_after_users} if self.resumed_after_users else {})}
+        return {
+            "stage": "done",
+            "users_read": self.users_read,
+            "groups_read": self.groups_read,
+            "users_written": self.users_written,
+            "events": self.events_total,
+            **({"resumed_after_users": self.resumed_after_users} if self.resumed_after_users else {}),
+        }
 
 
 @dataclass
@@ -145,12 +150,12 @@ class BatchResult:
 
     sent: int
     failed: int
-    remaining: bool               # stopped at its time budget with more to send
+    remaining: bool  # stopped at its time budget with more to send
     next_slot: float | None = None
     retry_in: float | None = None  # seconds until the next retry (or breaker probe) is due
-    blocked: str | None = None     # why nothing more can go out now, for the Temporal UI
+    blocked: str | None = None  # why nothing more can go out now, for the Temporal UI
     health: EndpointHealth = EndpointHealth.HEALTHY
-    held: int = 0                  # deliveries the open breaker holds
+    held: int = 0  # deliveries the open breaker holds
 
 
 @dataclass

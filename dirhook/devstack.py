@@ -62,8 +62,15 @@ class Child:
 
     def start(self, env: dict[str, str]) -> None:
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=env, start_new_session=True, preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
         log.close()
 
     def stop(self) -> None:
@@ -102,18 +109,46 @@ class DevStack:
         self.logs = data / "logs"
         self.logs.mkdir(exist_ok=True)
         s = settings
-        self.temporal = Child("temporal", [
-            temporal_cli(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(s.temporal_port),
-            "--ui-port", str(s.temporal_ui_port), "--http-port", str(s.temporal_http_port),
-            "--metrics-port", str(s.temporal_metrics_port), "--db-filename", str(data / "temporal.db"),
-            "--namespace", s.temporal_namespace, "--log-level", "warn", *dev_server_search_attribute_args(),
-            "--ui-codec-endpoint", f"http://{s.api_host}:{s.api_port}/codec",
-        ], self.logs / "temporal.log", stop_timeout=15, restartable=False)
-        self.worker = Child("worker", [sys.executable, "-m", "workers"], self.logs / "worker.log",
-                            stop_timeout=35, restartable=True)
-        self.api = Child("api", [sys.executable, "-m", "dirhook.cli", "api", "--host", s.api_host,
-                                 "--port", str(s.api_port)],
-                         self.logs / "api.log", stop_timeout=10, restartable=True)
+        self.temporal = Child(
+            "temporal",
+            [
+                temporal_cli(),
+                "server",
+                "start-dev",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(s.temporal_port),
+                "--ui-port",
+                str(s.temporal_ui_port),
+                "--http-port",
+                str(s.temporal_http_port),
+                "--metrics-port",
+                str(s.temporal_metrics_port),
+                "--db-filename",
+                str(data / "temporal.db"),
+                "--namespace",
+                s.temporal_namespace,
+                "--log-level",
+                "warn",
+                *dev_server_search_attribute_args(),
+                "--ui-codec-endpoint",
+                f"http://{s.api_host}:{s.api_port}/codec",
+            ],
+            self.logs / "temporal.log",
+            stop_timeout=15,
+            restartable=False,
+        )
+        self.worker = Child(
+            "worker", [sys.executable, "-m", "workers"], self.logs / "worker.log", stop_timeout=35, restartable=True
+        )
+        self.api = Child(
+            "api",
+            [sys.executable, "-m", "dirhook.cli", "api", "--host", s.api_host, "--port", str(s.api_port)],
+            self.logs / "api.log",
+            stop_timeout=10,
+            restartable=True,
+        )
         self.children = [self.temporal, self.worker, self.api]
 
     def ui_origins(self) -> list[str]:
@@ -123,20 +158,22 @@ class DevStack:
     def env(self) -> dict[str, str]:
         s = self.settings
         env = dict(os.environ)
-        env.update({
-            "DIRHOOK_DATA_DIR": str(s.data_dir.resolve()),
-            "DIRHOOK_DATABASE_URL": s.sqlalchemy_url,
-            "DIRHOOK_TEMPORAL_ADDRESS": f"127.0.0.1:{s.temporal_port}",
-            "DIRHOOK_ADMIN_TOKEN": s.resolved_admin_token,
-            # The embedded stack is for a laptop: receivers on localhost are the point.
-            "DIRHOOK_ALLOW_PRIVATE_ENDPOINTS": "true",
-            "DIRHOOK_WORKER_METRICS_PORT": str(s.worker_metrics_port or DEV_WORKER_METRICS_PORT),
-            "DIRHOOK_TEMPORAL_SDK_METRICS_PORT": str(s.temporal_sdk_metrics_port or DEV_WORKER_METRICS_PORT + 1),
-            "PYTHONUNBUFFERED": "1",
-            # The UI decodes the encrypted payloads through the API's codec endpoint.
-            "DIRHOOK_CODEC_CORS_ORIGINS": json.dumps(self.ui_origins()),
-            "DIRHOOK_CODEC_TRUST_LOCAL_UI": "true",
-        })
+        env.update(
+            {
+                "DIRHOOK_DATA_DIR": str(s.data_dir.resolve()),
+                "DIRHOOK_DATABASE_URL": s.sqlalchemy_url,
+                "DIRHOOK_TEMPORAL_ADDRESS": f"127.0.0.1:{s.temporal_port}",
+                "DIRHOOK_ADMIN_TOKEN": s.resolved_admin_token,
+                # The embedded stack is for a laptop: receivers on localhost are the point.
+                "DIRHOOK_ALLOW_PRIVATE_ENDPOINTS": "true",
+                "DIRHOOK_WORKER_METRICS_PORT": str(s.worker_metrics_port or DEV_WORKER_METRICS_PORT),
+                "DIRHOOK_TEMPORAL_SDK_METRICS_PORT": str(s.temporal_sdk_metrics_port or DEV_WORKER_METRICS_PORT + 1),
+                "PYTHONUNBUFFERED": "1",
+                # The UI decodes the encrypted payloads through the API's codec endpoint.
+                "DIRHOOK_CODEC_CORS_ORIGINS": json.dumps(self.ui_origins()),
+                "DIRHOOK_CODEC_TRUST_LOCAL_UI": "true",
+            }
+        )
         return env
 
     def _request_stop(self, *_args) -> None:
@@ -155,8 +192,12 @@ class DevStack:
         env = self.env()
         try:
             self.temporal.start(env)
-            _wait("Temporal dev server", lambda: _port_open(s.temporal_port) and _port_open(s.temporal_ui_port),
-                  60, self.temporal)
+            _wait(
+                "Temporal dev server",
+                lambda: _port_open(s.temporal_port) and _port_open(s.temporal_ui_port),
+                60,
+                self.temporal,
+            )
             self.worker.start(env)
             self.api.start(env)
             _wait("API", self._api_healthy, 60, self.api)

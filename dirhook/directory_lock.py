@@ -43,8 +43,10 @@ class DirectoryBusy(Exception):
     """Another writer held the directory for longer than this caller could wait."""
 
     def __init__(self, directory_id: str, waited: float):
-        super().__init__(f"directory {directory_id} is busy with another change (a sync pass or a write); "
-                         f"waited {waited:.1f} s: try again shortly")
+        super().__init__(
+            f"directory {directory_id} is busy with another change (a sync pass or a write); "
+            f"waited {waited:.1f} s: try again shortly"
+        )
         self.directory_id = directory_id
         self.retry_after = 1
 
@@ -65,8 +67,9 @@ class DirectoryLocks:
         self._local_guard = threading.Lock()
 
     @contextmanager
-    def hold(self, directory_id: str, wait_seconds: float | None, caller: str,
-             waiting: Callable[[], None] = lambda: None) -> Iterator[float]:
+    def hold(
+        self, directory_id: str, wait_seconds: float | None, caller: str, waiting: Callable[[], None] = lambda: None
+    ) -> Iterator[float]:
         """Hold the directory's lock for the block; yields how long it waited. ``wait_seconds``
         None waits as long as it takes (``waiting`` is called between tries: heartbeats);
         otherwise DirectoryBusy once that budget is spent."""
@@ -91,8 +94,9 @@ class DirectoryLocks:
         finally:
             await asyncio.to_thread(release)
 
-    def _acquire(self, directory_id: str, started: float, budget: float | None,
-                 waiting: Callable[[], None]) -> Callable[[], None]:
+    def _acquire(
+        self, directory_id: str, started: float, budget: float | None, waiting: Callable[[], None]
+    ) -> Callable[[], None]:
         if self.postgres:
             try_once, release = self._postgres(directory_id)
         elif self._folder is not None:
@@ -130,6 +134,7 @@ class DirectoryLocks:
                     conn.commit()
             finally:
                 conn.close()
+
         return try_once, release
 
     def _file(self, directory_id: str) -> tuple[Callable[[], bool], Release]:
@@ -151,6 +156,7 @@ class DirectoryLocks:
                     fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)
+
         return try_once, release
 
     def _process(self, directory_id: str) -> tuple[Callable[[], bool], Release]:
@@ -160,6 +166,7 @@ class DirectoryLocks:
         def release(acquired: bool = True) -> None:
             if acquired:
                 lock.release()
+
         return (lambda: lock.acquire(blocking=False)), release
 
     def close(self) -> None:

@@ -32,8 +32,9 @@ def set_enabled(session: Session, endpoint: Endpoint, enabled: bool, reason: str
     return True
 
 
-def disable_if_failing_too_long(session: Session, endpoint: Endpoint, now: datetime,
-                                disable_after: timedelta) -> str | None:
+def disable_if_failing_too_long(
+    session: Session, endpoint: Endpoint, now: datetime, disable_after: timedelta
+) -> str | None:
     """Disable an endpoint that has failed without a single success for ``disable_after``
     (its deliveries are kept for recovery). Returns the reason when this call disabled it."""
     since = endpoint.failing_since
@@ -46,9 +47,13 @@ def disable_if_failing_too_long(session: Session, endpoint: Endpoint, now: datet
 
 def release_held(session: Session, endpoint_id: str, now: datetime) -> int:
     """Everything the circuit breaker held goes back to pending: sent oldest first, at full speed."""
-    return rowcount(session.execute(
-        update(Delivery).where(Delivery.endpoint_id == endpoint_id, Delivery.status == DeliveryStatus.HELD)
-        .values(status=DeliveryStatus.PENDING, next_attempt_at=None, updated_at=now)))
+    return rowcount(
+        session.execute(
+            update(Delivery)
+            .where(Delivery.endpoint_id == endpoint_id, Delivery.status == DeliveryStatus.HELD)
+            .values(status=DeliveryStatus.PENDING, next_attempt_at=None, updated_at=now)
+        )
+    )
 
 
 def reset_health(session: Session, endpoint: Endpoint) -> None:
@@ -62,9 +67,11 @@ def reset_health(session: Session, endpoint: Endpoint) -> None:
 def signing_secrets(session: Session, endpoint: Endpoint, now: datetime | None = None) -> list[str]:
     """The current secret and every rotated-out one still inside its overlap window."""
     now = now or utcnow()
-    old = session.scalars(select(EndpointSecret.secret).where(
-        EndpointSecret.endpoint_id == endpoint.id, EndpointSecret.expires_at > now)
-        .order_by(EndpointSecret.id.desc()))
+    old = session.scalars(
+        select(EndpointSecret.secret)
+        .where(EndpointSecret.endpoint_id == endpoint.id, EndpointSecret.expires_at > now)
+        .order_by(EndpointSecret.id.desc())
+    )
     return [endpoint.secret, *old]
 
 
@@ -76,8 +83,15 @@ def rotate_secret(session: Session, endpoint: Endpoint, overlap: timedelta) -> t
     session.add(EndpointSecret(endpoint_id=endpoint.id, secret=endpoint.secret, created_at=now, expires_at=expires))
     endpoint.secret = generate_secret()
     session.flush()
-    keep = select(EndpointSecret.id).where(EndpointSecret.endpoint_id == endpoint.id) \
-        .order_by(EndpointSecret.id.desc()).limit(MAX_OLD_SECRETS)
-    session.execute(delete(EndpointSecret).where(EndpointSecret.endpoint_id == endpoint.id,
-                                                 EndpointSecret.id.not_in(keep.scalar_subquery())))
+    keep = (
+        select(EndpointSecret.id)
+        .where(EndpointSecret.endpoint_id == endpoint.id)
+        .order_by(EndpointSecret.id.desc())
+        .limit(MAX_OLD_SECRETS)
+    )
+    session.execute(
+        delete(EndpointSecret).where(
+            EndpointSecret.endpoint_id == endpoint.id, EndpointSecret.id.not_in(keep.scalar_subquery())
+        )
+    )
     return endpoint.secret, expires

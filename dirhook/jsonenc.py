@@ -42,8 +42,9 @@ def _json_default(value: Any) -> Any:
 
 def _fallback(value: Any, sort_keys: bool) -> bytes:
     # orjson refuses what the standard library takes: integers beyond 64 bits.
-    return json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False,
-                      default=_json_default).encode()
+    return json.dumps(
+        value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False, default=_json_default
+    ).encode()
 
 
 def dumps_bytes(value: Any) -> bytes:

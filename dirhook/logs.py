@@ -47,8 +47,12 @@ class JsonFormatter(logging.Formatter):
         for key in ("temporal_workflow", "temporal_activity"):
             ctx = getattr(record, key, None)
             if isinstance(ctx, dict):
-                for src, dst in (("workflow_id", "workflow_id"), ("run_id", "run_id"),
-                                 ("workflow_type", "workflow_type"), ("activity_type", "activity_type")):
+                for src, dst in (
+                    ("workflow_id", "workflow_id"),
+                    ("run_id", "run_id"),
+                    ("workflow_type", "workflow_type"),
+                    ("activity_type", "activity_type"),
+                ):
                     if ctx.get(src):
                         line[dst] = ctx[src]
         if record.exc_info:
@@ -63,8 +67,9 @@ class RedactingFormatter(logging.Formatter):
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else
-                         RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter() if fmt == "json" else RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -72,8 +77,11 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     # and exceptions nobody caught (in any thread).
     logging.captureWarnings(True)
     sys.excepthook = lambda kind, exc, tb: logging.getLogger("dirhook").critical(
-        "uncaught exception", exc_info=(kind, exc, tb))
+        "uncaught exception", exc_info=(kind, exc, tb)
+    )
     sys.unraisablehook = lambda u: logging.getLogger("dirhook").warning(
-        "exception ignored in %r: %s", u.object, u.err_msg or "", exc_info=u.exc_value)
+        "exception ignored in %r: %s", u.object, u.err_msg or "", exc_info=u.exc_value
+    )
     threading.excepthook = lambda args: logging.getLogger("dirhook").error(
-        "uncaught exception in thread %s", getattr(args.thread, "name", "?"), exc_info=args.exc_value)
+        "uncaught exception in thread %s", getattr(args.thread, "name", "?"), exc_info=args.exc_value
+    )

@@ -18,18 +18,29 @@ from sqlalchemy.orm import Session, sessionmaker
 
 EVENTS_EMITTED = Counter("dirhook_events_emitted_total", "Events committed to the outbox", ["type"])
 DELIVERY_ATTEMPTS = Counter("dirhook_delivery_attempts_total", "Webhook delivery attempts by outcome", ["outcome"])
-DELIVERY_LATENCY = Histogram("dirhook_delivery_latency_seconds", "Time from sending a webhook to its answer",
-                             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30))
-BREAKER_TRANSITIONS = Counter("dirhook_endpoint_breaker_transitions_total",
-                              "Endpoint circuit breakers opened or closed", ["transition"])
-ENDPOINT_STATE_CHANGES = Counter("dirhook_endpoint_state_changes_total", "Endpoints enabled or disabled",
-                                 ["state", "cause"])
-SYNC_PASS_DURATION = Histogram("dirhook_sync_pass_duration_seconds", "Duration of sync passes",
-                               ["provider", "mode", "status"],
-                               buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600))
-DIRECTORY_LOCK_WAIT = Histogram("dirhook_directory_lock_wait_seconds",
-                                "Time a writer waited for its directory (one writer per directory)", ["caller"],
-                                buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+DELIVERY_LATENCY = Histogram(
+    "dirhook_delivery_latency_seconds",
+    "Time from sending a webhook to its answer",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30),
+)
+BREAKER_TRANSITIONS = Counter(
+    "dirhook_endpoint_breaker_transitions_total", "Endpoint circuit breakers opened or closed", ["transition"]
+)
+ENDPOINT_STATE_CHANGES = Counter(
+    "dirhook_endpoint_state_changes_total", "Endpoints enabled or disabled", ["state", "cause"]
+)
+SYNC_PASS_DURATION = Histogram(
+    "dirhook_sync_pass_duration_seconds",
+    "Duration of sync passes",
+    ["provider", "mode", "status"],
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+DIRECTORY_LOCK_WAIT = Histogram(
+    "dirhook_directory_lock_wait_seconds",
+    "Time a writer waited for its directory (one writer per directory)",
+    ["caller"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
 SYNC_OBJECTS_READ = Counter("dirhook_sync_objects_read_total", "Objects read from directories", ["provider", "kind"])
 
 
@@ -56,18 +67,24 @@ class DatabaseCollector(Collector):
         with self.sessions() as s:
             by_status = dict(s.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
             disabled = s.scalar(select(func.count()).select_from(Endpoint).where(Endpoint.enabled.is_(False)))
-            circuit_open = s.scalar(select(func.count()).select_from(Endpoint).where(Endpoint.breaker_opened_at.is_not(None)))
+            circuit_open = s.scalar(
+                select(func.count()).select_from(Endpoint).where(Endpoint.breaker_opened_at.is_not(None))
+            )
             endpoints = s.scalar(select(func.count()).select_from(Endpoint))
             by_type = dict(s.execute(select(EventRow.type, func.count()).group_by(EventRow.type)).all())
         deliveries = GaugeMetricFamily("dirhook_deliveries", "Deliveries by status, as stored", labels=["status"])
         for status in DeliveryStatus:
             deliveries.add_metric([status.value], by_status.get(status.value, 0))
         yield deliveries
-        yield GaugeMetricFamily("dirhook_retries_pending", "Deliveries waiting for a retry", value=by_status.get("retrying", 0))
-        yield GaugeMetricFamily("dirhook_deliveries_held", "Deliveries held by an open circuit breaker",
-                                value=by_status.get("held", 0))
-        yield GaugeMetricFamily("dirhook_endpoints_circuit_open", "Endpoints whose circuit breaker is open",
-                                value=circuit_open or 0)
+        yield GaugeMetricFamily(
+            "dirhook_retries_pending", "Deliveries waiting for a retry", value=by_status.get("retrying", 0)
+        )
+        yield GaugeMetricFamily(
+            "dirhook_deliveries_held", "Deliveries held by an open circuit breaker", value=by_status.get("held", 0)
+        )
+        yield GaugeMetricFamily(
+            "dirhook_endpoints_circuit_open", "Endpoints whose circuit breaker is open", value=circuit_open or 0
+        )
         yield GaugeMetricFamily("dirhook_endpoints_disabled", "Endpoints currently disabled", value=disabled or 0)
         yield GaugeMetricFamily("dirhook_endpoints", "Endpoints", value=endpoints or 0)
         stored = GaugeMetricFamily("dirhook_events_stored", "Events in the outbox by type", labels=["type"])

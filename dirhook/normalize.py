@@ -26,22 +26,57 @@ SourceRecord = Mapping[str, list[Any]]
 SECRET_ATTRIBUTES = frozenset(
     a.lower()
     for a in (
-        "userPassword", "unicodePwd", "dBCSPwd", "ntPwdHistory", "lmPwdHistory",
-        "supplementalCredentials", "sambaNTPassword", "sambaLMPassword", "sambaPasswordHistory",
-        "krbPrincipalKey", "authPassword", "password",
+        "userPassword",
+        "unicodePwd",
+        "dBCSPwd",
+        "ntPwdHistory",
+        "lmPwdHistory",
+        "supplementalCredentials",
+        "sambaNTPassword",
+        "sambaLMPassword",
+        "sambaPasswordHistory",
+        "krbPrincipalKey",
+        "authPassword",
+        "password",
     )
 )
 # Bookkeeping the provider asks for that is not data about the person.
 OPERATIONAL_ATTRIBUTES = frozenset(
-    a.lower() for a in ("entryUUID", "entryCSN", "modifyTimestamp", "createTimestamp", "uSNChanged",
-                        "uSNCreated", "whenChanged", "whenCreated", "objectGUID", "dn",
-                        # Active Directory's own bookkeeping: logons and password counters change
-                        # on every sign-in and would make every pass a user.updated.
-                        "distinguishedName", "name", "instanceType", "objectCategory", "objectSid",
-                        "sAMAccountType", "primaryGroupID", "badPasswordTime", "badPwdCount", "lastLogon",
-                        "lastLogoff", "lastLogonTimestamp", "logonCount", "pwdLastSet", "codePage",
-                        "countryCode", "dSCorePropagationData", "msDS-SupportedEncryptionTypes",
-                        "isCriticalSystemObject", "replPropertyMetaData")
+    a.lower()
+    for a in (
+        "entryUUID",
+        "entryCSN",
+        "modifyTimestamp",
+        "createTimestamp",
+        "uSNChanged",
+        "uSNCreated",
+        "whenChanged",
+        "whenCreated",
+        "objectGUID",
+        "dn",
+        # Active Directory's own bookkeeping: logons and password counters change
+        # on every sign-in and would make every pass a user.updated.
+        "distinguishedName",
+        "name",
+        "instanceType",
+        "objectCategory",
+        "objectSid",
+        "sAMAccountType",
+        "primaryGroupID",
+        "badPasswordTime",
+        "badPwdCount",
+        "lastLogon",
+        "lastLogoff",
+        "lastLogonTimestamp",
+        "logonCount",
+        "pwdLastSet",
+        "codePage",
+        "countryCode",
+        "dSCorePropagationData",
+        "msDS-SupportedEncryptionTypes",
+        "isCriticalSystemObject",
+        "replPropertyMetaData",
+    )
 )
 
 USER_FIELDS = (*PROFILE_FIELDS, "manager_ref")  # what a user mapping may target
@@ -99,8 +134,18 @@ DEFAULT_MAPPINGS["entra"] = ENTRA_MAPPING  # Microsoft Graph (dirhook/providers/
 # (an objectGUID is, about once in 50,000), so that a stored record normalizes again to
 # the same values (see _guid).
 BINARY_ATTRIBUTES = frozenset(
-    a.lower() for a in ("objectGUID", "objectSid", "sIDHistory", "mS-DS-ConsistencyGuid", "msExchMailboxGuid",
-                        "jpegPhoto", "thumbnailPhoto", "userCertificate", "userSMIMECertificate")
+    a.lower()
+    for a in (
+        "objectGUID",
+        "objectSid",
+        "sIDHistory",
+        "mS-DS-ConsistencyGuid",
+        "msExchMailboxGuid",
+        "jpegPhoto",
+        "thumbnailPhoto",
+        "userCertificate",
+        "userSMIMECertificate",
+    )
 )
 
 
@@ -135,7 +180,7 @@ def _guid(values: list[Any]) -> str | None:
         return None
     v = values[0]
     if isinstance(v, str) and v.startswith("base64:"):  # a stored source record keeps binary this way
-        v = base64.b64decode(v[len("base64:"):])
+        v = base64.b64decode(v[len("base64:") :])
     if isinstance(v, bytes) and len(v) == 16:
         return str(uuid.UUID(bytes_le=v))  # AD stores GUIDs little-endian
     return _text(v).strip("{}").lower()
@@ -165,29 +210,49 @@ TRANSFORMS: dict[str, Callable[[list[Any]], Any]] = {
 
 
 # Fields dirhook computes itself: a mapping cannot write them.
-READ_ONLY_FIELDS = frozenset({"id", "object", "directory_id", "organization_id", "groups", "roles", "role",
-                              "manager_id", "version", "updated_at", "raw_attributes", "custom_attributes",
-                              "members"})
+READ_ONLY_FIELDS = frozenset(
+    {
+        "id",
+        "object",
+        "directory_id",
+        "organization_id",
+        "groups",
+        "roles",
+        "role",
+        "manager_id",
+        "version",
+        "updated_at",
+        "raw_attributes",
+        "custom_attributes",
+        "members",
+    }
+)
 
 
 def validate_mapping(mapping: Mapping[str, Any], kind: str) -> None:
     fields = USER_FIELDS if kind == "user" else GROUP_FIELDS
     for target, spec in mapping.items():
         if target in READ_ONLY_FIELDS:
-            raise MappingError(f"{kind} field {target!r} is read-only: dirhook computes it "
-                               "(map the manager's reference to manager_ref)" if target == "manager_id"
-                               else f"{kind} field {target!r} is read-only: dirhook computes it")
+            raise MappingError(
+                f"{kind} field {target!r} is read-only: dirhook computes it "
+                "(map the manager's reference to manager_ref)"
+                if target == "manager_id"
+                else f"{kind} field {target!r} is read-only: dirhook computes it"
+            )
         if target.startswith("custom_attributes.") and not target.split(".", 1)[1]:
             raise MappingError("custom_attributes.<name> needs a name")
         if target not in fields and not target.startswith("custom_attributes."):
-            raise MappingError(f"{kind} mapping target {target!r} is not a field (expected one of "
-                               f"{', '.join(fields)} or custom_attributes.<name>)")
+            raise MappingError(
+                f"{kind} mapping target {target!r} is not a field (expected one of "
+                f"{', '.join(fields)} or custom_attributes.<name>)"
+            )
         if not isinstance(spec, Mapping) or "source" not in spec:
             raise MappingError(f"{kind} mapping for {target!r} needs a 'source'")
         transform = spec.get("transform", "first")
         if transform not in TRANSFORMS:
-            raise MappingError(f"unknown transform {transform!r} for {target!r} "
-                               f"(known: {', '.join(sorted(TRANSFORMS))})")
+            raise MappingError(
+                f"unknown transform {transform!r} for {target!r} (known: {', '.join(sorted(TRANSFORMS))})"
+            )
     if "external_id" not in mapping:
         raise MappingError(f"{kind} mapping must map external_id")
 

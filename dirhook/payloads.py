@@ -22,12 +22,24 @@ class Versioned(Protocol):
 
 
 def user_payload(row: Versioned, directory: Directory) -> dict[str, Any]:
-    return {"object": "user", "id": row.id, "directory_id": directory.id,
-            "organization_id": directory.organization_id, **row.state,
-            "updated_at": row.updated_at.isoformat().replace("+00:00", "Z"), "version": row.version}
+    return {
+        "object": "user",
+        "id": row.id,
+        "directory_id": directory.id,
+        "organization_id": directory.organization_id,
+        **row.state,
+        "updated_at": row.updated_at.isoformat().replace("+00:00", "Z"),
+        "version": row.version,
+    }
 
 
 def group_payload(row: Versioned, directory: Directory) -> dict[str, Any]:
-    return {"object": "group", "id": row.id, "directory_id": directory.id,
-            "organization_id": directory.organization_id, **row.state,
-            "updated_at": row.updated_at.isoformat().replace("+00:00", "Z"), "version": row.version}
+    return {
+        "object": "group",
+        "id": row.id,
+        "directory_id": directory.id,
+        "organization_id": directory.organization_id,
+        **row.state,
+        "updated_at": row.updated_at.isoformat().replace("+00:00", "Z"),
+        "version": row.version,
+    }

@@ -46,7 +46,7 @@ def validate_glob(pattern: str) -> None:
     while i < len(pattern):
         c = pattern[i]
         if c == "[":
-            close = pattern.find("]", i + 2 if pattern[i + 1:i + 2] in ("!", "]") else i + 1)
+            close = pattern.find("]", i + 2 if pattern[i + 1 : i + 2] in ("!", "]") else i + 1)
             if close == -1:
                 raise ValueError(f"unbalanced '[' at position {i} in {pattern!r}")
             if close == i + 1:
@@ -173,8 +173,12 @@ def group_grants(groups: Iterable[GroupInfo], mappings: Iterable[RoleMapping]) -
     return out
 
 
-def compute_roles(effective: Mapping[str, bool], grants: Mapping[str, frozenset[str]],
-                  roles: Mapping[str, RoleDef], default_role: str | None = None) -> list[dict[str, Any]]:
+def compute_roles(
+    effective: Mapping[str, bool],
+    grants: Mapping[str, frozenset[str]],
+    roles: Mapping[str, RoleDef],
+    default_role: str | None = None,
+) -> list[dict[str, Any]]:
     """``[{slug, source_groups}]``, highest priority first (then by slug). The default role,
     if any, applies to a user no mapping gives a role."""
     sources: dict[str, set[str]] = {}

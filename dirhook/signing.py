@@ -21,7 +21,7 @@ def is_valid_secret(secret: str) -> bool:
     if not secret.startswith(SECRET_PREFIX):
         return False
     try:
-        raw = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+        raw = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
     except ValueError:
         return False
     return 24 <= len(raw) <= 64

@@ -18,8 +18,9 @@ def validate_event_type_patterns(patterns: Sequence[str]) -> list[str]:
     return out
 
 
-def endpoint_wants(event_types: Sequence[str] | None, directory_ids: Sequence[str] | None,
-                   event_type: str, directory_id: str) -> bool:
+def endpoint_wants(
+    event_types: Sequence[str] | None, directory_ids: Sequence[str] | None, event_type: str, directory_id: str
+) -> bool:
     if directory_ids and directory_id not in directory_ids:
         return False
     if not event_types:

@@ -44,22 +44,33 @@ class DirectoryRef:
     provider: str
 
 
-async def request_sync(client: Client, settings: Settings, d: DirectoryRef,
-                       mode: SyncMode) -> WorkflowHandle[Any, SyncStatus]:
+async def request_sync(
+    client: Client, settings: Settings, d: DirectoryRef, mode: SyncMode
+) -> WorkflowHandle[Any, SyncStatus]:
     """Signal-with-start the directory's sync workflow: runs now, or right after the running pass."""
     from workflows.directory_sync import DirectorySyncWorkflow
 
     return await client.start_workflow(
         DirectorySyncWorkflow.run,
-        SyncRequest(d.id, mode=None, delivery_task_queue=settings.delivery_task_queue,
-                    heartbeat_timeout_seconds=settings.sync_heartbeat_timeout_seconds),
-        id=t.sync_workflow_id(d.id), task_queue=settings.sync_task_queue,
+        SyncRequest(
+            d.id,
+            mode=None,
+            delivery_task_queue=settings.delivery_task_queue,
+            heartbeat_timeout_seconds=settings.sync_heartbeat_timeout_seconds,
+        ),
+        id=t.sync_workflow_id(d.id),
+        task_queue=settings.sync_task_queue,
         # start_signal takes a name only (the SDK has no typed form for signal-with-start).
-        start_signal=DirectorySyncWorkflow.request_sync.__name__, start_signal_args=[mode],
-        search_attributes=TypedSearchAttributes([
-            SearchAttributePair(t.DIRECTORY_ID, d.id), SearchAttributePair(t.ORGANIZATION_ID, d.organization_id),
-            SearchAttributePair(t.SYNC_MODE, mode), SearchAttributePair(t.PROVIDER, d.provider),
-        ]),
+        start_signal=DirectorySyncWorkflow.request_sync.__name__,
+        start_signal_args=[mode],
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(t.DIRECTORY_ID, d.id),
+                SearchAttributePair(t.ORGANIZATION_ID, d.organization_id),
+                SearchAttributePair(t.SYNC_MODE, mode),
+                SearchAttributePair(t.PROVIDER, d.provider),
+            ]
+        ),
         static_summary=f"Sync directory {d.name} ({d.provider})",
         static_details=f"directory `{d.id}` of organization `{d.organization_id}`",
     )
@@ -75,12 +86,18 @@ async def start_listener(client: Client, settings: Settings, d: DirectoryRef, re
     if restart:
         await stop_listener(client, d.id)
     await client.start_workflow(
-        LdapListenerWorkflow.run, DirectoryInput(d.id), id=t.listener_workflow_id(d.id), task_queue=settings.listen_task_queue,
+        LdapListenerWorkflow.run,
+        DirectoryInput(d.id),
+        id=t.listener_workflow_id(d.id),
+        task_queue=settings.listen_task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=TypedSearchAttributes([
-            SearchAttributePair(t.DIRECTORY_ID, d.id), SearchAttributePair(t.ORGANIZATION_ID, d.organization_id),
-            SearchAttributePair(t.PROVIDER, d.provider),
-        ]),
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(t.DIRECTORY_ID, d.id),
+                SearchAttributePair(t.ORGANIZATION_ID, d.organization_id),
+                SearchAttributePair(t.PROVIDER, d.provider),
+            ]
+        ),
         static_summary=f"Listen to directory {d.name} for changes",
         static_details=f"directory `{d.id}`: OpenLDAP refreshAndPersist; each change starts an incremental pass",
     )
@@ -101,7 +118,10 @@ def _schedule(settings: Settings, d: DirectoryRef, interval_seconds: int, paused
         # The action only signals dirsync/<directory>, so scheduled passes queue behind
         # running ones like any other request: the schedule never overlaps a pass.
         action=ScheduleActionStartWorkflow(
-            ScheduledSyncWorkflow.run, DirectoryInput(d.id), id=f"dirsync-trigger/{d.id}", task_queue=settings.sync_task_queue,
+            ScheduledSyncWorkflow.run,
+            DirectoryInput(d.id),
+            id=f"dirsync-trigger/{d.id}",
+            task_queue=settings.sync_task_queue,
             typed_search_attributes=TypedSearchAttributes([SearchAttributePair(t.DIRECTORY_ID, d.id)]),
             static_summary=f"Scheduled sync of directory {d.name}",
         ),
@@ -120,9 +140,11 @@ async def put_schedule(client: Client, settings: Settings, d: DirectoryRef, inte
     try:
         await client.create_schedule(schedule_id(d.id), _schedule(settings, d, interval_seconds, False))
     except ScheduleAlreadyRunningError:  # change the interval, keep it paused or not
+
         def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
             paused = current.description.schedule.state.paused
             return ScheduleUpdate(schedule=_schedule(settings, d, interval_seconds, paused))
+
         await handle.update(update)
 
 

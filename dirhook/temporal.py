@@ -53,8 +53,12 @@ def dev_server_search_attribute_args() -> list[str]:
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     from dirhook.codec import data_converter
 
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                data_converter=data_converter(settings), runtime=runtime)
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=data_converter(settings),
+        runtime=runtime,
+    )
 
 
 async def register_search_attributes(client: Client, namespace: str) -> None:
@@ -72,11 +76,11 @@ async def register_search_attributes(client: Client, namespace: str) -> None:
         if exc.status != RPCStatusCode.UNIMPLEMENTED:  # the time-skipping server cannot list them
             raise
         existing = set()
-    missing = {k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in SEARCH_ATTRIBUTES
-               if k.name not in existing}
+    missing = {k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in SEARCH_ATTRIBUTES if k.name not in existing}
     if missing:
         await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing))
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
 
 
 async def wake_dispatcher(client: Client, settings: Settings, endpoint_id: str) -> None:
@@ -89,7 +93,8 @@ async def wake_dispatcher(client: Client, settings: Settings, endpoint_id: str) 
     from workflows.endpoint_dispatch import EndpointDispatchWorkflow
 
     await client.start_workflow(
-        EndpointDispatchWorkflow.run, DispatchInput(endpoint_id),
+        EndpointDispatchWorkflow.run,
+        DispatchInput(endpoint_id),
         id=dispatch_workflow_id(endpoint_id),
         task_queue=settings.delivery_task_queue,
         start_signal=EndpointDispatchWorkflow.wake.__name__,
@@ -122,9 +127,12 @@ async def ensure_delivery_sweep(client: Client, settings: Settings) -> None:
                 raise
         return
     schedule = tc.Schedule(
-        action=tc.ScheduleActionStartWorkflow(DeliverySweepWorkflow.run, id="delivery-sweep-run",
-                                           task_queue=settings.delivery_task_queue,
-                                           static_summary="Wake dispatchers whose deliveries wait"),
+        action=tc.ScheduleActionStartWorkflow(
+            DeliverySweepWorkflow.run,
+            id="delivery-sweep-run",
+            task_queue=settings.delivery_task_queue,
+            static_summary="Wake dispatchers whose deliveries wait",
+        ),
         spec=tc.ScheduleSpec(intervals=[tc.ScheduleIntervalSpec(every=timedelta(seconds=every))]),
         policy=tc.SchedulePolicy(overlap=tc.ScheduleOverlapPolicy.SKIP),
         state=tc.ScheduleState(note=f"wakes endpoint dispatchers with waiting deliveries every {every:g}s"),
@@ -132,6 +140,7 @@ async def ensure_delivery_sweep(client: Client, settings: Settings) -> None:
     try:
         await client.create_schedule(DELIVERY_SWEEP_SCHEDULE_ID, schedule)
     except tc.ScheduleAlreadyRunningError:
+
         def update(current: tc.ScheduleUpdateInput) -> tc.ScheduleUpdate | None:
             now = current.description.schedule
             same_queue = getattr(now.action, "task_queue", None) == settings.delivery_task_queue
@@ -139,4 +148,5 @@ async def ensure_delivery_sweep(client: Client, settings: Settings) -> None:
                 return None
             schedule.state.paused = now.state.paused
             return tc.ScheduleUpdate(schedule=schedule)
+
         await handle.update(update)

@@ -60,8 +60,9 @@ def pytest_collection_modifyitems(items):
         if INTEGRATION in parents:
             item.add_marker(pytest.mark.slow)
         elif UNIT not in parents:
-            raise pytest.UsageError(f"{item.path}: test modules live in tests/unit (no servers) "
-                                    "or tests/integration (real servers)")
+            raise pytest.UsageError(
+                f"{item.path}: test modules live in tests/unit (no servers) or tests/integration (real servers)"
+            )
     last = [item for item in items if item.get_closest_marker("last")]
     items[:] = [item for item in items if not item.get_closest_marker("last")] + last
 
@@ -117,8 +118,10 @@ def postgres():
 @pytest_asyncio.fixture(scope="session")
 async def temporal_env():
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=temporal_cli(), search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_log_level="error", ui=False,
+        dev_server_existing_path=temporal_cli(),
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_log_level="error",
+        ui=False,
         # The SDK waits 5 s by default; a loaded 2-core machine once needed longer.
         dev_server_startup_timeout=timedelta(seconds=60),
     )
@@ -170,24 +173,34 @@ async def stack(request, temporal_env, tmp_path_factory, graph):
         url = f"sqlite:///{data_dir / 'dirhook.db'}"
     api_port = free_port()
     settings = Settings(
-        data_dir=data_dir, database_url=url, admin_token=ADMIN_TOKEN,
+        data_dir=data_dir,
+        database_url=url,
+        admin_token=ADMIN_TOKEN,
         temporal_address=temporal_env.client.service_client.config.target_host,
-        task_queue=f"dirhook-{request.param}", allow_private_endpoints=True,
-        api_port=api_port, ldap_timestamp_overlap_seconds=0,
+        task_queue=f"dirhook-{request.param}",
+        allow_private_endpoints=True,
+        api_port=api_port,
+        ldap_timestamp_overlap_seconds=0,
         # Every end-to-end test runs with encrypted payloads, as `dirhook dev` does.
-        encryption_keys={"test-k1": TEST_ENCRYPTION_KEY}, codec_cors_origins=[UI_ORIGIN],
+        encryption_keys={"test-k1": TEST_ENCRYPTION_KEY},
+        codec_cors_origins=[UI_ORIGIN],
         entra_ca_bundle=str(graph.ca_bundle),
         # The shared stacks do not test the SCIM rate limit (test_scim_input does, with its own
         # settings): scim2-tester's compliance run, at over 100 requests a second on a fast
         # machine, must not be cut short by it.
-        scim_rate_limit_per_second=1000.0, scim_rate_limit_burst=2000.0,
+        scim_rate_limit_per_second=1000.0,
+        scim_rate_limit_burst=2000.0,
     )
     migrate(url)
-    client = Client(temporal_env.client.service_client, namespace=temporal_env.client.namespace,
-                    data_converter=data_converter(settings))
+    client = Client(
+        temporal_env.client.service_client,
+        namespace=temporal_env.client.namespace,
+        data_converter=data_converter(settings),
+    )
     workers, closers = build_workers(client, settings)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=api_port,
-                                           log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=api_port, log_level="warning", lifespan="on")
+    )
     async with AsyncExitStack() as stack:
         for w in workers:
             await stack.enter_async_context(w)
@@ -197,8 +210,9 @@ async def stack(request, temporal_env, tmp_path_factory, graph):
                 serving.result()
             await asyncio.sleep(0.02)
         api_url = f"http://127.0.0.1:{api_port}"
-        async with httpx.AsyncClient(base_url=api_url, timeout=30, limits=API_CLIENT_LIMITS,
-                                     headers={"authorization": f"Bearer {ADMIN_TOKEN}"}) as api:
+        async with httpx.AsyncClient(
+            base_url=api_url, timeout=30, limits=API_CLIENT_LIMITS, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
+        ) as api:
             engine = make_engine(url)
             yield Stack(request.param, settings, api, api_url, make_sessionmaker(engine), client)
             engine.dispose()

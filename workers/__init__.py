@@ -29,14 +29,22 @@ log = logging.getLogger(__name__)
 
 QUEUES = ("sync", "delivery")
 # Every workflow a worker may run (the replay test replays their recorded histories).
-ALL_WORKFLOWS = [DirectorySyncWorkflow, ScheduledSyncWorkflow, LdapListenerWorkflow, EndpointDispatchWorkflow,
-                 DeliverySweepWorkflow]
+ALL_WORKFLOWS = [
+    DirectorySyncWorkflow,
+    ScheduledSyncWorkflow,
+    LdapListenerWorkflow,
+    EndpointDispatchWorkflow,
+    DeliverySweepWorkflow,
+]
 
 
 # What a worker closes when it stops: the engine, the executors, the HTTP sender.
 Closer = Callable[[], Any]
 
-def build_workers(client: Client, settings: Settings, queues: Iterable[str] = QUEUES) -> tuple[list[Worker], list[Closer]]:
+
+def build_workers(
+    client: Client, settings: Settings, queues: Iterable[str] = QUEUES
+) -> tuple[list[Worker], list[Closer]]:
     """Workers for the chosen queues, and the resources to close after they stop."""
     queues = list(queues)
     unknown = set(queues) - set(QUEUES)
@@ -52,44 +60,58 @@ def build_workers(client: Client, settings: Settings, queues: Iterable[str] = QU
         executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sync-activity")
         closers.append(lambda: executor.shutdown(wait=False))
         sync = SyncActivities(sessions, settings, client, loop)
-        workers.append(Worker(
-            client, task_queue=settings.sync_task_queue, workflows=[DirectorySyncWorkflow, ScheduledSyncWorkflow],
-            activities=[sync.run_pass, sync.discard_held_deletions, sync.request_scheduled_sync],
-            activity_executor=executor, max_concurrent_activities=8,
-            graceful_shutdown_timeout=timedelta(seconds=30),
-            # A pass's heartbeat carries its committed progress: sent at most every second
-            # (not every 80 % of the heartbeat timeout), it is what a retried attempt and the
-            # UI's pending-activity view see of how far the pass got.
-            max_heartbeat_throttle_interval=timedelta(seconds=1),
-        ))
+        workers.append(
+            Worker(
+                client,
+                task_queue=settings.sync_task_queue,
+                workflows=[DirectorySyncWorkflow, ScheduledSyncWorkflow],
+                activities=[sync.run_pass, sync.discard_held_deletions, sync.request_scheduled_sync],
+                activity_executor=executor,
+                max_concurrent_activities=8,
+                graceful_shutdown_timeout=timedelta(seconds=30),
+                # A pass's heartbeat carries its committed progress: sent at most every second
+                # (not every 80 % of the heartbeat timeout), it is what a retried attempt and the
+                # UI's pending-activity view see of how far the pass got.
+                max_heartbeat_throttle_interval=timedelta(seconds=1),
+            )
+        )
         # Live LDAP listeners wait on a socket for hours: a queue and threads of their own,
         # so they never take a sync pass's slot.
         listen_executor = ThreadPoolExecutor(max_workers=settings.ldap_listeners_max, thread_name_prefix="ldap-listen")
         closers.append(lambda: listen_executor.shutdown(wait=False))
-        workers.append(Worker(
-            client, task_queue=settings.listen_task_queue, workflows=[LdapListenerWorkflow],
-            activities=[sync.listen_for_changes], activity_executor=listen_executor,
-            max_concurrent_activities=settings.ldap_listeners_max,
-            graceful_shutdown_timeout=timedelta(seconds=5),
-            # Heartbeats are how a listener learns it was cancelled (its directory changed
-            # or went away): within a second, not 80 % of the heartbeat timeout.
-            max_heartbeat_throttle_interval=timedelta(seconds=1),
-        ))
+        workers.append(
+            Worker(
+                client,
+                task_queue=settings.listen_task_queue,
+                workflows=[LdapListenerWorkflow],
+                activities=[sync.listen_for_changes],
+                activity_executor=listen_executor,
+                max_concurrent_activities=settings.ldap_listeners_max,
+                graceful_shutdown_timeout=timedelta(seconds=5),
+                # Heartbeats are how a listener learns it was cancelled (its directory changed
+                # or went away): within a second, not 80 % of the heartbeat timeout.
+                max_heartbeat_throttle_interval=timedelta(seconds=1),
+            )
+        )
     if "delivery" in queues:
-        sender = WebhookSender(timeout_seconds=settings.delivery_timeout_seconds,
-                               allow_private=settings.allow_private_endpoints)
+        sender = WebhookSender(
+            timeout_seconds=settings.delivery_timeout_seconds, allow_private=settings.allow_private_endpoints
+        )
         closers.append(sender.close)
         delivery = DeliveryActivities(sessions, settings, client, sender)
-        workers.append(Worker(
-            client, task_queue=settings.delivery_task_queue,
-            workflows=[EndpointDispatchWorkflow, DeliverySweepWorkflow],
-            activities=[delivery.deliver_pending, delivery.wake_dispatchers],
-            max_concurrent_activities=100,
-            graceful_shutdown_timeout=timedelta(seconds=30),
-            # The dispatch activity's heartbeat timeout is 10 s: heartbeats reach the server
-            # at least every second, so a lost worker is noticed in seconds, not minutes.
-            max_heartbeat_throttle_interval=timedelta(seconds=1),
-        ))
+        workers.append(
+            Worker(
+                client,
+                task_queue=settings.delivery_task_queue,
+                workflows=[EndpointDispatchWorkflow, DeliverySweepWorkflow],
+                activities=[delivery.deliver_pending, delivery.wake_dispatchers],
+                max_concurrent_activities=100,
+                graceful_shutdown_timeout=timedelta(seconds=30),
+                # The dispatch activity's heartbeat timeout is 10 s: heartbeats reach the server
+                # at least every second, so a lost worker is noticed in seconds, not minutes.
+                max_heartbeat_throttle_interval=timedelta(seconds=1),
+            )
+        )
     return workers, closers
 
 
@@ -107,8 +129,11 @@ async def run_workers(settings: Settings, queues: Iterable[str] = QUEUES) -> Non
     if settings.temporal_sdk_metrics_port:
         from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
-            bind_address=f"{settings.metrics_host}:{settings.temporal_sdk_metrics_port}")))
+        runtime = Runtime(
+            telemetry=TelemetryConfig(
+                metrics=PrometheusConfig(bind_address=f"{settings.metrics_host}:{settings.temporal_sdk_metrics_port}")
+            )
+        )
     if settings.worker_metrics_port:
         from prometheus_client import start_http_server
 

@@ -26,7 +26,8 @@ class DeliverySweepWorkflow:
     @workflow.run
     async def run(self) -> int:
         woken = await workflow.execute_activity_method(
-            DeliveryActivities.wake_dispatchers, SETTLE_SECONDS,
+            DeliveryActivities.wake_dispatchers,
+            SETTLE_SECONDS,
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=RetryPolicy(maximum_attempts=3),
             summary="wake dispatchers with waiting deliveries",

@@ -104,12 +104,16 @@ class DirectorySyncWorkflow:
         p = s.progress
         lines = [f"**{s.state}** — {s.mode or '?'} pass #{s.passes} of directory `{s.directory_id}`"]
         if p:
-            lines.append(f"stage: {p.get('stage')}, users read: {p.get('users_read', 0)}, "
-                         f"written: {p.get('users_written', 0)}, groups read: {p.get('groups_read', 0)}, "
-                         f"events: {p.get('events', 0)}")
+            lines.append(
+                f"stage: {p.get('stage')}, users read: {p.get('users_read', 0)}, "
+                f"written: {p.get('users_written', 0)}, groups read: {p.get('groups_read', 0)}, "
+                f"events: {p.get('events', 0)}"
+            )
             if p.get("resumed_after_users"):
-                lines.append(f"resumed: the previous attempt had committed {p['resumed_after_users']} users; "
-                             "they are read again and, unchanged, neither written nor sent again")
+                lines.append(
+                    f"resumed: the previous attempt had committed {p['resumed_after_users']} users; "
+                    "they are read again and, unchanged, neither written nor sent again"
+                )
         if s.queued:
             lines.append(f"queued next: {', '.join(s.queued)}")
         if s.error:
@@ -131,14 +135,20 @@ class DirectorySyncWorkflow:
                 SyncActivities.run_pass,
                 PassInput(req.directory_id, SyncMode.APPLY_HELD_DELETIONS, workflow.info().workflow_id),
                 start_to_close_timeout=timedelta(hours=1),
-                heartbeat_timeout=timedelta(minutes=2), retry_policy=RetryPolicy(maximum_attempts=3),
-                summary="apply approved deletions")
+                heartbeat_timeout=timedelta(minutes=2),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary="apply approved deletions",
+            )
             self._decision_outcome = f"approved: deleted {held} ({applied.events_total} events)"
             events = applied.events_total
         else:
             await workflow.execute_activity_method(
-                SyncActivities.discard_held_deletions, req.directory_id, start_to_close_timeout=timedelta(minutes=5),
-                retry_policy=RetryPolicy(maximum_attempts=3), summary="discard rejected deletions")
+                SyncActivities.discard_held_deletions,
+                req.directory_id,
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary="discard rejected deletions",
+            )
             self._decision_outcome = f"rejected: kept {held}"
             events = 0
         s.state, s.error = SyncState.SUCCEEDED, None
@@ -167,11 +177,15 @@ class DirectorySyncWorkflow:
             workflow.set_current_details(self._details())
             try:
                 s.last_result = await workflow.execute_activity_method(
-                    SyncActivities.run_pass, PassInput(req.directory_id, mode, workflow.info().workflow_id),
+                    SyncActivities.run_pass,
+                    PassInput(req.directory_id, mode, workflow.info().workflow_id),
                     start_to_close_timeout=timedelta(hours=6),
                     heartbeat_timeout=timedelta(seconds=req.heartbeat_timeout_seconds),
-                    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3,
-                                             non_retryable_error_types=NON_RETRYABLE),
+                    retry_policy=RetryPolicy(
+                        initial_interval=timedelta(seconds=1),
+                        maximum_attempts=3,
+                        non_retryable_error_types=NON_RETRYABLE,
+                    ),
                     summary=f"{mode} pass",
                 )
             except ActivityError as err:
@@ -179,8 +193,11 @@ class DirectorySyncWorkflow:
                 message = getattr(cause, "message", None) or str(cause or err)
                 s.state, s.error = SyncState.FAILED, message
                 workflow.set_current_details(self._details())
-                failure = ApplicationError(f"sync of {req.directory_id} failed: {message}",
-                                           type=getattr(cause, "type", None) or "SyncFailed", non_retryable=True)
+                failure = ApplicationError(
+                    f"sync of {req.directory_id} failed: {message}",
+                    type=getattr(cause, "type", None) or "SyncFailed",
+                    non_retryable=True,
+                )
                 # A recompute this full pass absorbed needs no source: it still runs.
                 if mode == SyncMode.FULL and SyncMode.RECOMPUTE in self._absorbed:
                     self._queued.add(SyncMode.RECOMPUTE)
@@ -202,15 +219,22 @@ class DirectorySyncWorkflow:
                 events += await self._await_decision(req)
             if events:
                 await workflow.execute_activity_method(
-                    DeliveryActivities.wake_dispatchers, task_queue=req.delivery_task_queue or None,
+                    DeliveryActivities.wake_dispatchers,
+                    task_queue=req.delivery_task_queue or None,
                     start_to_close_timeout=timedelta(minutes=1),
                     retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
                     summary="wake delivery",
                 )
             if self._queued and (s.passes >= MAX_PASSES_PER_RUN or workflow.info().is_continue_as_new_suggested()):
-                workflow.continue_as_new(SyncRequest(req.directory_id, None, req.delivery_task_queue,
-                                                     carried=sorted(self._queued),
-                                                     heartbeat_timeout_seconds=req.heartbeat_timeout_seconds))
+                workflow.continue_as_new(
+                    SyncRequest(
+                        req.directory_id,
+                        None,
+                        req.delivery_task_queue,
+                        carried=sorted(self._queued),
+                        heartbeat_timeout_seconds=req.heartbeat_timeout_seconds,
+                    )
+                )
         if failed is not None:
             s = self._s
             s.state, s.error = SyncState.FAILED, failed_message

@@ -50,8 +50,10 @@ class EndpointDispatchWorkflow:
         return DispatchCounts(self._sent, self._failed, last.blocked, last.health, last.held)
 
     def _show(self, batches: int, result: BatchResult) -> None:
-        details = (f"batches: {batches}, sent: {self._sent}, failed attempts: {self._failed}"
-                   f"\n\nendpoint: {result.health.replace('_', ' ')}")
+        details = (
+            f"batches: {batches}, sent: {self._sent}, failed attempts: {self._failed}"
+            f"\n\nendpoint: {result.health.replace('_', ' ')}"
+        )
         if result.held:
             details += f", {result.held} deliveries held"
         if result.retry_in is not None:
@@ -67,7 +69,8 @@ class EndpointDispatchWorkflow:
         while True:
             self._woken = False
             result = await workflow.execute_activity_method(
-                DeliveryActivities.deliver_pending, DispatchInput(req.endpoint_id, next_slot),
+                DeliveryActivities.deliver_pending,
+                DispatchInput(req.endpoint_id, next_slot),
                 start_to_close_timeout=timedelta(minutes=10),
                 heartbeat_timeout=DISPATCH_HEARTBEAT_TIMEOUT,
                 retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10)),

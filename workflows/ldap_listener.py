@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from dirhook.contracts import LISTEN_RENEW, DirectoryInput, directory_id_of
     from dirhook.errors import NON_RETRYABLE
 
+
 @workflow.defn
 class LdapListenerWorkflow:
     @workflow.run
@@ -29,11 +30,16 @@ class LdapListenerWorkflow:
         directory_id = directory_id_of(req)
         workflow.set_current_details(f"listening to directory `{directory_id}` for changes")
         outcome = await workflow.execute_activity_method(
-            SyncActivities.listen_for_changes, DirectoryInput(directory_id),
-            start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(seconds=20),
-            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2,
-                                     maximum_interval=timedelta(minutes=1),
-                                     non_retryable_error_types=NON_RETRYABLE),
+            SyncActivities.listen_for_changes,
+            DirectoryInput(directory_id),
+            start_to_close_timeout=timedelta(hours=2),
+            heartbeat_timeout=timedelta(seconds=20),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=2),
+                backoff_coefficient=2,
+                maximum_interval=timedelta(minutes=1),
+                non_retryable_error_types=NON_RETRYABLE,
+            ),
             summary="hold the persistent search",
         )
         if outcome == LISTEN_RENEW:

@@ -25,7 +25,9 @@ class ScheduledSyncWorkflow:
         # A bare id: the action of a schedule created before 0.3.
         directory_id = directory_id_of(req)
         return await workflow.execute_activity_method(
-            SyncActivities.request_scheduled_sync, DirectoryInput(directory_id),
+            SyncActivities.request_scheduled_sync,
+            DirectoryInput(directory_id),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=10)),
-            summary="request an incremental pass")
+            summary="request an incremental pass",
+        )

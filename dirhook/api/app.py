@@ -48,8 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="dirhook",
         version=__version__,
         description="Directory sync (LDAP, Active Directory) delivered as signed webhooks. "
-                    "Authenticate with `Authorization: Bearer <admin token>` or an organization's API key "
-                    "(`dhk_…`, from `POST /v1/organizations/{id}/api-keys`), which sees that organization only.",
+        "Authenticate with `Authorization: Bearer <admin token>` or an organization's API key "
+        "(`dhk_…`, from `POST /v1/organizations/{id}/api-keys`), which sees that organization only.",
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -79,8 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     codec.setup(app, settings)
     app.include_router(codec.router)  # its own auth: the Temporal UI calls it from the browser
     # SCIM: each directory's own bearer token, checked by the gateway; SCIM errors, not FastAPI's.
-    app.mount("/scim", ScimGateway(app.state.sessions, settings,
-                                   make_projector(app.state.sessions, settings, app.state.temporal.get)))
+    app.mount(
+        "/scim",
+        ScimGateway(app.state.sessions, settings, make_projector(app.state.sessions, settings, app.state.temporal.get)),
+    )
     app.state.metrics = CollectorRegistry()
     app.state.metrics.register(DatabaseCollector(app.state.sessions))
 

@@ -21,11 +21,23 @@ from dirhook.config import Settings
 from dirhook.db.schema import ApiKey, utcnow
 from dirhook.services.scope import Scope, caller_scope, visible
 
-__all__ = ["CallerDep", "ScopeDep", "SessionDep", "SettingsDep", "TemporalDep", "authenticate", "caller_scope",
-           "in_loop", "require_admin", "visible"]
+__all__ = [
+    "CallerDep",
+    "ScopeDep",
+    "SessionDep",
+    "SettingsDep",
+    "TemporalDep",
+    "authenticate",
+    "caller_scope",
+    "in_loop",
+    "require_admin",
+    "visible",
+]
 T = TypeVar("T")
 
-bearer = HTTPBearer(auto_error=False, description="the admin token printed by `dirhook dev`, or an organization's API key")
+bearer = HTTPBearer(
+    auto_error=False, description="the admin token printed by `dirhook dev`, or an organization's API key"
+)
 
 
 def get_settings(request: Request) -> Settings:
@@ -55,8 +67,11 @@ def _unauthorized(message: str) -> HTTPException:
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
-def authenticate(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-                 session: Annotated[Session, Depends(get_session)]) -> Caller:
+def authenticate(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    session: Annotated[Session, Depends(get_session)],
+) -> Caller:
     """The admin token or a live API key; anything else is a 401.
 
     The session is then scoped to the caller's organization (``session.info``): every
@@ -129,8 +144,10 @@ async def get_temporal(request: Request) -> Client:
         client: Client = await request.app.state.temporal.get()
         return client
     except Exception:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                            f"Temporal is unreachable at {request.app.state.settings.temporal_address}") from None
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"Temporal is unreachable at {request.app.state.settings.temporal_address}",
+        ) from None
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -56,27 +56,40 @@ class DirectoryIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     organization_id: str | None = Field(default=None, description="defaults to the 'default' organization")
     provider: Literal["ldap", "entra", "scim"] = Field(
-        default="ldap", description="ldap: dirhook reads the directory; entra: dirhook reads Microsoft Graph; "
-                                    "scim: the IdP pushes to /scim/v2/{id}/")
+        default="ldap",
+        description="ldap: dirhook reads the directory; entra: dirhook reads Microsoft Graph; "
+        "scim: the IdP pushes to /scim/v2/{id}/",
+    )
     ldap: LdapConfig | None = Field(default=None, description="required for (and only for) provider ldap")
     bind_password: str | None = Field(default=None, description="write-only: never returned")
     entra: EntraConfig | None = Field(default=None, description="required for (and only for) provider entra")
-    client_secret: str | None = Field(default=None, description="the Entra app's client secret, or with "
-                                      "entra.credential 'certificate' its PEM (key and certificate); write-only")
+    client_secret: str | None = Field(
+        default=None,
+        description="the Entra app's client secret, or with "
+        "entra.credential 'certificate' its PEM (key and certificate); write-only",
+    )
     attribute_mapping: dict[str, dict[str, Any]] | None = Field(
-        default=None, description="per kind (user/group): target field -> {source, transform}; laid over the defaults")
+        default=None, description="per kind (user/group): target field -> {source, transform}; laid over the defaults"
+    )
     sync_interval_seconds: int | None = Field(
-        default=None, ge=0, le=7 * 86400,
-        description="passes on a schedule this often (ldap: 900 by default; scim: none); 0: none")
+        default=None,
+        ge=0,
+        le=7 * 86400,
+        description="passes on a schedule this often (ldap: 900 by default; scim: none); 0: none",
+    )
 
     @model_validator(mode="after")
     def _provider_settings(self) -> DirectoryIn:
-        given = {name for name in ("ldap", "bind_password", "entra", "client_secret") if getattr(self, name) is not None}
+        given = {
+            name for name in ("ldap", "bind_password", "entra", "client_secret") if getattr(self, name) is not None
+        }
         own = {"ldap": {"ldap", "bind_password"}, "entra": {"entra", "client_secret"}, "scim": set()}[self.provider]
         if given - own:
             what = {"ldap": "an LDAP", "entra": "an Entra", "scim": "a SCIM"}[self.provider]
-            raise ValueError(f"{what} directory takes no {', '.join(sorted(given - own))}"
-                             + (" (the IdP pushes to it)" if self.provider == "scim" else ""))
+            raise ValueError(
+                f"{what} directory takes no {', '.join(sorted(given - own))}"
+                + (" (the IdP pushes to it)" if self.provider == "scim" else "")
+            )
         if self.provider == "ldap" and self.ldap is None:
             raise ValueError("ldap: required for an LDAP directory")
         if self.provider == "entra" and (self.entra is None or not self.client_secret):
@@ -94,10 +107,12 @@ class DirectoryPatch(BaseModel):
     client_secret: str | None = Field(default=None, description="a new Entra client secret; write-only")
     attribute_mapping: dict[str, dict[str, Any]] | None = None
     deletion_threshold_count: int | None = Field(default=None, ge=0, description="hold a pass deleting more (500)")
-    deletion_threshold_percent: float | None = Field(default=None, ge=0, le=100,
-                                                     description="… or more than this % of the directory (10)")
-    sync_interval_seconds: int | None = Field(default=None, ge=0, le=7 * 86400,
-                                              description="scheduled incremental passes; 0 removes the schedule")
+    deletion_threshold_percent: float | None = Field(
+        default=None, ge=0, le=100, description="… or more than this % of the directory (10)"
+    )
+    sync_interval_seconds: int | None = Field(
+        default=None, ge=0, le=7 * 86400, description="scheduled incremental passes; 0 removes the schedule"
+    )
 
 
 class HeldDeletionsOut(BaseModel):
@@ -186,17 +201,29 @@ class EndpointSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     description: str | None = Field(default=None, max_length=500)
-    event_types: list[str] | None = Field(default=None, description="exact types or wildcards like user.*; all when empty")
-    directory_ids: list[str] | None = Field(default=None, description="only these directories; all of the organization when empty")
+    event_types: list[str] | None = Field(
+        default=None, description="exact types or wildcards like user.*; all when empty"
+    )
+    directory_ids: list[str] | None = Field(
+        default=None, description="only these directories; all of the organization when empty"
+    )
     retry_schedule: list[float] | None = Field(
-        default=None, description="seconds to wait before each retry; default: 5s, 5m, 30m, 2h, 5h, 10h, 10h")
-    rate_limit_per_second: float | None = Field(default=None, gt=0, le=10_000, description="messages per second at most")
+        default=None, description="seconds to wait before each retry; default: 5s, 5m, 30m, 2h, 5h, 10h, 10h"
+    )
+    rate_limit_per_second: float | None = Field(
+        default=None, gt=0, le=10_000, description="messages per second at most"
+    )
     max_concurrency: int | None = Field(default=None, ge=1, le=200, description="requests in flight at most")
-    max_payload_bytes: int | None = Field(default=None, ge=1024, le=10 * 1024 * 1024,
-                                          description="larger events fail at creation with a clear error")
+    max_payload_bytes: int | None = Field(
+        default=None, ge=1024, le=10 * 1024 * 1024, description="larger events fail at creation with a clear error"
+    )
     timeout_seconds: float | None = Field(default=None, gt=0, le=60, description="a 2xx within this is success (15 s)")
-    disable_after_seconds: float | None = Field(default=None, ge=60, description="disable after failing this long without a success (5 days)")
-    fifo: bool | None = Field(default=None, description="strict sequence order per directory; a failing event blocks later ones")
+    disable_after_seconds: float | None = Field(
+        default=None, ge=60, description="disable after failing this long without a success (5 days)"
+    )
+    fifo: bool | None = Field(
+        default=None, description="strict sequence order per directory; a failing event blocks later ones"
+    )
 
     @field_validator("event_types")
     @classmethod
@@ -261,12 +288,14 @@ class EndpointOut(BaseModel):
     last_success_at: datetime | None
     failing_since: datetime | None
     health: Literal["healthy", "failing", "circuit_open"] = Field(
-        default="healthy", description="circuit_open: only a probe goes out, at next_probe_at; the rest is held")
+        default="healthy", description="circuit_open: only a probe goes out, at next_probe_at; the rest is held"
+    )
     consecutive_failures: int = Field(default=0, description="failed attempts since the last success")
     breaker_opened_at: datetime | None = None
     next_probe_at: datetime | None = None
     delivery_counts: dict[str, int] | None = Field(
-        default=None, description="deliveries by status (GET of one endpoint only)")
+        default=None, description="deliveries by status (GET of one endpoint only)"
+    )
     created_at: datetime
 
 
@@ -282,8 +311,9 @@ class SecretRotated(BaseModel):
 
 class RotateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    overlap_seconds: float | None = Field(default=None, ge=0, le=7 * 86400,
-                                          description="how long the old secret keeps signing (24 h)")
+    overlap_seconds: float | None = Field(
+        default=None, ge=0, le=7 * 86400, description="how long the old secret keeps signing (24 h)"
+    )
 
 
 class DisableIn(BaseModel):
@@ -299,8 +329,10 @@ class StateChangeOut(BaseModel):
 
 class RecoverIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    since: datetime = Field(description="requeue every delivery not yet succeeded (failed, skipped, retrying, "
-                                        "held) created since then, to be sent now")
+    since: datetime = Field(
+        description="requeue every delivery not yet succeeded (failed, skipped, retrying, "
+        "held) created since then, to be sent now"
+    )
 
 
 class ReplayIn(BaseModel):
@@ -331,9 +363,11 @@ class DeliveryOut(BaseModel):
     event_id: str
     event_type: str
     directory_id: str
-    status: DeliveryStatus = Field(description="pending: due now; retrying: due at next_attempt_at; held: by the "
-                                               "endpoint's open circuit breaker; succeeded; failed: for good; "
-                                               "skipped: held back (endpoint disabled, or skipped)")
+    status: DeliveryStatus = Field(
+        description="pending: due now; retrying: due at next_attempt_at; held: by the "
+        "endpoint's open circuit breaker; succeeded; failed: for good; "
+        "skipped: held back (endpoint disabled, or skipped)"
+    )
     attempts: int
     last_status_code: int | None
     last_error: str | None
@@ -355,7 +389,9 @@ class RoleIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=1000)
     priority: int = Field(default=0, ge=-1000, le=1000, description="higher wins `role` when a user has several")
-    is_default: bool = Field(default=False, description="the role of users no mapping gives a role (one per organization)")
+    is_default: bool = Field(
+        default=False, description="the role of users no mapping gives a role (one per organization)"
+    )
     organization_id: str | None = None
 
 

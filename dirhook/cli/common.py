@@ -46,7 +46,9 @@ def call(method: str, path: str, **kw: Any) -> Any:
         try:
             resp = client.request(method, path, **kw)
         except httpx.HTTPError as exc:
-            raise ApiError(f"cannot reach the dirhook API at {client.base_url}: {exc} (is `dirhook dev` running?)") from None
+            raise ApiError(
+                f"cannot reach the dirhook API at {client.base_url}: {exc} (is `dirhook dev` running?)"
+            ) from None
     if resp.status_code >= 400:
         try:
             detail = resp.json().get("detail")

@@ -22,13 +22,19 @@ from dirhook.cli.common import console, err, new_table, request
 directories_app = typer.Typer(help="Connect and inspect directories.", no_args_is_help=True)
 app.add_typer(directories_app, name="directories")
 
+
 @directories_app.command("add-ldap")
 def add_ldap(
     name: str = typer.Option(..., help="a name for people"),
     url: str = typer.Option(..., help="ldap://host:port or ldaps://host:port"),
     bind_dn: str = typer.Option(..., help="DN to bind as"),
-    bind_password: str = typer.Option(..., envvar="DIRHOOK_LDAP_BIND_PASSWORD", prompt=True, hide_input=True,
-                                      help="prompted for when not given (or DIRHOOK_LDAP_BIND_PASSWORD)"),
+    bind_password: str = typer.Option(
+        ...,
+        envvar="DIRHOOK_LDAP_BIND_PASSWORD",
+        prompt=True,
+        hide_input=True,
+        help="prompted for when not given (or DIRHOOK_LDAP_BIND_PASSWORD)",
+    ),
     user_base_dn: str = typer.Option(...),
     group_base_dn: str | None = typer.Option(None, help="defaults to the user base DN"),
     user_filter: str | None = None,
@@ -38,8 +44,13 @@ def add_ldap(
     organization_id: str | None = None,
 ) -> None:
     """Connect an LDAP or Active Directory directory."""
-    ldap: dict[str, Any] = {"url": url, "bind_dn": bind_dn, "user_base_dn": user_base_dn, "flavour": flavour,
-                            "start_tls": start_tls}
+    ldap: dict[str, Any] = {
+        "url": url,
+        "bind_dn": bind_dn,
+        "user_base_dn": user_base_dn,
+        "flavour": flavour,
+        "start_tls": start_tls,
+    }
     if group_base_dn:
         ldap["group_base_dn"] = group_base_dn
     if user_filter:
@@ -58,10 +69,12 @@ def add_entra(
     name: str = typer.Option(..., help="a name for people"),
     tenant_id: str = typer.Option(..., help="the directory (tenant) ID or primary domain"),
     client_id: str = typer.Option(..., help="the app registration's application (client) ID"),
-    client_secret: str | None = typer.Option(None, envvar="DIRHOOK_ENTRA_CLIENT_SECRET",
-                                                help="prompted for when neither it nor a certificate is given"),
-    certificate_file: Path | None = typer.Option(None, exists=True, dir_okay=False,
-                                                    help="PEM with the app certificate's private key, instead of a secret"),
+    client_secret: str | None = typer.Option(
+        None, envvar="DIRHOOK_ENTRA_CLIENT_SECRET", help="prompted for when neither it nor a certificate is given"
+    ),
+    certificate_file: Path | None = typer.Option(
+        None, exists=True, dir_okay=False, help="PEM with the app certificate's private key, instead of a secret"
+    ),
     group_id: list[str] = typer.Option([], "--group-id", help="repeatable: only these groups and their members"),
     authority_host: str | None = typer.Option(None, help="national clouds, e.g. https://login.microsoftonline.us"),
     graph_base_url: str | None = typer.Option(None, help="national clouds, e.g. https://graph.microsoft.us/v1.0"),
@@ -70,8 +83,12 @@ def add_entra(
 ) -> None:
     """Connect a Microsoft Entra ID tenant (read through Microsoft Graph delta queries). The app
     needs the application permissions User.Read.All and GroupMember.Read.All."""
-    entra: dict[str, Any] = {"tenant_id": tenant_id, "client_id": client_id, "only_enabled": only_enabled,
-                             "group_ids": group_id}
+    entra: dict[str, Any] = {
+        "tenant_id": tenant_id,
+        "client_id": client_id,
+        "only_enabled": only_enabled,
+        "group_ids": group_id,
+    }
     if certificate_file:
         entra["credential"] = "certificate"
         client_secret = certificate_file.read_text()
@@ -85,13 +102,16 @@ def add_entra(
     if organization_id:
         body["organization_id"] = organization_id
     d = request("POST", "/v1/directories", json=body)
-    console.print(f"directory [bold]{d['id']}[/bold] created; sync it with: dirhook sync {d['id']} --full",
-                  soft_wrap=True)
+    console.print(
+        f"directory [bold]{d['id']}[/bold] created; sync it with: dirhook sync {d['id']} --full", soft_wrap=True
+    )
 
 
 @directories_app.command("add-scim")
-def add_scim(name: str = typer.Option(..., help="a name for people"),
-             organization_id: str | None = typer.Option(None, help="default: the default organization")) -> None:
+def add_scim(
+    name: str = typer.Option(..., help="a name for people"),
+    organization_id: str | None = typer.Option(None, help="default: the default organization"),
+) -> None:
     """Create a SCIM directory: prints the tenant URL and bearer token to give the IdP (shown once)."""
     body: dict[str, Any] = {"name": name, "provider": "scim"}
     if organization_id:
@@ -139,14 +159,23 @@ def list_users(directory_id: str, limit: int = 100) -> None:
     page = request("GET", f"/v1/directories/{directory_id}/users", params={"limit": limit})
     table = new_table("id", "username", "name", "active", "groups")
     for u in page["data"]:
-        table.add_row(u["id"], u.get("username") or "", u.get("display_name") or "", str(u["active"]),
-                      ", ".join(g["name"] for g in u["groups"]))
+        table.add_row(
+            u["id"],
+            u.get("username") or "",
+            u.get("display_name") or "",
+            str(u["active"]),
+            ", ".join(g["name"] for g in u["groups"]),
+        )
     console.print(table)
 
 
 @directories_app.command("schedule")
-def schedule(directory_id: str, pause: bool = typer.Option(False, "--pause"), resume: bool = typer.Option(False, "--resume"),
-             interval: int | None = typer.Option(None, help="seconds between incremental passes; 0 removes it")) -> None:
+def schedule(
+    directory_id: str,
+    pause: bool = typer.Option(False, "--pause"),
+    resume: bool = typer.Option(False, "--resume"),
+    interval: int | None = typer.Option(None, help="seconds between incremental passes; 0 removes it"),
+) -> None:
     """Show, pause, resume or change the directory's schedule of incremental passes."""
     if pause and resume:
         err.print("[red]error[/red] --pause or --resume, not both")
@@ -159,13 +188,19 @@ def schedule(directory_id: str, pause: bool = typer.Option(False, "--pause"), re
     if not sc["interval_seconds"]:
         console.print("no schedule: passes run only when requested")
         return
-    console.print(f"every {sc['interval_seconds']} s, {'paused' if sc['paused'] else 'active'}; "
-                  f"next: {', '.join(sc['next_runs']) or '-'}", soft_wrap=True)
+    console.print(
+        f"every {sc['interval_seconds']} s, {'paused' if sc['paused'] else 'active'}; "
+        f"next: {', '.join(sc['next_runs']) or '-'}",
+        soft_wrap=True,
+    )
 
 
 @directories_app.command("deletions")
-def deletions(directory_id: str, approve: bool = typer.Option(False, "--approve", help="delete them now"),
-              reject: bool = typer.Option(False, "--reject", help="keep the objects")) -> None:
+def deletions(
+    directory_id: str,
+    approve: bool = typer.Option(False, "--approve", help="delete them now"),
+    reject: bool = typer.Option(False, "--reject", help="keep the objects"),
+) -> None:
     """Deletions a pass held back (over the deletion threshold): show them, approve or reject."""
     if approve and reject:
         err.print("[red]error[/red] --approve or --reject, not both")
@@ -182,9 +217,12 @@ def deletions(directory_id: str, approve: bool = typer.Option(False, "--approve"
 
 
 @directories_app.command("map-role")
-def map_role(directory_id: str, role: str = typer.Argument(..., help="the role's slug"),
-             group_name: str | None = typer.Option(None, help="group name, exact or a glob like 'eng-*'"),
-             group_id: str | None = typer.Option(None, help="the group's external id (entryUUID / objectGUID)")) -> None:
+def map_role(
+    directory_id: str,
+    role: str = typer.Argument(..., help="the role's slug"),
+    group_name: str | None = typer.Option(None, help="group name, exact or a glob like 'eng-*'"),
+    group_id: str | None = typer.Option(None, help="the group's external id (entryUUID / objectGUID)"),
+) -> None:
     """Members of matching groups (directly or through nesting) get the role; applied at once."""
     if (group_name is None) == (group_id is None):
         err.print("[red]error[/red] give exactly one of --group-name and --group-id")
@@ -210,38 +248,49 @@ def unmap_role(directory_id: str, mapping_id: str) -> None:
     console.print(f"mapping {mapping_id} removed")
 
 
-
 @app.command()
-def sync(directory_id: str, full: bool = typer.Option(False, "--full", help="full listing instead of changes"),
-         wait: bool = typer.Option(True, help="wait for the pass and show its progress"),
-         timeout: float = typer.Option(3600, help="seconds to wait at most")) -> None:
+def sync(
+    directory_id: str,
+    full: bool = typer.Option(False, "--full", help="full listing instead of changes"),
+    wait: bool = typer.Option(True, help="wait for the pass and show its progress"),
+    timeout: float = typer.Option(3600, help="seconds to wait at most"),
+) -> None:
     """Sync a directory now (queued behind a running pass, never overlapping it)."""
-    started = request("POST", f"/v1/directories/{directory_id}/sync",
-                   params={"mode": "full" if full else "incremental"})
-    console.print(f"workflow [bold]{started['workflow_id']}[/bold] ({started['mode']})  {started.get('temporal_ui_url') or ''}", soft_wrap=True)
+    started = request(
+        "POST", f"/v1/directories/{directory_id}/sync", params={"mode": "full" if full else "incremental"}
+    )
+    console.print(
+        f"workflow [bold]{started['workflow_id']}[/bold] ({started['mode']})  {started.get('temporal_ui_url') or ''}",
+        soft_wrap=True,
+    )
     if not wait:
         return
     deadline = time.monotonic() + timeout
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as progress:
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err, transient=True
+    ) as progress:
         task = progress.add_task("starting", total=None)
         while True:
             status = request("GET", f"/v1/directories/{directory_id}/sync")
             p = status.get("progress") or {}
-            progress.update(task, description=f"{status.get('state') or 'starting'}: {p.get('stage', '…')} — "
-                                              f"{p.get('users_read', 0)} users read "
-                                              f"({p.get('users_written', 0)} written), "
-                                              f"{p.get('groups_read', 0)} groups read, {p.get('events', 0)} events"
-                                              + (f" — resumed after {p['resumed_after_users']} users"
-                                                 if p.get("resumed_after_users") else ""))
+            progress.update(
+                task,
+                description=f"{status.get('state') or 'starting'}: {p.get('stage', '…')} — "
+                f"{p.get('users_read', 0)} users read "
+                f"({p.get('users_written', 0)} written), "
+                f"{p.get('groups_read', 0)} groups read, {p.get('events', 0)} events"
+                + (f" — resumed after {p['resumed_after_users']} users" if p.get("resumed_after_users") else ""),
+            )
             run = status.get("last_run") or {}
             if status.get("workflow_status") not in (None, "RUNNING") and run.get("workflow_id"):
                 break
             if status.get("state") == "awaiting_approval":
                 progress.stop()
-                err.print(f"[yellow]{status.get('error')}[/yellow]\n"
-                          f"look: dirhook directories deletions {directory_id}\n"
-                          f"then: dirhook directories deletions {directory_id} --approve (or --reject)")
+                err.print(
+                    f"[yellow]{status.get('error')}[/yellow]\n"
+                    f"look: dirhook directories deletions {directory_id}\n"
+                    f"then: dirhook directories deletions {directory_id} --approve (or --reject)"
+                )
                 raise typer.Exit(3)
             if time.monotonic() > deadline:
                 err.print("[yellow]still running; follow it with `dirhook directories show`[/yellow]")
@@ -251,6 +300,8 @@ def sync(directory_id: str, full: bool = typer.Option(False, "--full", help="ful
         err.print(f"[red]sync failed[/red]: {status.get('error') or run.get('error')}")
         raise typer.Exit(1) from None
     counts = run.get("counts") or {}
-    console.print(f"[green]sync completed[/green]: {counts.get('users_read', 0)} users, "
-                  f"{counts.get('groups_read', 0)} groups read, {counts.get('users_written', 0)} users written; "
-                  f"events: {json.dumps(counts.get('events', {}))}")
+    console.print(
+        f"[green]sync completed[/green]: {counts.get('users_read', 0)} users, "
+        f"{counts.get('groups_read', 0)} groups read, {counts.get('users_written', 0)} users written; "
+        f"events: {json.dumps(counts.get('events', {}))}"
+    )

@@ -15,22 +15,34 @@ from dirhook.cli.common import console, new_table, request
 endpoints_app = typer.Typer(help="Webhook endpoints and their deliveries.", no_args_is_help=True)
 app.add_typer(endpoints_app, name="endpoints")
 
+
 @endpoints_app.command("add")
-def add_endpoint(url: str, event_type: list[str] = typer.Option([], "--event-type", help="repeatable; wildcards ok"),
-                 directory: list[str] = typer.Option([], "--directory", help="repeatable; default: all of the organization"),
-                 description: str | None = None, organization_id: str | None = None,
-                 rate_limit: float | None = typer.Option(None, help="messages per second at most"),
-                 max_concurrency: int | None = typer.Option(None, help="requests in flight at most"),
-                 max_payload_bytes: int | None = None,
-                 timeout: float | None = typer.Option(None, help="seconds for a 2xx (default 15)"),
-                 fifo: bool = typer.Option(False, "--fifo", help="strict order per directory"),
-                 retry_schedule: str | None = typer.Option(None, help="comma-separated waits in seconds")) -> None:
+def add_endpoint(
+    url: str,
+    event_type: list[str] = typer.Option([], "--event-type", help="repeatable; wildcards ok"),
+    directory: list[str] = typer.Option([], "--directory", help="repeatable; default: all of the organization"),
+    description: str | None = None,
+    organization_id: str | None = None,
+    rate_limit: float | None = typer.Option(None, help="messages per second at most"),
+    max_concurrency: int | None = typer.Option(None, help="requests in flight at most"),
+    max_payload_bytes: int | None = None,
+    timeout: float | None = typer.Option(None, help="seconds for a 2xx (default 15)"),
+    fifo: bool = typer.Option(False, "--fifo", help="strict order per directory"),
+    retry_schedule: str | None = typer.Option(None, help="comma-separated waits in seconds"),
+) -> None:
     """Subscribe a URL; prints its signing secret once."""
     body: dict[str, Any] = {"url": url, "fifo": fifo}
-    optional = {"event_types": event_type or None, "directory_ids": directory or None, "description": description,
-                "organization_id": organization_id, "rate_limit_per_second": rate_limit,
-                "max_concurrency": max_concurrency, "max_payload_bytes": max_payload_bytes, "timeout_seconds": timeout,
-                "retry_schedule": [float(x) for x in retry_schedule.split(",")] if retry_schedule else None}
+    optional = {
+        "event_types": event_type or None,
+        "directory_ids": directory or None,
+        "description": description,
+        "organization_id": organization_id,
+        "rate_limit_per_second": rate_limit,
+        "max_concurrency": max_concurrency,
+        "max_payload_bytes": max_payload_bytes,
+        "timeout_seconds": timeout,
+        "retry_schedule": [float(x) for x in retry_schedule.split(",")] if retry_schedule else None,
+    }
     body.update({k: v for k, v in optional.items() if v is not None})
     e = request("POST", "/v1/endpoints", json=body)
     console.print(f"endpoint [bold]{e['id']}[/bold] -> {e['url']}")
@@ -41,8 +53,9 @@ def add_endpoint(url: str, event_type: list[str] = typer.Option([], "--event-typ
 def list_endpoints() -> None:
     table = new_table("id", "url", "enabled", "health", "event types")
     for e in request("GET", "/v1/endpoints"):
-        table.add_row(e["id"], e["url"], str(e["enabled"]), e["health"].replace("_", " "),
-                      ", ".join(e["event_types"] or ["*"]))
+        table.add_row(
+            e["id"], e["url"], str(e["enabled"]), e["health"].replace("_", " "), ", ".join(e["event_types"] or ["*"])
+        )
     console.print(table)
 
 
@@ -58,8 +71,10 @@ def show_endpoint(endpoint_id: str) -> None:
         health += f" since {e['breaker_opened_at']}, next probe {e['next_probe_at'] or 'with the next event'}"
     elif e["health"] == "failing":
         health += f" since {e['failing_since']}"
-    console.print(f"health: {health}; {e['consecutive_failures']} failed attempts since the last success "
-                  f"({e['last_success_at'] or 'none yet'})")
+    console.print(
+        f"health: {health}; {e['consecutive_failures']} failed attempts since the last success "
+        f"({e['last_success_at'] or 'none yet'})"
+    )
     counts = e.get("delivery_counts") or {}
     console.print("deliveries: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
 
@@ -79,8 +94,10 @@ def enable_endpoint(endpoint_id: str) -> None:
 
 
 @endpoints_app.command("rotate-secret")
-def rotate_secret(endpoint_id: str, overlap_seconds: float | None = typer.Option(
-        None, help="how long the old secret keeps signing (default 24 h)")) -> None:
+def rotate_secret(
+    endpoint_id: str,
+    overlap_seconds: float | None = typer.Option(None, help="how long the old secret keeps signing (default 24 h)"),
+) -> None:
     """New signing secret (shown once); both sign until the overlap ends."""
     body = {"overlap_seconds": overlap_seconds} if overlap_seconds is not None else {}
     r = request("POST", f"/v1/endpoints/{endpoint_id}/rotate-secret", json=body)
@@ -96,8 +113,12 @@ def recover(endpoint_id: str, since: str = typer.Option(..., help="ISO time, e.g
 
 
 @endpoints_app.command("replay")
-def replay(endpoint_id: str, directory: str = typer.Option(..., "--directory"),
-           since_sequence: int | None = None, since: str | None = None) -> None:
+def replay(
+    endpoint_id: str,
+    directory: str = typer.Option(..., "--directory"),
+    since_sequence: int | None = None,
+    since: str | None = None,
+) -> None:
     """Send a directory's events again since a sequence or a time (same webhook-ids)."""
     body: dict[str, Any] = {"directory_id": directory}
     if since_sequence is not None:
@@ -130,16 +151,26 @@ def list_deliveries(endpoint_id: str, status: str | None = None, limit: int = 50
     page = request("GET", f"/v1/endpoints/{endpoint_id}/deliveries", params=params)
     table = new_table("delivery", "event", "type", "status", "attempts", "last", "next attempt")
     for d in page["data"]:
-        table.add_row(str(d["id"]), d["event_id"], d["event_type"], d["status"], str(d["attempts"]),
-                      str(d["last_status_code"] or d["last_error"] or ""), d["next_attempt_at"] or "")
+        table.add_row(
+            str(d["id"]),
+            d["event_id"],
+            d["event_type"],
+            d["status"],
+            str(d["attempts"]),
+            str(d["last_status_code"] or d["last_error"] or ""),
+            d["next_attempt_at"] or "",
+        )
     console.print(table)
 
 
 @app.command()
-def events(directory_id: str | None = typer.Option(None, "--directory"),
-           follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new events"),
-           as_json: bool = typer.Option(False, "--json", help="one JSON envelope per line"),
-           after: str | None = None, limit: int = 100) -> None:
+def events(
+    directory_id: str | None = typer.Option(None, "--directory"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="keep printing new events"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON envelope per line"),
+    after: str | None = None,
+    limit: int = 100,
+) -> None:
     """Print events, oldest first."""
     from dirhook.receiver import print_event
 

@@ -10,6 +10,7 @@ from dirhook.cli.common import console, new_table, request
 orgs_app = typer.Typer(help="Organizations and their API keys.", no_args_is_help=True)
 app.add_typer(orgs_app, name="orgs")
 
+
 @orgs_app.command("add")
 def add_organization(name: str) -> None:
     """Create an organization (admin token only)."""

@@ -42,8 +42,14 @@ def api(host: str | None = None, port: int | None = None) -> None:
     configure_logging(settings.log_level, settings.log_format)
     # log_config=None: uvicorn's loggers go through ours (JSON lines, secrets masked);
     # access logs stay off (one line per request is the proxy's job).
-    uvicorn.run("dirhook.api.app:create_app", factory=True, host=host or settings.api_host,
-                port=port or settings.api_port, log_config=None, access_log=False)
+    uvicorn.run(
+        "dirhook.api.app:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_config=None,
+        access_log=False,
+    )
 
 
 @app.command()
@@ -76,8 +82,11 @@ def setup() -> None:
 
 
 @app.command()
-def receiver(secret: str = typer.Option(..., envvar="DIRHOOK_RECEIVER_SECRET", help="the endpoint's whsec_ secret"),
-             port: int = typer.Option(9000), host: str = typer.Option("127.0.0.1")) -> None:
+def receiver(
+    secret: str = typer.Option(..., envvar="DIRHOOK_RECEIVER_SECRET", help="the endpoint's whsec_ secret"),
+    port: int = typer.Option(9000),
+    host: str = typer.Option("127.0.0.1"),
+) -> None:
     """A tiny webhook receiver that verifies signatures and prints each event."""
     from aiohttp import web
 

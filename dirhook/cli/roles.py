@@ -12,10 +12,16 @@ from dirhook.cli.common import console, new_table, request
 roles_app = typer.Typer(help="Roles that group membership grants.", no_args_is_help=True)
 app.add_typer(roles_app, name="roles")
 
+
 @roles_app.command("add")
-def add_role(slug: str, name: str | None = None, priority: int = typer.Option(0, help="higher wins `role`"),
-             default: bool = typer.Option(False, "--default", help="for users no mapping gives a role"),
-             description: str | None = None, organization_id: str | None = None) -> None:
+def add_role(
+    slug: str,
+    name: str | None = None,
+    priority: int = typer.Option(0, help="higher wins `role`"),
+    default: bool = typer.Option(False, "--default", help="for users no mapping gives a role"),
+    description: str | None = None,
+    organization_id: str | None = None,
+) -> None:
     """Create a role (its slug is what receivers get in `roles`)."""
     body: dict[str, Any] = {"slug": slug, "name": name or slug, "priority": priority, "is_default": default}
     if description:

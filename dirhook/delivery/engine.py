@@ -33,7 +33,7 @@ FIFO_WAIT_IN_ACTIVITY = 10.0
 # long for newly committed or newly due deliveries before it returns idle.
 STREAM_BUDGET = 30.0
 STREAM_LINGER = 1.0
-FLUSH_EVERY = 200      # results recorded per transaction
+FLUSH_EVERY = 200  # results recorded per transaction
 HEARTBEAT_EVERY = 0.5  # seconds; the worker's throttle sends at most one a second
 
 Heartbeat = Callable[..., None]
@@ -62,8 +62,10 @@ class Clock:
 
 def breaker_text(h: Health) -> str:
     probe = h.next_probe_at.isoformat() if h.next_probe_at else "with the next event"
-    return (f"circuit open since {h.breaker_opened_at.isoformat() if h.breaker_opened_at else '?'} "
-            f"after {h.consecutive_failures} failed attempts in a row; next probe {probe}")
+    return (
+        f"circuit open since {h.breaker_opened_at.isoformat() if h.breaker_opened_at else '?'} "
+        f"after {h.consecutive_failures} failed attempts in a row; next probe {probe}"
+    )
 
 
 class DeliveryEngine:
@@ -72,8 +74,13 @@ class DeliveryEngine:
         self.sender = sender
         self.rng = random.Random()
 
-    async def dispatch(self, endpoint_id: str, next_slot: float | None,
-                       heartbeat: Heartbeat = lambda *_: None, clock: Clock | None = None) -> BatchResult:
+    async def dispatch(
+        self,
+        endpoint_id: str,
+        next_slot: float | None,
+        heartbeat: Heartbeat = lambda *_: None,
+        clock: Clock | None = None,
+    ) -> BatchResult:
         clock = clock or Clock()
         # Heartbeats from a task of their own: a single POST may take longer than the
         # activity's heartbeat timeout (10 s) allows between two of them.
@@ -110,25 +117,44 @@ class DeliveryEngine:
         oldest delivery still to send. None when it succeeded (the breaker closed)."""
         wait = clock.seconds_until(ep.health.next_probe_at)
         if wait:
-            return BatchResult(0, 0, False, pacer.next_slot or None, retry_in=wait, blocked=breaker_text(ep.health),
-                               health=ep.health.state, held=await asyncio.to_thread(self.store.count, ep.id, DeliveryStatus.HELD))
+            return BatchResult(
+                0,
+                0,
+                False,
+                pacer.next_slot or None,
+                retry_in=wait,
+                blocked=breaker_text(ep.health),
+                health=ep.health.state,
+                held=await asyncio.to_thread(self.store.count, ep.id, DeliveryStatus.HELD),
+            )
         d = await asyncio.to_thread(self.store.oldest_open, ep.id)
         if d is None:  # nothing to probe with: the next event will be the probe
             return BatchResult(0, 0, False, pacer.next_slot or None, health=ep.health.state)
         await pacer.wait()
         r = await self.sender.post(ep.url, Signer(ep.secrets).headers(d.event_id, d.body), d.body, ep.timeout)
         rec = await asyncio.to_thread(self.store.record, ep.id, [(d, r)], clock.now(), self.rng)
-        log.info("probe of endpoint %s with delivery %s: %s", ep.id, d.id,
-                 "succeeded, circuit closed" if r.succeeded else f"failed ({r.status_code or r.error})",
-                 extra={"endpoint_id": ep.id, "delivery_id": d.id})
+        log.info(
+            "probe of endpoint %s with delivery %s: %s",
+            ep.id,
+            d.id,
+            "succeeded, circuit closed" if r.succeeded else f"failed ({r.status_code or r.error})",
+            extra={"endpoint_id": ep.id, "delivery_id": d.id},
+        )
         if rec is None:
             return BatchResult(0, 0, False)
         if rec.disabled:
             return BatchResult(0, 1, False, blocked=f"endpoint disabled: {rec.disabled}")
         if rec.health.open:
-            return BatchResult(0, 1, False, pacer.next_slot or None, retry_in=clock.seconds_until(rec.health.next_probe_at),
-                               blocked=breaker_text(rec.health), health=rec.health.state,
-                               held=await asyncio.to_thread(self.store.count, ep.id, DeliveryStatus.HELD))
+            return BatchResult(
+                0,
+                1,
+                False,
+                pacer.next_slot or None,
+                retry_in=clock.seconds_until(rec.health.next_probe_at),
+                blocked=breaker_text(rec.health),
+                health=rec.health.state,
+                held=await asyncio.to_thread(self.store.count, ep.id, DeliveryStatus.HELD),
+            )
         return None
 
     # -- first attempts and retries, streamed ------------------------------------------------
@@ -149,7 +175,7 @@ class DeliveryEngine:
         flushes = [0]
         recorded_at: dict[int, int] = {}
         counts = {"sent": 0, "failed": 0, "busy": 0}
-        stopped: list[str] = []     # why sending stopped early: endpoint disabled, circuit opened
+        stopped: list[str] = []  # why sending stopped early: endpoint disabled, circuit opened
         last: list[Recorded] = []
 
         async def sender() -> None:
@@ -160,14 +186,15 @@ class DeliveryEngine:
                 counts["busy"] += 1
                 try:
                     await pacer.wait()
-                    done.append((d, await self.sender.post(ep.url, signer.headers(d.event_id, d.body), d.body,
-                                                           ep.timeout)))
+                    done.append(
+                        (d, await self.sender.post(ep.url, signer.headers(d.event_id, d.body), d.body, ep.timeout))
+                    )
                 finally:
                     counts["busy"] -= 1
 
         async def flush() -> None:
             batch = done[:]
-            del done[:len(batch)]
+            del done[: len(batch)]
             if not batch:
                 return
             rec = await asyncio.to_thread(self.store.record, ep.id, batch, clock.now(), self.rng)
@@ -183,10 +210,15 @@ class DeliveryEngine:
                 return
             last[:] = [rec]
             if failed:
-                log.info("%d of %d deliveries to endpoint %s failed (first: %s): %s", len(failed), len(batch), ep.id,
-                         failed[0][1].status_code or failed[0][1].error,
-                         "held by the open circuit breaker" if rec.health.open else "retried on their schedule",
-                         extra={"endpoint_id": ep.id})
+                log.info(
+                    "%d of %d deliveries to endpoint %s failed (first: %s): %s",
+                    len(failed),
+                    len(batch),
+                    ep.id,
+                    failed[0][1].status_code or failed[0][1].error,
+                    "held by the open circuit breaker" if rec.health.open else "retried on their schedule",
+                    extra={"endpoint_id": ep.id},
+                )
             if rec.disabled:
                 stopped.append(f"endpoint disabled: {rec.disabled}")
                 log.warning("endpoint %s disabled: %s", ep.id, rec.disabled, extra={"endpoint_id": ep.id})
@@ -197,8 +229,11 @@ class DeliveryEngine:
         def load_page(cursor: int) -> tuple[EndpointSnapshot | None, list[Pending], list[Pending]]:
             # The endpoint is read again with every page: a rotation window that ends, a
             # disable or a new URL applies within one page, not one run.
-            return (self.store.snapshot(ep.id), self.store.load_pending(ep.id, cursor),
-                    self.store.load_due_retries(ep.id, clock.now()))
+            return (
+                self.store.snapshot(ep.id),
+                self.store.load_pending(ep.id, cursor),
+                self.store.load_due_retries(ep.id, clock.now()),
+            )
 
         senders = [asyncio.create_task(sender()) for _ in range(ep.concurrency)]
         loop = asyncio.get_running_loop()
@@ -223,8 +258,7 @@ class DeliveryEngine:
                     ep = fresh
                     if page:
                         cursor = page[-1].id
-                    fresh_rows = [d for d in page + due
-                                  if d.id not in inflight and recorded_at.get(d.id, 0) <= began]
+                    fresh_rows = [d for d in page + due if d.id not in inflight and recorded_at.get(d.id, 0) <= began]
                     # What was recorded before this load began, it saw as recorded.
                     recorded_at = {k: v for k, v in recorded_at.items() if v > began}
                     for d in fresh_rows:
@@ -235,7 +269,8 @@ class DeliveryEngine:
                     elif queue.empty() and not counts["busy"] and not done and loop.time() - last_work > STREAM_LINGER:
                         break
                 if (flushing is None or flushing.done()) and (
-                        len(done) >= FLUSH_EVERY or (done and queue.empty() and not counts["busy"])):
+                    len(done) >= FLUSH_EVERY or (done and queue.empty() and not counts["busy"])
+                ):
                     if flushing is not None:
                         flushing.result()  # surface a failed recording
                     flushing = asyncio.create_task(flush())
@@ -250,9 +285,14 @@ class DeliveryEngine:
                 await flushing
             await flush()
         health = last[0].health if last else ep.health
-        result = BatchResult(sent=counts["sent"], failed=counts["failed"], remaining=more and not stopped,
-                             next_slot=pacer.next_slot or None, health=health.state,
-                             blocked="; ".join(stopped) if stopped else None)
+        result = BatchResult(
+            sent=counts["sent"],
+            failed=counts["failed"],
+            remaining=more and not stopped,
+            next_slot=pacer.next_slot or None,
+            health=health.state,
+            blocked="; ".join(stopped) if stopped else None,
+        )
         if health.open:
             result.retry_in = clock.seconds_until(health.next_probe_at)
             result.held = await asyncio.to_thread(self.store.count, ep.id, DeliveryStatus.HELD)
@@ -318,10 +358,14 @@ class DeliveryEngine:
             blocked = f"{event_id} waits for its retry"
         if stopped:
             blocked = "; ".join(stopped)
-        return BatchResult(sent=counts["sent"], failed=counts["failed"],
-                           remaining=len(rows) >= self.store.settings.delivery_batch_size and all(finished),
-                           next_slot=pacer.next_slot or None, retry_in=retry_in, blocked=blocked)
-
+        return BatchResult(
+            sent=counts["sent"],
+            failed=counts["failed"],
+            remaining=len(rows) >= self.store.settings.delivery_batch_size and all(finished),
+            next_slot=pacer.next_slot or None,
+            retry_in=retry_in,
+            blocked=blocked,
+        )
 
 
 async def _beat(heartbeat: Heartbeat) -> None:

@@ -17,20 +17,21 @@ from dirhook.contracts import EndpointHealth
 
 
 class DeliveryStatus(StrEnum):
-    PENDING = "pending"      # due now: a first attempt, or put back by the breaker or an operator
-    RETRYING = "retrying"    # failed; due again at next_attempt_at (never without one)
-    HELD = "held"            # failed while the endpoint's circuit breaker was open: sent when it closes
+    PENDING = "pending"  # due now: a first attempt, or put back by the breaker or an operator
+    RETRYING = "retrying"  # failed; due again at next_attempt_at (never without one)
+    HELD = "held"  # failed while the endpoint's circuit breaker was open: sent when it closes
     SUCCEEDED = "succeeded"
-    FAILED = "failed"        # for good: retry schedule used up, 410 Gone, or over the payload cap
-    SKIPPED = "skipped"      # held back: endpoint disabled, or skipped by an operator; recoverable
+    FAILED = "failed"  # for good: retry schedule used up, 410 Gone, or over the payload cap
+    SKIPPED = "skipped"  # held back: endpoint disabled, or skipped by an operator; recoverable
 
 
 # States the dispatcher still acts on; everything else waits for an operator (recover, resend).
 OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING, DeliveryStatus.HELD)
 
 
-def retry_delay(schedule: list[float], attempts_made: int, retry_after: float | None,
-                rng: random.Random | None = None) -> float | None:
+def retry_delay(
+    schedule: list[float], attempts_made: int, retry_after: float | None, rng: random.Random | None = None
+) -> float | None:
     """Wait before the next attempt, or None when the schedule is used up.
 
     ``attempts_made`` counts attempts so far (the first one is immediate); up to ±10 %
@@ -59,9 +60,9 @@ def probe_wait(schedule: list[float], probes_made: int, retry_after: float | Non
 class Outcome:
     """One attempt as the rules see it."""
 
-    attempt: int            # its number for its delivery (1 = first attempt)
+    attempt: int  # its number for its delivery (1 = first attempt)
     succeeded: bool
-    gone: bool              # 410: disable the endpoint
+    gone: bool  # 410: disable the endpoint
     started_at: datetime
     retry_after: float | None = None
 
@@ -73,7 +74,7 @@ class BreakerPolicy:
     # first retry rides out; a retry failing too, with nothing succeeding in between,
     # means the endpoint is down. Below the volume, each delivery's own schedule is cheap.
     min_failures: int = 50
-    enabled: bool = True     # FIFO endpoints already send only each directory's head
+    enabled: bool = True  # FIFO endpoints already send only each directory's head
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,9 @@ class Health:
         return EndpointHealth.FAILING if self.failing_since is not None else EndpointHealth.HEALTHY
 
 
-def next_health(health: Health, outcomes: list[Outcome], now: datetime, schedule: list[float],
-                policy: BreakerPolicy) -> Health:
+def next_health(
+    health: Health, outcomes: list[Outcome], now: datetime, schedule: list[float], policy: BreakerPolicy
+) -> Health:
     """The endpoint's health after a batch of attempts.
 
     Any success closes the breaker and resets the failure streak to the failures that
@@ -116,14 +118,22 @@ def next_health(health: Health, outcomes: list[Outcome], now: datetime, schedule
         return Health(failing_since=now if after else None, consecutive_failures=len(after), last_success_at=now)
     failures = len(outcomes)
     retry_after = max((o.retry_after or 0.0 for o in outcomes), default=0.0) or None
-    h = replace(health, consecutive_failures=health.consecutive_failures + failures,
-                failing_since=health.failing_since or now)
+    h = replace(
+        health, consecutive_failures=health.consecutive_failures + failures, failing_since=health.failing_since or now
+    )
     if h.open:
-        return replace(h, probes=h.probes + 1,
-                       next_probe_at=now + timedelta(seconds=probe_wait(schedule, h.probes + 1, retry_after)))
+        return replace(
+            h,
+            probes=h.probes + 1,
+            next_probe_at=now + timedelta(seconds=probe_wait(schedule, h.probes + 1, retry_after)),
+        )
     if policy.enabled and h.consecutive_failures >= policy.min_failures and any(o.attempt >= 2 for o in outcomes):
-        return replace(h, breaker_opened_at=now, probes=0,
-                       next_probe_at=now + timedelta(seconds=probe_wait(schedule, 0, retry_after)))
+        return replace(
+            h,
+            breaker_opened_at=now,
+            probes=0,
+            next_probe_at=now + timedelta(seconds=probe_wait(schedule, 0, retry_after)),
+        )
     return h
 
 
@@ -134,8 +144,9 @@ class RowChange:
     note: str | None = None  # appended to the attempt's error as the row's last_error
 
 
-def after_attempt(outcome: Outcome, schedule: list[float], breaker_open: bool, now: datetime,
-                  rng: random.Random | None) -> RowChange:
+def after_attempt(
+    outcome: Outcome, schedule: list[float], breaker_open: bool, now: datetime, rng: random.Random | None
+) -> RowChange:
     """Where a delivery goes after an attempt (``breaker_open``: the endpoint's state after
     the batch this attempt was recorded with)."""
     if outcome.succeeded:

@@ -71,7 +71,8 @@ class WebhookSender:
             resolver = None if self.allow_private else GuardedResolver()
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit, resolver=resolver),
-                timeout=self.timeout, headers={"user-agent": f"dirhook/{__version__}"},
+                timeout=self.timeout,
+                headers={"user-agent": f"dirhook/{__version__}"},
                 auto_decompress=True,
             )
         return self._session
@@ -86,8 +87,9 @@ class WebhookSender:
         session = await self.session()
         request_timeout = aiohttp.ClientTimeout(total=timeout) if timeout else None
         try:
-            async with session.post(url, data=body.encode(), headers=headers, allow_redirects=False,
-                                    timeout=request_timeout) as resp:
+            async with session.post(
+                url, data=body.encode(), headers=headers, allow_redirects=False, timeout=request_timeout
+            ) as resp:
                 text = (await resp.content.read(RESPONSE_BODY_KEEP)).decode("utf-8", "replace")
                 retry_after = None
                 if resp.status in (429, 503):

@@ -57,16 +57,21 @@ class EntraConfig(BaseModel):
 
     tenant_id: str = Field(min_length=1, max_length=100, description="directory (tenant) ID or primary domain")
     client_id: str = Field(min_length=1, max_length=100, description="application (client) ID")
-    authority_host: str = Field(default="https://login.microsoftonline.com",
-                                description="national clouds: https://login.microsoftonline.us, …")
-    graph_base_url: str = Field(default="https://graph.microsoft.com/v1.0",
-                                description="national clouds: https://graph.microsoft.us/v1.0, …")
+    authority_host: str = Field(
+        default="https://login.microsoftonline.com", description="national clouds: https://login.microsoftonline.us, …"
+    )
+    graph_base_url: str = Field(
+        default="https://graph.microsoft.com/v1.0", description="national clouds: https://graph.microsoft.us/v1.0, …"
+    )
     credential: Literal["secret", "certificate"] = Field(
-        default="secret", description="how the app proves itself: a client secret, or a certificate (PEM with its key)")
+        default="secret", description="how the app proves itself: a client secret, or a certificate (PEM with its key)"
+    )
     only_enabled: bool = Field(default=False, description="leave out users whose accountEnabled is false")
-    group_ids: list[str] = Field(default_factory=list, max_length=50,
-                                 description="only these groups (object IDs) and their direct members; "
-                                             "empty: the whole tenant")
+    group_ids: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="only these groups (object IDs) and their direct members; empty: the whole tenant",
+    )
     page_size: int = Field(default=999, ge=1, le=999, description="objects per Graph page (odata.maxpagesize)")
     timeout_seconds: float = Field(default=30, gt=0, le=300)
     flavour: str = Field(default="entra", description="attribute defaults: always 'entra'")
@@ -98,9 +103,17 @@ def _odata_code(exc: Exception) -> str:
 
 T = TypeVar("T")
 
+
 class EntraSource:
-    def __init__(self, config: EntraConfig, client_secret: str | None, mapping_overrides: dict[str, Any] | None,
-                 sessions: sessionmaker[Session], directory_id: str, ca_bundle: str | None = None):
+    def __init__(
+        self,
+        config: EntraConfig,
+        client_secret: str | None,
+        mapping_overrides: dict[str, Any] | None,
+        sessions: sessionmaker[Session],
+        directory_id: str,
+        ca_bundle: str | None = None,
+    ):
         self.config = config
         self.client_secret = client_secret
         self.mapping = effective_mapping("entra", mapping_overrides)
@@ -142,18 +155,25 @@ class EntraSource:
             from azure.identity.aio import CertificateCredential
 
             try:
-                self._credential = CertificateCredential(cfg.tenant_id, cfg.client_id,
-                                                         certificate_data=secret.encode(),
-                                                         authority=cfg.authority_host, **extra)
+                self._credential = CertificateCredential(
+                    cfg.tenant_id,
+                    cfg.client_id,
+                    certificate_data=secret.encode(),
+                    authority=cfg.authority_host,
+                    **extra,
+                )
             except ValueError as exc:  # not a PEM with an RSA key and its certificate
                 raise SourceConfigError(f"the client certificate cannot be used: {exc}") from None
         else:
-            self._credential = ClientSecretCredential(cfg.tenant_id, cfg.client_id, secret,
-                                                      authority=cfg.authority_host, **extra)
-        auth = AzureIdentityAuthenticationProvider(self._credential, scopes=[f"https://{graph.netloc}/.default"],
-                                                   allowed_hosts=[graph.hostname or ""])
+            self._credential = ClientSecretCredential(
+                cfg.tenant_id, cfg.client_id, secret, authority=cfg.authority_host, **extra
+            )
+        auth = AzureIdentityAuthenticationProvider(
+            self._credential, scopes=[f"https://{graph.netloc}/.default"], allowed_hosts=[graph.hostname or ""]
+        )
         http = GraphClientFactory.create_with_default_middleware(
-            client=httpx.AsyncClient(verify=verify, timeout=cfg.timeout_seconds, http2=False))
+            client=httpx.AsyncClient(verify=verify, timeout=cfg.timeout_seconds, http2=False)
+        )
         self._http = http
         self._adapter = GraphRequestAdapter(auth, client=http)
         self._adapter.base_url = cfg.graph_base_url
@@ -163,9 +183,11 @@ class EntraSource:
     def close(self) -> None:
         if self._loop is None:
             return
+
         async def shut() -> None:
             await self._credential.close()
             await self._http.aclose()
+
         try:
             self._run(shut())
         finally:
@@ -185,7 +207,8 @@ class EntraSource:
             query: Any = builder.DeltaRequestBuilderGetQueryParameters(
                 select=list(USER_SELECT if kind == "users" else GROUP_SELECT),
                 expand=["manager($select=id)"] if kind == "users" else None,
-                filter=" or ".join(f"id eq '{g}'" for g in self.config.group_ids) if scoped else None)
+                filter=" or ".join(f"id eq '{g}'" for g in self.config.group_ids) if scoped else None,
+            )
             info = builder.to_get_request_information(RequestConfiguration(query_parameters=query))
         info.headers.try_add("Prefer", f"odata.maxpagesize={self.config.page_size}")
         try:
@@ -198,14 +221,17 @@ class EntraSource:
             if status == 410 or code in ("resyncRequired", "syncStateNotFound", "syncStateInvalid"):
                 raise Resync() from None
             if status in (401, 403):
-                raise SourceAuthError(f"Graph refused the request ({status} {code}): the app needs the application "
-                                      "permissions User.Read.All and GroupMember.Read.All, granted by an admin") from None
+                raise SourceAuthError(
+                    f"Graph refused the request ({status} {code}): the app needs the application "
+                    "permissions User.Read.All and GroupMember.Read.All, granted by an admin"
+                ) from None
             raise SourceUnavailable(f"Graph answered {status} {code}") from None
         except SourceError:
             raise
         except Exception as exc:  # connection errors, timeouts: Temporal retries the pass
-            raise SourceUnavailable(f"cannot reach Graph at {self.config.graph_base_url}: "
-                                    f"{type(exc).__name__}: {exc}") from None
+            raise SourceUnavailable(
+                f"cannot reach Graph at {self.config.graph_base_url}: {type(exc).__name__}: {exc}"
+            ) from None
         page: dict[str, Any] = json.loads(raw)
         return page
 
@@ -223,24 +249,34 @@ class EntraSource:
     def _stored_members(self, group_ids: list[str]) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
         with self.sessions() as s:
-            ids = dict(s.execute(select(Group.id, Group.external_id).where(
-                Group.directory_id == self.directory_id, Group.external_id.in_(group_ids))).all())
-            for gid, ref in s.execute(select(Membership.group_id, User.source_ref)
-                                      .join(User, User.id == Membership.user_id)
-                                      .where(Membership.group_id.in_(ids))):
+            ids = dict(
+                s.execute(
+                    select(Group.id, Group.external_id).where(
+                        Group.directory_id == self.directory_id, Group.external_id.in_(group_ids)
+                    )
+                ).all()
+            )
+            for gid, ref in s.execute(
+                select(Membership.group_id, User.source_ref)
+                .join(User, User.id == Membership.user_id)
+                .where(Membership.group_id.in_(ids))
+            ):
                 if ref:
                     out.setdefault(ids[gid], set()).add(ref)
             child = table_of(Group).alias("child")
-            for gid, ref in s.execute(select(GroupNesting.parent_group_id, child.c.source_ref)
-                                      .join(child, child.c.id == GroupNesting.child_group_id)
-                                      .where(GroupNesting.parent_group_id.in_(ids))):
+            for gid, ref in s.execute(
+                select(GroupNesting.parent_group_id, child.c.source_ref)
+                .join(child, child.c.id == GroupNesting.child_group_id)
+                .where(GroupNesting.parent_group_id.in_(ids))
+            ):
                 out.setdefault(ids[gid], set()).add(ref)
         return out
 
     def _stored_record(self, user_id: str) -> dict[str, list[Any]] | None:
         with self.sessions() as s:
-            return s.scalar(select(User.source_record).where(User.directory_id == self.directory_id,
-                                                            User.external_id == user_id))
+            return s.scalar(
+                select(User.source_record).where(User.directory_id == self.directory_id, User.external_id == user_id)
+            )
 
     # -- a round ---------------------------------------------------------------------------------
     def changes(self, cursor: dict[str, Any] | None, full: bool) -> Changes:
@@ -258,8 +294,10 @@ class EntraSource:
         links: dict[str, Any] = {}
         changes = Changes(full=not incremental, groups=iter(()), users=iter(()), next_cursor=links)
         if self.resynced:
-            changes.notes.append("Graph no longer knew the delta token (410 resyncRequired): read everything "
-                                 "again; only real differences were sent")
+            changes.notes.append(
+                "Graph no longer knew the delta token (410 resyncRequired): read everything "
+                "again; only real differences were sent"
+            )
         groups = self._groups(first_groups, links, changes, incremental)
         changes.groups = iter(groups)
         scope = self._scope(groups) if self.config.group_ids else None
@@ -283,21 +321,24 @@ class EntraSource:
         from kiota_abstractions.base_request_configuration import RequestConfiguration
 
         builder = self._client.users.by_user_id(user_id)
-        query = builder.UserItemRequestBuilderGetQueryParameters(select=list(USER_SELECT),
-                                                                expand=["manager($select=id)"])
+        query = builder.UserItemRequestBuilderGetQueryParameters(
+            select=list(USER_SELECT), expand=["manager($select=id)"]
+        )
         info = builder.to_get_request_information(RequestConfiguration(query_parameters=query))
         try:
             raw = await self._adapter.send_primitive_async(info, "bytes", {"XXX": self._odata_error})
         except self._odata_error as exc:
             if getattr(exc, "response_status_code", None) == 404:
                 return None
-            raise SourceUnavailable(f"Graph answered {getattr(exc, 'response_status_code', None)} "
-                                    f"{_odata_code(exc)} for user {user_id}") from None
+            raise SourceUnavailable(
+                f"Graph answered {getattr(exc, 'response_status_code', None)} {_odata_code(exc)} for user {user_id}"
+            ) from None
         user: dict[str, Any] = json.loads(raw)
         return user
 
-    def _groups(self, first: dict[str, Any], links: dict[str, Any], changes: Changes,
-                incremental: bool) -> list[SourceEntry]:
+    def _groups(
+        self, first: dict[str, Any], links: dict[str, Any], changes: Changes, incremental: bool
+    ) -> list[SourceEntry]:
         objects = [g for page in self._pages("groups", first, links) for g in page.get("value", [])]
         present = [g for g in objects if "@removed" not in g]
         changes.deleted_group_ids.update(g["id"] for g in objects if "@removed" in g)
@@ -309,8 +350,9 @@ class EntraSource:
             entries.append(SourceEntry(ref=group["id"], attributes=group_record(group, sorted(members))))
         return entries
 
-    def _users(self, first: dict[str, Any], links: dict[str, Any], changes: Changes, scope: set[str] | None,
-               incremental: bool) -> Iterator[SourceEntry]:
+    def _users(
+        self, first: dict[str, Any], links: dict[str, Any], changes: Changes, scope: set[str] | None, incremental: bool
+    ) -> Iterator[SourceEntry]:
         stored = self._stored_user_ids() if scope is not None and incremental else set()
         seen: set[str] = set()
         for page in self._pages("users", first, links):
@@ -321,8 +363,11 @@ class EntraSource:
                     record = self._stored_record(user["id"])
                     if record is not None:
                         yield SourceEntry(ref=user["id"], attributes={**record, "accountEnabled": ["false"]})
-                elif removed or (self.config.only_enabled and user.get("accountEnabled") is False) \
-                        or (scope is not None and user["id"] not in scope):
+                elif (
+                    removed
+                    or (self.config.only_enabled and user.get("accountEnabled") is False)
+                    or (scope is not None and user["id"] not in scope)
+                ):
                     changes.deleted_user_ids.add(user["id"])
                 else:
                     yield SourceEntry(ref=user["id"], attributes=user_record(user))

@@ -6,8 +6,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-USER_SELECT = ("id", "userPrincipalName", "mail", "otherMails", "givenName", "surname", "displayName", "jobTitle",
-               "department", "employeeId", "accountEnabled", "onPremisesExtensionAttributes")
+USER_SELECT = (
+    "id",
+    "userPrincipalName",
+    "mail",
+    "otherMails",
+    "givenName",
+    "surname",
+    "displayName",
+    "jobTitle",
+    "department",
+    "employeeId",
+    "accountEnabled",
+    "onPremisesExtensionAttributes",
+)
 GROUP_SELECT = ("id", "displayName", "description", "members")
 
 ENTRA_MAPPING: dict[str, dict[str, dict[str, Any]]] = {

@@ -19,20 +19,29 @@ def mapping_for(directory: Directory) -> dict[str, Any]:
     return effective_mapping(flavour, directory.attribute_mapping or None)
 
 
-def build_source(directory: Directory, settings: Settings,
-                 sessions: sessionmaker[Session] | None = None) -> DirectorySource:
+def build_source(
+    directory: Directory, settings: Settings, sessions: sessionmaker[Session] | None = None
+) -> DirectorySource:
     if directory.provider == "ldap":
         from dirhook.providers.ldap import LdapConfig, LdapSource
 
-        return LdapSource(LdapConfig.model_validate(directory.config), directory.secret,
-                          directory.attribute_mapping or None,
-                          timestamp_overlap_seconds=settings.ldap_timestamp_overlap_seconds)
+        return LdapSource(
+            LdapConfig.model_validate(directory.config),
+            directory.secret,
+            directory.attribute_mapping or None,
+            timestamp_overlap_seconds=settings.ldap_timestamp_overlap_seconds,
+        )
     if directory.provider == "entra":
         from dirhook.providers.entra import EntraConfig, EntraSource
 
-        return EntraSource(EntraConfig.model_validate(directory.config), directory.secret,
-                           directory.attribute_mapping or None, _sessions(sessions), directory.id,
-                           ca_bundle=settings.entra_ca_bundle)
+        return EntraSource(
+            EntraConfig.model_validate(directory.config),
+            directory.secret,
+            directory.attribute_mapping or None,
+            _sessions(sessions),
+            directory.id,
+            ca_bundle=settings.entra_ca_bundle,
+        )
     if directory.provider == "scim":
         from dirhook.scim.source import ScimStoreSource
 

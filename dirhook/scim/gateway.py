@@ -39,11 +39,16 @@ from dirhook.scim.storage import DirectoryScimStorage
 
 log = logging.getLogger(__name__)
 
-DIALECTS = ScimPolicy(remove_value_as_filter=ScimPolicy.RemoveValue.apply,
-                      unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create)
-BEARER = AuthenticationScheme(type=AuthenticationScheme.Type.oauthbearertoken, name="Bearer token", primary=True,
-                              description="The directory's SCIM token, from dirhook when the directory was made",
-                              spec_uri=Reference[External]("https://datatracker.ietf.org/doc/html/rfc6750"))
+DIALECTS = ScimPolicy(
+    remove_value_as_filter=ScimPolicy.RemoveValue.apply, unmatched_path_filter=ScimPolicy.UnmatchedPathFilter.create
+)
+BEARER = AuthenticationScheme(
+    type=AuthenticationScheme.Type.oauthbearertoken,
+    name="Bearer token",
+    primary=True,
+    description="The directory's SCIM token, from dirhook when the directory was made",
+    spec_uri=Reference[External]("https://datatracker.ietf.org/doc/html/rfc6750"),
+)
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 
 Project = Callable[[str, Changes], Awaitable[None]]
@@ -58,15 +63,15 @@ def build_provider(settings: Settings) -> ScimProvider:
     config.bulk.max_payload_size = settings.scim_max_body_bytes
     config.authentication_schemes = [BEARER]
     config.documentation_uri = None
-    return ScimProvider.from_discovery(load_default_schemas().values(), load_default_resource_types().values(),
-                                       config=config, policy=DIALECTS)
+    return ScimProvider.from_discovery(
+        load_default_schemas().values(), load_default_resource_types().values(), config=config, policy=DIALECTS
+    )
 
 
 class DirectoryScimApplication(ASGIApplication):
     """scim2-server's ASGI application for one directory, served under its own base URL."""
 
-    def __init__(self, base_path: str, storage: DirectoryScimStorage, provider: ScimProvider,
-                 service: ScimService):
+    def __init__(self, base_path: str, storage: DirectoryScimStorage, provider: ScimProvider, service: ScimService):
         super().__init__(storage, provider, service)
         self.base_path = base_path
 
@@ -84,16 +89,34 @@ class DirectoryScimApplication(ASGIApplication):
         # (a userName, an email): we log only that it happened, and bugs in full.
         directory_id = self.base_path.rsplit("/", 1)[-1]
         if isinstance(exception, DirectoryBusy):
-            log.info("SCIM %s %s answered 503: %s", request.method, request.path, exception,
-                     extra={"directory_id": directory_id})
-            return ScimResponse(HTTPStatus.SERVICE_UNAVAILABLE, {"schemas": [ERROR_SCHEMA], "status": "503", "detail": str(exception)},
-                                {"Retry-After": str(exception.retry_after)})
+            log.info(
+                "SCIM %s %s answered 503: %s",
+                request.method,
+                request.path,
+                exception,
+                extra={"directory_id": directory_id},
+            )
+            return ScimResponse(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                {"schemas": [ERROR_SCHEMA], "status": "503", "detail": str(exception)},
+                {"Retry-After": str(exception.retry_after)},
+            )
         if isinstance(exception, SCIMException):
-            log.info("SCIM %s %s answered %s", request.method, request.path, exception.status,
-                     extra={"directory_id": directory_id})
+            log.info(
+                "SCIM %s %s answered %s",
+                request.method,
+                request.path,
+                exception.status,
+                extra={"directory_id": directory_id},
+            )
         else:
-            log.error("SCIM %s %s failed", request.method, request.path, exc_info=exception,
-                      extra={"directory_id": directory_id})
+            log.error(
+                "SCIM %s %s failed",
+                request.method,
+                request.path,
+                exc_info=exception,
+                extra={"directory_id": directory_id},
+            )
         return self.service.error_response(exception)
 
 
@@ -115,16 +138,25 @@ class TokenBucket:
         return (1 - self.tokens) / self.rate
 
 
-async def send_error(send: Send, status: int, detail: str, scim_type: str | None = None,
-                     headers: dict[str, str] | None = None) -> None:
+async def send_error(
+    send: Send, status: int, detail: str, scim_type: str | None = None, headers: dict[str, str] | None = None
+) -> None:
     body = {"schemas": [ERROR_SCHEMA], "status": str(status), "detail": detail}
     if scim_type:
         body["scimType"] = scim_type
     raw = json.dumps(body).encode()
     extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/scim+json"), (b"content-length", str(len(raw)).encode()),
-                            *extra]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/scim+json"),
+                (b"content-length", str(len(raw)).encode()),
+                *extra,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": raw})
 
 
@@ -148,13 +180,21 @@ class ScimGateway:
     def _app(self, root: str, directory_id: str) -> DirectoryScimApplication:
         app = self.apps.get(directory_id)
         if app is None:
+
             async def project(changes: Changes) -> None:
                 await self.project(directory_id, changes)
 
-            storage = DirectoryScimStorage(directory_id, self.sessions, self.service, project, self.locks,
-                                           self.settings.directory_write_wait_seconds)
+            storage = DirectoryScimStorage(
+                directory_id,
+                self.sessions,
+                self.service,
+                project,
+                self.locks,
+                self.settings.directory_write_wait_seconds,
+            )
             app = self.apps[directory_id] = DirectoryScimApplication(
-                f"{root}/v2/{directory_id}", storage, self.provider, self.service)
+                f"{root}/v2/{directory_id}", storage, self.provider, self.service
+            )
         return app
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
@@ -176,12 +216,17 @@ class ScimGateway:
         if provider != "scim" or scheme.lower() != "bearer" or not tokens.matches(token.strip(), token_digest):
             await send_error(send, 401, "missing or invalid bearer token", headers={"www-authenticate": "Bearer"})
             return
-        bucket = self.buckets.setdefault(directory_id, TokenBucket(self.settings.scim_rate_limit_per_second,
-                                                                   self.settings.scim_rate_limit_burst))
+        bucket = self.buckets.setdefault(
+            directory_id, TokenBucket(self.settings.scim_rate_limit_per_second, self.settings.scim_rate_limit_burst)
+        )
         wait = bucket.take()
         if wait:
-            await send_error(send, 429, f"more than {self.settings.scim_rate_limit_per_second:g} requests per "
-                                        "second for this directory", headers={"retry-after": str(max(1, round(wait)))})
+            await send_error(
+                send,
+                429,
+                f"more than {self.settings.scim_rate_limit_per_second:g} requests per second for this directory",
+                headers={"retry-after": str(max(1, round(wait)))},
+            )
             return
         limit = self.settings.scim_max_body_bytes
         declared = headers.get(b"content-length")

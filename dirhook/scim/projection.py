@@ -21,8 +21,9 @@ from dirhook.sync import SyncEngine
 log = logging.getLogger(__name__)
 
 
-def make_projector(sessions: sessionmaker[Session], settings: Settings,
-                   temporal: Callable[[], Awaitable[Client]]) -> Callable[[str, Changes], Awaitable[None]]:
+def make_projector(
+    sessions: sessionmaker[Session], settings: Settings, temporal: Callable[[], Awaitable[Client]]
+) -> Callable[[str, Changes], Awaitable[None]]:
     def apply(directory_id: str, changes: Changes) -> set[str]:
         touched: set[str] = set()
         with sessions() as s:
@@ -30,12 +31,16 @@ def make_projector(sessions: sessionmaker[Session], settings: Settings,
             if directory is None:  # deleted while the request ran: nothing to project
                 return touched
             mapping = mapping_for(directory)
-        engine = SyncEngine(sessions, directory_id, mapping, chunk_size=settings.sync_chunk_size,
-                            max_payload_bytes=settings.max_payload_bytes,
-                            raw_attributes_max_bytes=settings.raw_attributes_max_bytes,
-                            deletion_threshold=(settings.deletion_threshold_count,
-                                                settings.deletion_threshold_percent),
-                            on_commit=touched.update)
+        engine = SyncEngine(
+            sessions,
+            directory_id,
+            mapping,
+            chunk_size=settings.sync_chunk_size,
+            max_payload_bytes=settings.max_payload_bytes,
+            raw_attributes_max_bytes=settings.raw_attributes_max_bytes,
+            deletion_threshold=(settings.deletion_threshold_count, settings.deletion_threshold_percent),
+            on_commit=touched.update,
+        )
         engine.run(changes)
         return touched
 
@@ -47,7 +52,11 @@ def make_projector(sessions: sessionmaker[Session], settings: Settings,
             client = await temporal()
             await asyncio.gather(*(t.wake_dispatcher(client, settings, ep) for ep in touched))
         except Exception:  # the events are stored: the next wake of these endpoints sends them
-            log.warning("could not wake the dispatchers of %s", sorted(touched), exc_info=True,
-                        extra={"directory_id": directory_id})
+            log.warning(
+                "could not wake the dispatchers of %s",
+                sorted(touched),
+                exc_info=True,
+                extra={"directory_id": directory_id},
+            )
 
     return project

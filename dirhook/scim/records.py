@@ -13,8 +13,18 @@ from typing import Any
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
-SIMPLE_USER_ATTRIBUTES = ("userName", "externalId", "displayName", "nickName", "title", "userType",
-                          "preferredLanguage", "locale", "timezone", "profileUrl")
+SIMPLE_USER_ATTRIBUTES = (
+    "userName",
+    "externalId",
+    "displayName",
+    "nickName",
+    "title",
+    "userType",
+    "preferredLanguage",
+    "locale",
+    "timezone",
+    "profileUrl",
+)
 ENTERPRISE_ATTRIBUTES = ("employeeNumber", "costCenter", "organization", "division", "department")
 
 SCIM_MAPPING: dict[str, dict[str, dict[str, Any]]] = {

@@ -31,9 +31,11 @@ class ScimStoreSource:
     def _entries(self, resource_type: str) -> Iterator[SourceEntry]:
         record = user_record if resource_type == "User" else group_record
         with self.sessions() as s:
-            rows = s.execute(select(ScimResource.id, ScimResource.body).where(
-                ScimResource.directory_id == self.directory_id, ScimResource.resource_type == resource_type)
-                .order_by(ScimResource.id)).all()
+            rows = s.execute(
+                select(ScimResource.id, ScimResource.body)
+                .where(ScimResource.directory_id == self.directory_id, ScimResource.resource_type == resource_type)
+                .order_by(ScimResource.id)
+            ).all()
         for resource_id, body in rows:
             yield SourceEntry(ref=resource_id, attributes=record(body))
 

@@ -95,8 +95,11 @@ def _indexed_lookup(scim_filter: ScimFilter[Any] | None, resource_type: str) -> 
         return None
     name = str(node.attr_path).rsplit(":", 1)[-1].lower()
     column = INDEXED.get(name)
-    if column is None or (name == "username" and resource_type != "User") \
-            or (name == "displayname" and resource_type != "Group"):
+    if (
+        column is None
+        or (name == "username" and resource_type != "User")
+        or (name == "displayname" and resource_type != "Group")
+    ):
         return None
     if column == "match_key":
         return column, default_comparison_key(USER_NAME if name == "username" else GROUP_NAME, node.value)
@@ -106,8 +109,15 @@ def _indexed_lookup(scim_filter: ScimFilter[Any] | None, resource_type: str) -> 
 class DirectoryScimStorage(AsyncScimStorage):
     supports_cursors = False
 
-    def __init__(self, directory_id: str, sessions: sessionmaker[Session], service: ScimService, project: Project,
-                 locks: DirectoryLocks, wait_seconds: float):
+    def __init__(
+        self,
+        directory_id: str,
+        sessions: sessionmaker[Session],
+        service: ScimService,
+        project: Project,
+        locks: DirectoryLocks,
+        wait_seconds: float,
+    ):
         self.directory_id = directory_id
         self.sessions = sessions
         self.service = service
@@ -133,22 +143,29 @@ class DirectoryScimStorage(AsyncScimStorage):
             s.expunge(row)
             return row
 
-    async def get(self, resource_type: ResourceType, resource_id: str, *,
-                  response_parameters: ResponseParameters[Any] | None = None) -> Resource[Any]:
+    async def get(
+        self,
+        resource_type: ResourceType,
+        resource_id: str,
+        *,
+        response_parameters: ResponseParameters[Any] | None = None,
+    ) -> Resource[Any]:
         row = await asyncio.to_thread(self._row, resource_type, resource_id)
         return self._resource(resource_type, row.body)
 
     def _candidates(self, names: list[str], scim_filter: ScimFilter[Any] | None) -> list[tuple[str, dict[str, Any]]]:
         q = select(ScimResource.resource_type, ScimResource.body).where(
-            ScimResource.directory_id == self.directory_id, ScimResource.resource_type.in_(names))
+            ScimResource.directory_id == self.directory_id, ScimResource.resource_type.in_(names)
+        )
         lookup = _indexed_lookup(scim_filter, names[0]) if len(names) == 1 else None
         if lookup:
             q = q.where(getattr(ScimResource, lookup[0]) == lookup[1])
         with self.sessions() as s:
             return [tuple(r) for r in s.execute(q.order_by(ScimResource.id))]
 
-    async def search(self, resource_types: list[ResourceType], search_request: SearchRequest[Any], *,
-                     position: Any = None) -> SearchPage:
+    async def search(
+        self, resource_types: list[ResourceType], search_request: SearchRequest[Any], *, position: Any = None
+    ) -> SearchPage:
         by_name = {type_name(rt): rt for rt in resource_types}
         scim_filter = search_request.filter
         rows = await asyncio.to_thread(self._candidates, list(by_name), scim_filter)
@@ -159,6 +176,7 @@ class DirectoryScimStorage(AsyncScimStorage):
             scim_filter = parametrize(ScimFilter, Union[models])(str(scim_filter))  # noqa: UP007
         found = [r for r in resources if scim_filter is None or scim_filter.match(r)]
         if search_request.sort_by is not None:
+
             def order(resource: Resource[Any]) -> tuple[Any, ...]:  # missing values last, then by id
                 value = search_request.sort_value(resource)
                 return value is None, value if value is not None else "", resource.id
@@ -179,14 +197,20 @@ class DirectoryScimStorage(AsyncScimStorage):
     def _check_unique(self, s: Session, resource_type: str, unique_key: str | None, own_id: str) -> None:
         if unique_key is None:
             return
-        taken = s.scalar(select(ScimResource.id).where(
-            ScimResource.directory_id == self.directory_id, ScimResource.resource_type == resource_type,
-            ScimResource.unique_key == unique_key, ScimResource.id != own_id))
+        taken = s.scalar(
+            select(ScimResource.id).where(
+                ScimResource.directory_id == self.directory_id,
+                ScimResource.resource_type == resource_type,
+                ScimResource.unique_key == unique_key,
+                ScimResource.id != own_id,
+            )
+        )
         if taken:
             raise UniquenessException(detail=f"userName is already taken by {taken}")
 
-    def _store(self, resource_type: str, body: dict[str, Any], expected_version: str | None,
-               create: bool) -> dict[str, Any]:
+    def _store(
+        self, resource_type: str, body: dict[str, Any], expected_version: str | None, create: bool
+    ) -> dict[str, Any]:
         now = datetime.now(UTC)
         match_key, unique_key = _keys(resource_type, body)
         try:
@@ -207,9 +231,20 @@ class DirectoryScimStorage(AsyncScimStorage):
                     return row.body  # nothing changed: same version, no write (RFC 7644 §3.14 allows it)
                 body["meta"]["version"] = version
                 if row is None:
-                    s.add(ScimResource(directory_id=self.directory_id, id=body["id"], resource_type=resource_type,
-                                       match_key=match_key, unique_key=unique_key, external_id=body.get("externalId"),
-                                       body=body, version=version, created_at=created, updated_at=now))
+                    s.add(
+                        ScimResource(
+                            directory_id=self.directory_id,
+                            id=body["id"],
+                            resource_type=resource_type,
+                            match_key=match_key,
+                            unique_key=unique_key,
+                            external_id=body.get("externalId"),
+                            body=body,
+                            version=version,
+                            created_at=created,
+                            updated_at=now,
+                        )
+                    )
                 else:
                     row.match_key, row.unique_key, row.external_id = match_key, unique_key, body.get("externalId")
                     row.body, row.version, row.updated_at = body, version, now
@@ -224,10 +259,17 @@ class DirectoryScimStorage(AsyncScimStorage):
     async def _project(self, resource_type: str, body: dict[str, Any] | None, deleted: str | None = None) -> None:
         users = [self._entry("User", body)] if body is not None and resource_type == "User" else []
         groups = [self._entry("Group", body)] if body is not None and resource_type == "Group" else []
-        await self.project(Changes(
-            full=False, groups=iter(groups), users=iter(users), announce=False, hold_explicit_deletions=False,
-            deleted_user_ids={deleted} if deleted and resource_type == "User" else set(),
-            deleted_group_ids={deleted} if deleted and resource_type == "Group" else set()))
+        await self.project(
+            Changes(
+                full=False,
+                groups=iter(groups),
+                users=iter(users),
+                announce=False,
+                hold_explicit_deletions=False,
+                deleted_user_ids={deleted} if deleted and resource_type == "User" else set(),
+                deleted_group_ids={deleted} if deleted and resource_type == "Group" else set(),
+            )
+        )
 
     def _writing(self) -> AbstractAsyncContextManager[float]:
         return self.locks.hold_async(self.directory_id, self.wait_seconds, "scim")
@@ -240,8 +282,9 @@ class DirectoryScimStorage(AsyncScimStorage):
             await self._project(type_name(resource_type), stored)
         return self._resource(resource_type, stored)
 
-    async def update(self, resource_type: ResourceType, resource: Resource[Any], *,
-                     expected_version: str | None = None) -> Resource[Any]:
+    async def update(
+        self, resource_type: ResourceType, resource: Resource[Any], *, expected_version: str | None = None
+    ) -> Resource[Any]:
         body = self._dump(resource)
         async with self._writing():
             stored = await asyncio.to_thread(self._store, type_name(resource_type), body, expected_version, False)
@@ -257,16 +300,20 @@ class DirectoryScimStorage(AsyncScimStorage):
             if expected_version is not None and expected_version != row.version:
                 raise PreconditionFailedException(detail=f"the resource is at version {row.version}")
             s.delete(row)
-            for group in s.scalars(select(ScimResource).where(ScimResource.directory_id == self.directory_id,
-                                                              ScimResource.resource_type == "Group")):
+            for group in s.scalars(
+                select(ScimResource).where(
+                    ScimResource.directory_id == self.directory_id, ScimResource.resource_type == "Group"
+                )
+            ):
                 body = without_members(group.body, resource_id)
                 if body is not None:
                     body["meta"] = {**body.get("meta", {}), "lastModified": _stamp(datetime.now(UTC))}
                     body["meta"]["version"] = group.version = version_of(body)
                     group.body = body
 
-    async def delete(self, resource_type: ResourceType, resource_id: str, *,
-                     expected_version: str | None = None) -> None:
+    async def delete(
+        self, resource_type: ResourceType, resource_id: str, *, expected_version: str | None = None
+    ) -> None:
         async with self._writing():
             await asyncio.to_thread(self._remove, type_name(resource_type), resource_id, expected_version)
             # The groups that listed a deleted user are not projected again: the engine's

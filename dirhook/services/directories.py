@@ -60,22 +60,32 @@ PROVIDER_FIELDS = {"ldap": ("ldap", "bind_password"), "entra": ("entra", "client
 SETTINGS_MODEL: dict[str, type[LdapConfig] | type[EntraConfig]] = {"ldap": LdapConfig, "entra": EntraConfig}
 # Changing any of these points the directory at other objects: the stored cursor no longer
 # describes them, so the next pass is a full one.
-CURSOR_SCOPES = {"ldap": ("url", "user_base_dn", "group_base_dn", "user_filter", "group_filter", "flavour"),
-                 "entra": ("tenant_id", "graph_base_url")}
+CURSOR_SCOPES = {
+    "ldap": ("url", "user_base_dn", "group_base_dn", "user_filter", "group_filter", "flavour"),
+    "entra": ("tenant_id", "graph_base_url"),
+}
 # …and these, an LDAP live listener reconnects for.
 LISTENER_SCOPE = (*CURSOR_SCOPES["ldap"], "live", "bind_dn", "start_tls")
 HELD_SAMPLE = 20
 
 
 def directory_out(d: Directory) -> DirectoryOut:
-    return DirectoryOut(id=d.id, organization_id=d.organization_id, name=d.name, provider=d.provider,
-                        config=d.config, has_bind_password=d.provider == "ldap" and bool(d.secret),
-                        has_client_secret=d.provider == "entra" and bool(d.secret),
-                        attribute_mapping=d.attribute_mapping,
-                        cursor=d.cursor, deletion_threshold_count=d.deletion_threshold_count,
-                        deletion_threshold_percent=d.deletion_threshold_percent,
-                        sync_interval_seconds=d.sync_interval_seconds,
-                        scim_path=f"/scim/v2/{d.id}" if d.provider == "scim" else None, created_at=d.created_at)
+    return DirectoryOut(
+        id=d.id,
+        organization_id=d.organization_id,
+        name=d.name,
+        provider=d.provider,
+        config=d.config,
+        has_bind_password=d.provider == "ldap" and bool(d.secret),
+        has_client_secret=d.provider == "entra" and bool(d.secret),
+        attribute_mapping=d.attribute_mapping,
+        cursor=d.cursor,
+        deletion_threshold_count=d.deletion_threshold_count,
+        deletion_threshold_percent=d.deletion_threshold_percent,
+        sync_interval_seconds=d.sync_interval_seconds,
+        scim_path=f"/scim/v2/{d.id}" if d.provider == "scim" else None,
+        created_at=d.created_at,
+    )
 
 
 def ref(d: Directory) -> DirectoryRef:
@@ -116,8 +126,12 @@ def apply_source_settings(d: Directory, body: DirectoryPatch) -> bool:
         try:
             d.config = SETTINGS_MODEL[d.provider].model_validate({**old, **patch}).model_dump(mode="json")
         except ValidationError as exc:
-            raise InvalidInput([{"loc": ["body", settings_field, *e["loc"]], "msg": e["msg"], "type": e["type"]}
-                                for e in exc.errors(include_url=False, include_input=False)]) from None
+            raise InvalidInput(
+                [
+                    {"loc": ["body", settings_field, *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                    for e in exc.errors(include_url=False, include_input=False)
+                ]
+            ) from None
         if any(d.config.get(k) != old.get(k) for k in CURSOR_SCOPES[d.provider]):
             d.cursor = None
     secret = getattr(body, secret_field) if secret_field else None
@@ -155,6 +169,7 @@ class DirectoryService:
         def load(s: Session) -> list[Directory]:
             q = scoped(s, select(Directory).order_by(Directory.id), Directory.organization_id, organization_id)
             return list(s.scalars(q))
+
         return await self.scope.run(load)
 
     # -- writes ---------------------------------------------------------------------------------
@@ -169,10 +184,16 @@ class DirectoryService:
 
         def insert(s: Session) -> tuple[Directory, str | None]:
             org = resolve_organization(s, body.organization_id)
-            d = Directory(id=new_id("dir"), organization_id=org.id, name=body.name, provider=body.provider,
-                          config=source_settings.model_dump(mode="json") if source_settings else {"flavour": "scim"},
-                          secret=body.bind_password or body.client_secret,
-                          attribute_mapping=body.attribute_mapping or {}, sync_interval_seconds=interval or None)
+            d = Directory(
+                id=new_id("dir"),
+                organization_id=org.id,
+                name=body.name,
+                provider=body.provider,
+                config=source_settings.model_dump(mode="json") if source_settings else {"flavour": "scim"},
+                secret=body.bind_password or body.client_secret,
+                attribute_mapping=body.attribute_mapping or {},
+                sync_interval_seconds=interval or None,
+            )
             token = new_scim_token(d) if body.provider == "scim" else None
             s.add(d)
             s.commit()
@@ -195,6 +216,7 @@ class DirectoryService:
             token = new_scim_token(d)
             s.commit()
             return d, token
+
         return await self.scope.run(rotate)
 
     async def update(self, directory_id: str, body: DirectoryPatch) -> Directory:
@@ -214,8 +236,10 @@ class DirectoryService:
             for name in ("deletion_threshold_count", "deletion_threshold_percent"):
                 if name in body.model_fields_set:
                     setattr(d, name, getattr(body, name))
-            reschedule = "sync_interval_seconds" in body.model_fields_set and \
-                (body.sync_interval_seconds or None) != d.sync_interval_seconds
+            reschedule = (
+                "sync_interval_seconds" in body.model_fields_set
+                and (body.sync_interval_seconds or None) != d.sync_interval_seconds
+            )
             if reschedule:
                 d.sync_interval_seconds = body.sync_interval_seconds or None
             s.commit()
@@ -261,26 +285,41 @@ class DirectoryService:
     async def _request_sync(self, client: Client, d: Directory, mode: SyncMode) -> SyncStarted:
         handle = await sync_control.request_sync(client, self.settings, ref(d), mode)
         s = self.settings
-        return SyncStarted(directory_id=d.id, workflow_id=handle.id, run_id=handle.result_run_id, mode=mode,
-                           temporal_ui_url=f"http://127.0.0.1:{s.temporal_ui_port}/namespaces/"
-                                           f"{s.temporal_namespace}/workflows/{handle.id}")
+        return SyncStarted(
+            directory_id=d.id,
+            workflow_id=handle.id,
+            run_id=handle.result_run_id,
+            mode=mode,
+            temporal_ui_url=f"http://127.0.0.1:{s.temporal_ui_port}/namespaces/"
+            f"{s.temporal_namespace}/workflows/{handle.id}",
+        )
 
     async def sync_status(self, directory_id: str) -> SyncStatusOut:
         """The current or last pass: workflow state, live progress, last error."""
+
         def load(s: Session) -> tuple[Directory, SyncRun | None, SyncRun | None]:
             d = get_directory(s, directory_id)
-            last = s.scalars(select(SyncRun).where(SyncRun.directory_id == d.id)
-                             .order_by(SyncRun.id.desc()).limit(1)).first()
+            last = s.scalars(
+                select(SyncRun).where(SyncRun.directory_id == d.id).order_by(SyncRun.id.desc()).limit(1)
+            ).first()
             # A failed pass may be followed by the requests queued behind it (a recompute):
             # the error shown is the last failed pass's.
-            last_failed = s.scalars(select(SyncRun).where(SyncRun.directory_id == d.id,
-                                                          SyncRun.status == RunStatus.FAILED)
-                                    .order_by(SyncRun.id.desc()).limit(1)).first()
+            last_failed = s.scalars(
+                select(SyncRun)
+                .where(SyncRun.directory_id == d.id, SyncRun.status == RunStatus.FAILED)
+                .order_by(SyncRun.id.desc())
+                .limit(1)
+            ).first()
             return d, last, last_failed
 
         d, last, last_failed = await self.scope.run(load)
-        out = SyncStatusOut(directory_id=d.id, workflow_id=t.sync_workflow_id(d.id), workflow_status=None, state=None,
-                            last_run=SyncRunOut.model_validate(last, from_attributes=True) if last else None)
+        out = SyncStatusOut(
+            directory_id=d.id,
+            workflow_id=t.sync_workflow_id(d.id),
+            workflow_status=None,
+            state=None,
+            last_run=SyncRunOut.model_validate(last, from_attributes=True) if last else None,
+        )
         handle = (await self.client()).get_workflow_handle(t.sync_workflow_id(d.id))
         try:
             desc = await handle.describe()
@@ -297,7 +336,8 @@ class DirectoryService:
                     out.progress = (last.counts or {}).get("progress") or out.progress  # the live pass
         elif out.workflow_status is not None:
             out.state = {"COMPLETED": SyncState.SUCCEEDED, "FAILED": SyncState.FAILED}.get(
-                out.workflow_status, out.workflow_status.lower())
+                out.workflow_status, out.workflow_status.lower()
+            )
             if out.state == SyncState.FAILED and last_failed is not None:
                 out.error = last_failed.error
         return out
@@ -305,25 +345,35 @@ class DirectoryService:
     async def sync_runs(self, directory_id: str, limit: int) -> list[SyncRunOut]:
         def load(s: Session) -> list[SyncRunOut]:
             get_directory(s, directory_id)
-            runs = s.scalars(select(SyncRun).where(SyncRun.directory_id == directory_id)
-                             .order_by(SyncRun.id.desc()).limit(limit))
+            runs = s.scalars(
+                select(SyncRun).where(SyncRun.directory_id == directory_id).order_by(SyncRun.id.desc()).limit(limit)
+            )
             return [SyncRunOut.model_validate(r, from_attributes=True) for r in runs]
+
         return await self.scope.run(load)
 
     # -- schedule -------------------------------------------------------------------------------
     async def schedule(self, directory_id: str) -> ScheduleOut:
         """The directory's schedule of incremental passes, as Temporal has it."""
         d = await self.get(directory_id)
-        out = ScheduleOut(directory_id=d.id, schedule_id=sync_control.schedule_id(d.id),
-                          interval_seconds=d.sync_interval_seconds, paused=False, next_runs=[], recent_runs=[])
+        out = ScheduleOut(
+            directory_id=d.id,
+            schedule_id=sync_control.schedule_id(d.id),
+            interval_seconds=d.sync_interval_seconds,
+            paused=False,
+            next_runs=[],
+            recent_runs=[],
+        )
         if not d.sync_interval_seconds:
             return out
         try:
             desc = await (await self.client()).get_schedule_handle(out.schedule_id).describe()
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
-                raise Conflict(f"directory {d.id} should have a schedule and has none: "
-                               "PATCH its sync_interval_seconds to create it") from None
+                raise Conflict(
+                    f"directory {d.id} should have a schedule and has none: "
+                    "PATCH its sync_interval_seconds to create it"
+                ) from None
             raise
         out.paused = desc.schedule.state.paused
         out.next_runs = list(desc.info.next_action_times[:3])
@@ -341,19 +391,27 @@ class DirectoryService:
     # -- deletion protection ----------------------------------------------------------------------
     async def held_deletions(self, directory_id: str) -> HeldDeletionsOut:
         """Deletions the last pass held back (more than the directory's threshold), awaiting a decision."""
+
         def load(s: Session) -> HeldDeletionsOut:
             d = get_directory(s, directory_id)
-            held = s.execute(select(HeldDeletion.object_type, HeldDeletion.object_id)
-                             .where(HeldDeletion.directory_id == d.id).order_by(HeldDeletion.id)).all()
+            held = s.execute(
+                select(HeldDeletion.object_type, HeldDeletion.object_id)
+                .where(HeldDeletion.directory_id == d.id)
+                .order_by(HeldDeletion.id)
+            ).all()
             users = [i for kind, i in held if kind == "user"]
             groups = [i for kind, i in held if kind == "group"]
-            sample = [{"object": "user", "id": u.id, "username": u.state.get("username")}
-                      for u in s.scalars(select(User).where(User.id.in_(users[:HELD_SAMPLE])))]
-            sample += [{"object": "group", "id": g.id, "name": g.state.get("name")}
-                       for g in s.scalars(select(Group).where(
-                           Group.id.in_(groups[:max(0, HELD_SAMPLE - len(sample))])))]
-            return HeldDeletionsOut(directory_id=d.id, awaiting_approval=False, users=len(users),
-                                    groups=len(groups), sample=sample)
+            sample = [
+                {"object": "user", "id": u.id, "username": u.state.get("username")}
+                for u in s.scalars(select(User).where(User.id.in_(users[:HELD_SAMPLE])))
+            ]
+            sample += [
+                {"object": "group", "id": g.id, "name": g.state.get("name")}
+                for g in s.scalars(select(Group).where(Group.id.in_(groups[: max(0, HELD_SAMPLE - len(sample))])))
+            ]
+            return HeldDeletionsOut(
+                directory_id=d.id, awaiting_approval=False, users=len(users), groups=len(groups), sample=sample
+            )
 
         out = await self.scope.run(load)
         try:
@@ -379,8 +437,9 @@ class DirectoryService:
         return DeletionDecision(directory_id=d.id, outcome=outcome)
 
     # -- objects --------------------------------------------------------------------------------
-    async def objects(self, directory_id: str, kind: type[User] | type[Group], limit: int,
-                      after: str | None) -> Page[dict[str, Any]]:
+    async def objects(
+        self, directory_id: str, kind: type[User] | type[Group], limit: int, after: str | None
+    ) -> Page[dict[str, Any]]:
         """Users or groups as receivers see them, by id, a page at a time."""
         payload = user_payload if kind is User else group_payload
 
@@ -392,8 +451,8 @@ class DirectoryService:
             rows: list[User | Group] = list(s.scalars(q))
             more = len(rows) > limit
             rows = rows[:limit]
-            return Page(data=[payload(r, d) for r in rows],
-                        next_cursor=rows[-1].id if rows else after, has_more=more)
+            return Page(data=[payload(r, d) for r in rows], next_cursor=rows[-1].id if rows else after, has_more=more)
+
         return await self.scope.run(load)
 
 
@@ -402,4 +461,3 @@ def _delete_row(s: Session, directory_id: str) -> None:
     if d is not None:
         s.delete(d)
         s.commit()
-

@@ -46,9 +46,11 @@ class Scope:
 
     async def run(self, fn: Callable[[Session], T]) -> T:
         """``fn`` with a scoped session, in a worker thread."""
+
         def call() -> T:
             with self.session() as s:
                 return fn(s)
+
         return await asyncio.to_thread(call)
 
 
@@ -69,8 +71,9 @@ def resolve_organization(session: Session, organization_id: str | None) -> Organ
     return org
 
 
-def scoped(session: Session, query: Select[Any], column: InstrumentedAttribute[str],
-           organization_id: str | None = None) -> Select[Any]:
+def scoped(
+    session: Session, query: Select[Any], column: InstrumentedAttribute[str], organization_id: str | None = None
+) -> Select[Any]:
     """``query`` narrowed to the named organization (NotFound unless the caller may see it)
     or, for an organization's API key, to its own."""
     if organization_id:

@@ -19,13 +19,13 @@ GroupSignature = tuple[str, frozenset[str], frozenset[str]]
 
 @dataclass
 class DirectoryContext:
-    groups: dict[str, Group]             # by id, detached from their session
-    parents: dict[str, set[str]]         # child group id -> parent group ids
+    groups: dict[str, Group]  # by id, detached from their session
+    parents: dict[str, set[str]]  # child group id -> parent group ids
     ancestors: dict[str, frozenset[str]]
     cycles: list[list[str]]
     roles: dict[str, RoleDef]
     default_role: str | None
-    grants: dict[str, frozenset[str]]    # group id -> role slugs it grants
+    grants: dict[str, frozenset[str]]  # group id -> role slugs it grants
     _payloads: dict[str, Encoded] = field(default_factory=dict)
 
     @classmethod
@@ -35,24 +35,37 @@ class DirectoryContext:
             assert directory is not None, directory_id  # the activity checked it exists
             groups = {g.id: g for g in s.scalars(select(Group).where(Group.directory_id == directory_id))}
             parents: dict[str, set[str]] = {}
-            for parent, child in s.execute(select(GroupNesting.parent_group_id, GroupNesting.child_group_id)
-                                           .where(GroupNesting.directory_id == directory_id)):
+            for parent, child in s.execute(
+                select(GroupNesting.parent_group_id, GroupNesting.child_group_id).where(
+                    GroupNesting.directory_id == directory_id
+                )
+            ):
                 parents.setdefault(child, set()).add(parent)
             role_rows = list(s.scalars(select(Role).where(Role.organization_id == directory.organization_id)))
-            mappings = [RoleMapping(slug, m.match, m.pattern) for m, slug in s.execute(
-                select(RoleMappingRow, Role.slug).join(Role, Role.id == RoleMappingRow.role_id)
-                .where(RoleMappingRow.directory_id == directory_id))]
+            mappings = [
+                RoleMapping(slug, m.match, m.pattern)
+                for m, slug in s.execute(
+                    select(RoleMappingRow, Role.slug)
+                    .join(Role, Role.id == RoleMappingRow.role_id)
+                    .where(RoleMappingRow.directory_id == directory_id)
+                )
+            ]
             s.expunge_all()
         return cls(
-            groups=groups, parents=parents, ancestors=ancestors(parents), cycles=find_cycles(parents),
+            groups=groups,
+            parents=parents,
+            ancestors=ancestors(parents),
+            cycles=find_cycles(parents),
             roles={r.slug: RoleDef(r.slug, r.priority) for r in role_rows},
             default_role=next((r.slug for r in role_rows if r.is_default), None),
-            grants=group_grants((GroupInfo(g.id, g.external_id, g.state["name"]) for g in groups.values()),
-                                mappings))
+            grants=group_grants((GroupInfo(g.id, g.external_id, g.state["name"]) for g in groups.values()), mappings),
+        )
 
     def signatures(self) -> dict[str, GroupSignature]:
-        return {gid: (g.state["name"], self.ancestors.get(gid, frozenset()), self.grants.get(gid, frozenset()))
-                for gid, g in self.groups.items()}
+        return {
+            gid: (g.state["name"], self.ancestors.get(gid, frozenset()), self.grants.get(gid, frozenset()))
+            for gid, g in self.groups.items()
+        }
 
     def changed_groups(self, before: dict[str, GroupSignature], gone: set[str]) -> set[str]:
         """Groups whose members see something new since ``before`` (and those below them)."""
@@ -71,4 +84,5 @@ class DirectoryContext:
         if not self.cycles:
             return None
         return "nested group cycles (each group keeps the others' membership): " + "; ".join(
-            " -> ".join(self.groups[g].state["name"] for g in cycle if g in self.groups) for cycle in self.cycles)
+            " -> ".join(self.groups[g].state["name"] for g in cycle if g in self.groups) for cycle in self.cycles
+        )

@@ -13,8 +13,9 @@ from dirhook.sync.result import PassResult
 
 
 class DeletionGuard:
-    def __init__(self, sessions: sessionmaker[Session], directory_id: str, threshold: tuple[int, float],
-                 result: PassResult):
+    def __init__(
+        self, sessions: sessionmaker[Session], directory_id: str, threshold: tuple[int, float], result: PassResult
+    ):
         self.sessions = sessions
         self.directory_id = directory_id
         self.count, self.percent = threshold
@@ -43,12 +44,16 @@ class DeletionGuard:
         self.result.held[kind + "s"] = len(ids)
         self.result.warnings.append(
             f"{len(ids)} {kind}s are gone from the source, more than the deletion threshold of {limit} "
-            f"(of {total}): deletions held for approval")
+            f"(of {total}): deletions held for approval"
+        )
         return set()
 
     def held(self) -> tuple[set[str], set[str]]:
         """The held (user ids, group ids)."""
         with self.sessions() as s:
-            rows = s.execute(select(HeldDeletion.object_type, HeldDeletion.object_id)
-                             .where(HeldDeletion.directory_id == self.directory_id)).all()
+            rows = s.execute(
+                select(HeldDeletion.object_type, HeldDeletion.object_id).where(
+                    HeldDeletion.directory_id == self.directory_id
+                )
+            ).all()
         return {i for kind, i in rows if kind == "user"}, {i for kind, i in rows if kind == "group"}

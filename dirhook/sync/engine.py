@@ -28,11 +28,19 @@ NO_USERS_WARNING = "the source returned no users; no user was deleted"
 
 
 class SyncEngine:
-    def __init__(self, sessions: sessionmaker[Session], directory_id: str, mapping: Mapping[str, Any], *,
-                 chunk_size: int = 500, on_progress: Callable[[dict[str, Any]], None] | None = None,
-                 max_payload_bytes: int = 512 * 1024, raw_attributes_max_bytes: int = 32 * 1024,
-                 deletion_threshold: tuple[int, float] = (500, 10.0),
-                 on_commit: Callable[[set[str]], None] | None = None):
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        directory_id: str,
+        mapping: Mapping[str, Any],
+        *,
+        chunk_size: int = 500,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        max_payload_bytes: int = 512 * 1024,
+        raw_attributes_max_bytes: int = 32 * 1024,
+        deletion_threshold: tuple[int, float] = (500, 10.0),
+        on_commit: Callable[[set[str]], None] | None = None,
+    ):
         self.sessions = sessions
         self.directory_id = directory_id
         self.mapping = mapping
@@ -117,7 +125,8 @@ class SyncEngine:
         Returns their ids and, by member reference, the groups that list each member."""
         fetched: list[NormalizedGroup] = [
             normalize_group(self.mapping["group"], entry.attributes, reference_key(entry.ref))
-            for entry in changes.groups]
+            for entry in changes.groups
+        ]
         self.result.groups_read = len(fetched)
         fetched_ids: set[str] = set()
         for chunk in chunks(fetched, self.chunk_size):
@@ -127,8 +136,9 @@ class SyncEngine:
                 self._flush(outbox)
         self._reload()
         ext_to_group = {g.external_id: gid for gid, g in self.ctx.groups.items()}
-        if apply_nesting(self.sessions, self.ctx, self.directory_id,
-                         {ext_to_group[g.external_id]: g.member_refs for g in fetched}):
+        if apply_nesting(
+            self.sessions, self.ctx, self.directory_id, {ext_to_group[g.external_id]: g.member_refs for g in fetched}
+        ):
             self._reload()
         members_by_ref: dict[str, set[str]] = {}
         for g in fetched:
@@ -138,8 +148,9 @@ class SyncEngine:
                     members_by_ref.setdefault(key, set()).add(gid)
         return fetched_ids, members_by_ref
 
-    def _delete_missing_groups(self, changes: Changes, fetched_ids: set[str],
-                               before: dict[str, GroupSignature]) -> set[str]:
+    def _delete_missing_groups(
+        self, changes: Changes, fetched_ids: set[str], before: dict[str, GroupSignature]
+    ) -> set[str]:
         """2. Group deletions, before the users, so users are computed against the final
         groups. Returns the users whose groups changed through a group."""
         groups = self.ctx.groups
@@ -154,8 +165,12 @@ class SyncEngine:
         # Held deletions are decided afresh only by a pass that decides deletions (a listing,
         # or deletions it is told of and may hold): never wiped by an unrelated write such as
         # a SCIM push, which would let a pass's held mass deletion vanish unapproved.
-        if changes.full or changes.group_ids is not None or changes.user_ids is not None or (
-                changes.hold_explicit_deletions and (changes.deleted_user_ids or changes.deleted_group_ids)):
+        if (
+            changes.full
+            or changes.group_ids is not None
+            or changes.user_ids is not None
+            or (changes.hold_explicit_deletions and (changes.deleted_user_ids or changes.deleted_group_ids))
+        ):
             self.guard.clear_held()
         told = {gid for gid, g in groups.items() if g.external_id in changes.deleted_group_ids}
         if changes.hold_explicit_deletions:
@@ -176,8 +191,9 @@ class SyncEngine:
             self.result.warnings.append(warning)
         return cascade
 
-    def _read_users(self, changes: Changes, fetched_ids: set[str],
-                    members_by_ref: dict[str, set[str]]) -> tuple[set[str], set[str]]:
+    def _read_users(
+        self, changes: Changes, fetched_ids: set[str], members_by_ref: dict[str, set[str]]
+    ) -> tuple[set[str], set[str]]:
         """3. Users, streamed page by page. Returns the external ids read and the user ids written."""
         seen: set[str] = set()
         processed: set[str] = set()
@@ -201,19 +217,29 @@ class SyncEngine:
             self._progress("users")
         return seen, processed
 
-    def _recompute_members(self, changes: Changes, fetched_ids: set[str], members_by_ref: dict[str, set[str]],
-                           processed: set[str]) -> set[str]:
+    def _recompute_members(
+        self, changes: Changes, fetched_ids: set[str], members_by_ref: dict[str, set[str]], processed: set[str]
+    ) -> set[str]:
         """4. Incremental: members of changed groups whose own entry did not change."""
         with self.sessions() as s:
             affected = set(s.scalars(select(Membership.user_id).where(Membership.group_id.in_(fetched_ids))))
             for part in chunks(list(members_by_ref), 500):
-                affected.update(s.scalars(select(User.id).where(
-                    User.directory_id == self.directory_id, User.source_ref.in_(part))))
+                affected.update(
+                    s.scalars(select(User.id).where(User.directory_id == self.directory_id, User.source_ref.in_(part)))
+                )
             # A user the source deleted in this pass loses its groups with its deletion
             # (group.user_removed, user.deleted), not first with a user.updated.
-            doomed = set(s.scalars(select(User.id).where(
-                User.directory_id == self.directory_id,
-                User.external_id.in_(changes.deleted_user_ids)))) if changes.deleted_user_ids else set()
+            doomed = (
+                set(
+                    s.scalars(
+                        select(User.id).where(
+                            User.directory_id == self.directory_id, User.external_id.in_(changes.deleted_user_ids)
+                        )
+                    )
+                )
+                if changes.deleted_user_ids
+                else set()
+            )
         self._reprocess(affected - processed - doomed, fetched_ids, members_by_ref)
         return affected
 
@@ -225,9 +251,11 @@ class SyncEngine:
         # read every stored user's id for nothing (0.5 s at 100,000 users).
         with self.sessions.begin() as s:
             outbox = self._outbox(s)
-            stored: dict[str, str] = dict(s.execute(
-                select(User.external_id, User.id).where(User.directory_id == self.directory_id)).all()) \
-                if present is not None or changes.deleted_user_ids else {}
+            stored: dict[str, str] = (
+                dict(s.execute(select(User.external_id, User.id).where(User.directory_id == self.directory_id)).all())
+                if present is not None or changes.deleted_user_ids
+                else {}
+            )
             if present is not None:
                 if not present and stored:
                     self.result.warnings.append(NO_USERS_WARNING)
@@ -254,20 +282,34 @@ class SyncEngine:
             # reports the held ones again on the next pass, until they are approved.
             if result.events_total and changes.announce:
                 outbox = self._outbox(s)
-                outbox.emit("directory.sync_completed", {
-                    "object": "directory", "id": directory.id, "organization_id": directory.organization_id,
-                    "name": directory.name, "provider": directory.provider, "full": result.full,
-                    "users_read": result.users_read, "groups_read": result.groups_read,
-                    "changes": dict(result.events),
-                }, object_id=directory.id)
+                outbox.emit(
+                    "directory.sync_completed",
+                    {
+                        "object": "directory",
+                        "id": directory.id,
+                        "organization_id": directory.organization_id,
+                        "name": directory.name,
+                        "provider": directory.provider,
+                        "full": result.full,
+                        "users_read": result.users_read,
+                        "groups_read": result.groups_read,
+                        "changes": dict(result.events),
+                    },
+                    object_id=directory.id,
+                )
                 self._flush(outbox)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _reload(self) -> None:
         self.ctx = DirectoryContext.load(self.sessions, self.directory_id)
 
-    def _reprocess(self, user_ids: set[str], authoritative: set[str], members_by_ref: Mapping[str, set[str]],
-                   renormalize: bool = False) -> None:
+    def _reprocess(
+        self,
+        user_ids: set[str],
+        authoritative: set[str],
+        members_by_ref: Mapping[str, set[str]],
+        renormalize: bool = False,
+    ) -> None:
         """Recompute users from what is stored (their groups, roles or manager changed, not
         their entry); with ``renormalize``, from their source record through the current mapping."""
         for part in chunks(sorted(user_ids), self.chunk_size):
@@ -277,8 +319,14 @@ class SyncEngine:
                 pairs: list[UserPair] = []
                 for r in stored.values():
                     if renormalize and r.source_record is not None:
-                        pairs.append((normalize_user(self.mapping["user"], r.source_record, r.source_ref)
-                                      .model_dump(mode="json"), None))
+                        pairs.append(
+                            (
+                                normalize_user(self.mapping["user"], r.source_record, r.source_ref).model_dump(
+                                    mode="json"
+                                ),
+                                None,
+                            )
+                        )
                     else:
                         pairs.append((r.attributes, None))
                 self.users.apply(s, outbox, self.ctx, pairs, authoritative, members_by_ref, stored=stored)
@@ -302,9 +350,15 @@ class SyncEngine:
         if self._touched:
             touched, self._touched = self._touched, set()
             self.on_commit(touched)
-        self.on_progress({"stage": stage, "users_read": self.result.users_read,
-                          "groups_read": self.result.groups_read, "users_written": self.result.users_written,
-                          "events": self.result.events_total})
+        self.on_progress(
+            {
+                "stage": stage,
+                "users_read": self.result.users_read,
+                "groups_read": self.result.groups_read,
+                "users_written": self.result.users_written,
+                "events": self.result.events_total,
+            }
+        )
 
 
 def _listed(lister: Callable[[], Iterable[str]] | None) -> set[str] | None:

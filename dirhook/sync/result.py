@@ -32,6 +32,13 @@ class PassResult:
         return sum(self.events.values())
 
     def as_dict(self) -> dict[str, Any]:
-        return {"full": self.full, "users_read": self.users_read, "groups_read": self.groups_read,
-                "users_written": self.users_written, "events": dict(self.events), "events_total": self.events_total,
-                "warnings": list(self.warnings), "held_deletions": dict(self.held)}
+        return {
+            "full": self.full,
+            "users_read": self.users_read,
+            "groups_read": self.groups_read,
+            "users_written": self.users_written,
+            "events": dict(self.events),
+            "events_total": self.events_total,
+            "warnings": list(self.warnings),
+            "held_deletions": dict(self.held),
+        }

@@ -24,8 +24,17 @@ from dirhook.sync.context import DirectoryContext
 from dirhook.sync.result import PassResult, chunks
 
 # What UserWriter reads of a stored user.
-STORED_USER = (User.id, User.external_id, User.version, User.content_hash, User.state, User.attributes,
-               User.source_record, User.source_ref, User.updated_at)
+STORED_USER = (
+    User.id,
+    User.external_id,
+    User.version,
+    User.content_hash,
+    User.state,
+    User.attributes,
+    User.source_record,
+    User.source_ref,
+    User.updated_at,
+)
 
 # A user as normalized (a NormalizedUser as JSON, as stored in ``users.attributes``), with
 # the source record it came from (None: keep the stored one).
@@ -46,15 +55,22 @@ def stored_users(s: Session, condition: ColumnElement[bool]) -> dict[str, Row[An
     return {r.external_id: r for r in s.execute(select(*STORED_USER).where(condition))}
 
 
-def user_state(u: Mapping[str, Any], manager_id: str | None, effective: dict[str, bool], ctx: DirectoryContext,
-               raw_attributes_max_bytes: int) -> dict[str, Any]:
+def user_state(
+    u: Mapping[str, Any],
+    manager_id: str | None,
+    effective: dict[str, bool],
+    ctx: DirectoryContext,
+    raw_attributes_max_bytes: int,
+) -> dict[str, Any]:
     """What receivers get of a user (less its ids, version and time): the state compared and stored."""
     roles = compute_roles(effective, ctx.grants, ctx.roles, ctx.default_role)
     return {
         **{name: u[name] for name in PROFILE_FIELDS},
         "manager_id": manager_id,
-        "groups": sorted(({"id": g, "name": ctx.groups[g].state["name"], "direct": direct}
-                          for g, direct in effective.items()), key=lambda x: (x["name"], x["id"])),
+        "groups": sorted(
+            ({"id": g, "name": ctx.groups[g].state["name"], "direct": direct} for g, direct in effective.items()),
+            key=lambda x: (x["name"], x["id"]),
+        ),
         "roles": roles,
         "role": primary_role(roles),
         "custom_attributes": u["custom_attributes"],
@@ -70,9 +86,16 @@ class UserWriter:
     # Users whose manager was not found (yet: it may come later in the stream).
     unresolved_managers: set[str] = field(default_factory=set)
 
-    def apply(self, s: Session, outbox: Outbox, ctx: DirectoryContext, pairs: list[UserPair],
-              authoritative: set[str], members_by_ref: Mapping[str, set[str]],
-              stored: dict[str, Row[Any]] | None = None) -> set[str]:
+    def apply(
+        self,
+        s: Session,
+        outbox: Outbox,
+        ctx: DirectoryContext,
+        pairs: list[UserPair],
+        authoritative: set[str],
+        members_by_ref: Mapping[str, set[str]],
+        stored: dict[str, Row[Any]] | None = None,
+    ) -> set[str]:
         """Write the users; ``authoritative`` are the groups whose member lists this pass read
         (``members_by_ref``), the others' memberships are kept. Returns the users' ids.
         Writes go through Core statements in bulk: ORM objects for every user of a full pass
@@ -80,15 +103,21 @@ class UserWriter:
         directory = outbox.directory
         users = [u for u, _r in pairs]
         if stored is None:
-            stored = stored_users(s, (User.directory_id == self.directory_id)
-                                  & User.external_id.in_([u["external_id"] for u in users]))
+            stored = stored_users(
+                s, (User.directory_id == self.directory_id) & User.external_id.in_([u["external_id"] for u in users])
+            )
         memberships: dict[str, set[str]] = {}
         if stored:
-            for uid, gid in s.execute(select(Membership.user_id, Membership.group_id).where(
-                    Membership.user_id.in_([r.id for r in stored.values()]))):
+            for uid, gid in s.execute(
+                select(Membership.user_id, Membership.group_id).where(
+                    Membership.user_id.in_([r.id for r in stored.values()])
+                )
+            ):
                 memberships.setdefault(uid, set()).add(gid)
-        ids = {u["external_id"]: (stored[u["external_id"]].id if u["external_id"] in stored else new_id("usr"))
-               for u in users}
+        ids = {
+            u["external_id"]: (stored[u["external_id"]].id if u["external_id"] in stored else new_id("usr"))
+            for u in users
+        }
         managers = self._managers(s, users, ids)
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
@@ -108,16 +137,28 @@ class UserWriter:
                     self.unresolved_managers.add(uid)
                 else:
                     self.unresolved_managers.discard(uid)
-            state = user_state(u, manager_id, effective_groups(new_groups, ctx.ancestors), ctx,
-                               self.raw_attributes_max_bytes)
+            state = user_state(
+                u, manager_id, effective_groups(new_groups, ctx.ancestors), ctx, self.raw_attributes_max_bytes
+            )
             h = content_hash(state)
             event, previous = None, None
             if row is None:
                 snapshot = Snapshot(uid, state, utcnow(), 1)
-                inserts.append({"id": uid, "directory_id": self.directory_id, "external_id": u["external_id"],
-                                "source_ref": u["source_ref"], "attributes": u, "source_record": record,
-                                "state": state, "content_hash": h, "version": 1,
-                                "created_at": snapshot.updated_at, "updated_at": snapshot.updated_at})
+                inserts.append(
+                    {
+                        "id": uid,
+                        "directory_id": self.directory_id,
+                        "external_id": u["external_id"],
+                        "source_ref": u["source_ref"],
+                        "attributes": u,
+                        "source_record": record,
+                        "state": state,
+                        "content_hash": h,
+                        "version": 1,
+                        "created_at": snapshot.updated_at,
+                        "updated_at": snapshot.updated_at,
+                    }
+                )
                 event = "user.created"
             else:
                 snapshot = Snapshot(uid, row.state, row.updated_at, row.version)
@@ -127,20 +168,36 @@ class UserWriter:
                         snapshot = Snapshot(uid, state, utcnow(), row.version + 1)
                         event = "user.updated"
                     # else only the hash's encoding changed: store it, tell nobody
-                if (event or h != row.content_hash or u["source_ref"] != row.source_ref or u != row.attributes
-                        or (record is not None and record != row.source_record)):
-                    updates.append({"_id": uid, "source_ref": u["source_ref"], "attributes": u,
-                                    "source_record": row.source_record if record is None else record,
-                                    "state": snapshot.state, "content_hash": h, "version": snapshot.version,
-                                    "updated_at": snapshot.updated_at})
+                if (
+                    event
+                    or h != row.content_hash
+                    or u["source_ref"] != row.source_ref
+                    or u != row.attributes
+                    or (record is not None and record != row.source_record)
+                ):
+                    updates.append(
+                        {
+                            "_id": uid,
+                            "source_ref": u["source_ref"],
+                            "attributes": u,
+                            "source_record": row.source_record if record is None else record,
+                            "state": snapshot.state,
+                            "content_hash": h,
+                            "version": snapshot.version,
+                            "updated_at": snapshot.updated_at,
+                        }
+                    )
             if event or added or removed:
                 user_json = Encoded(user_payload(snapshot, directory))
                 if event:
                     outbox.emit(event, user_json, previous if event == "user.updated" else None, object_id=uid)
                 for kind, gids in (("group.user_removed", removed), ("group.user_added", added)):
                     for gid in sorted(gids):
-                        outbox.emit(kind, {"object": "group_membership", "user": user_json,
-                                           "group": ctx.group_json(gid, directory)}, object_id=uid)
+                        outbox.emit(
+                            kind,
+                            {"object": "group_membership", "user": user_json, "group": ctx.group_json(gid, directory)},
+                            object_id=uid,
+                        )
             added_rows.extend({"group_id": g, "user_id": uid, "directory_id": self.directory_id} for g in added)
             if removed:
                 removals.append((uid, removed))
@@ -163,8 +220,13 @@ class UserWriter:
         managers = {u["source_ref"]: ids[u["external_id"]] for u in users if u["source_ref"]}
         wanted = {u["manager_ref"].lower() for u in users if u["manager_ref"]} - managers.keys()
         for part in chunks(sorted(wanted), 500):
-            managers.update(s.execute(select(User.source_ref, User.id).where(
-                User.directory_id == self.directory_id, User.source_ref.in_(part))).all())
+            managers.update(
+                s.execute(
+                    select(User.source_ref, User.id).where(
+                        User.directory_id == self.directory_id, User.source_ref.in_(part)
+                    )
+                ).all()
+            )
         return managers
 
 
@@ -177,9 +239,15 @@ def delete_users(s: Session, outbox: Outbox, ctx: DirectoryContext, user_ids: se
             memberships.setdefault(uid, []).append(gid)
         for user in s.scalars(select(User).where(User.id.in_(part))):
             for gid in sorted(memberships.get(user.id, [])):
-                outbox.emit("group.user_removed", {"object": "group_membership", "user": user_payload(user, directory),
-                                                   "group": group_payload(ctx.groups[gid], directory)},
-                            object_id=user.id)
+                outbox.emit(
+                    "group.user_removed",
+                    {
+                        "object": "group_membership",
+                        "user": user_payload(user, directory),
+                        "group": group_payload(ctx.groups[gid], directory),
+                    },
+                    object_id=user.id,
+                )
             outbox.emit("user.deleted", user_payload(user, directory), object_id=user.id)
         s.execute(delete(Membership).where(Membership.user_id.in_(part)))
         s.execute(delete(User).where(User.id.in_(part)))

@@ -20,25 +20,48 @@ from tests.support.wait import wait_for
 pytestmark = [pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
 
 
-async def _directory_in_new_ou(stack, samba_dc, prefix: str, *user: str, live: bool,
-                               **ldap_settings) -> tuple[str, dict]:
+async def _directory_in_new_ou(
+    stack, samba_dc, prefix: str, *user: str, live: bool, **ldap_settings
+) -> tuple[str, dict]:
     """An OU holding one user made with samba-tool, and an AD directory over it."""
     ou = unique(prefix)
     samba_dc.tool("ou", "create", f"OU={ou},{BASE}")
     samba_dc.tool("user", "create", *user, f"--userou=OU={ou}")
-    r = await stack.api.post("/v1/directories", json={"name": f"AD {ou}", "bind_password": ADMIN_PW, "ldap": {
-        "url": samba_dc.url, "bind_dn": ADMIN, "flavour": "active_directory", "user_base_dn": f"OU={ou},{BASE}",
-        "user_filter": "(&(objectClass=user)(!(objectClass=computer)))", "group_filter": "(objectClass=group)",
-        "live": live, **ldap_settings}})
+    r = await stack.api.post(
+        "/v1/directories",
+        json={
+            "name": f"AD {ou}",
+            "bind_password": ADMIN_PW,
+            "ldap": {
+                "url": samba_dc.url,
+                "bind_dn": ADMIN,
+                "flavour": "active_directory",
+                "user_base_dn": f"OU={ou},{BASE}",
+                "user_filter": "(&(objectClass=user)(!(objectClass=computer)))",
+                "group_filter": "(objectClass=group)",
+                "live": live,
+                **ldap_settings,
+            },
+        },
+    )
     assert r.status_code == 201, r.text
     return ou, r.json()
 
 
 async def test_each_samba_tool_change_emits_exactly_its_events(stack, samba_dc, receiver):
     # live: False, each step's pass is this test's own (the live listener is the next test's)
-    ou, d = await _directory_in_new_ou(stack, samba_dc, "Staff", "ada", "Passw0rd!Ada-1", "--given-name=Ada",
-                                       "--surname=Lovelace", "--mail-address=ada@example.test",
-                                       "--job-title=Engineer", live=False)
+    ou, d = await _directory_in_new_ou(
+        stack,
+        samba_dc,
+        "Staff",
+        "ada",
+        "Passw0rd!Ada-1",
+        "--given-name=Ada",
+        "--surname=Lovelace",
+        "--mail-address=ada@example.test",
+        "--job-title=Engineer",
+        live=False,
+    )
     _endpoint, route = await subscribe(stack, receiver, [d["id"]])
     status = await sync(stack, d["id"], "full")
     assert status["last_run"]["status"] == "succeeded", status
@@ -63,8 +86,15 @@ async def test_each_samba_tool_change_emits_exactly_its_events(stack, samba_dc, 
         assert len(emitted) == seen + n, summary(emitted[seen:])  # nothing else was emitted
         events = route.events()[seen:]
         # raw_attributes differ by provider and directory: the normalized fields are the contract
-        got = [(*summary([e])[0], {k: v for k, v in e["previous_attributes"].items() if k != "raw_attributes"}
-                if e.get("previous_attributes") else None) for e in events[:len(expect)]]
+        got = [
+            (
+                *summary([e])[0],
+                {k: v for k, v in e["previous_attributes"].items() if k != "raw_attributes"}
+                if e.get("previous_attributes")
+                else None,
+            )
+            for e in events[: len(expect)]
+        ]
         assert got == expect
         if expect:
             assert events[-1]["type"] == "directory.sync_completed"
@@ -72,21 +102,48 @@ async def test_each_samba_tool_change_emits_exactly_its_events(stack, samba_dc, 
         return events
 
     await step(expect=[])  # nothing changed: nothing sent
-    created = await step("user", "create", "grace", "Passw0rd!Grace-1", "--given-name=Grace", "--surname=Hopper",
-                         "--mail-address=grace@example.test", "--job-title=Admiral", f"--userou=OU={ou}",
-                         expect=[("user.created", "grace@example.test", None)])
+    created = await step(
+        "user",
+        "create",
+        "grace",
+        "Passw0rd!Grace-1",
+        "--given-name=Grace",
+        "--surname=Hopper",
+        "--mail-address=grace@example.test",
+        "--job-title=Admiral",
+        f"--userou=OU={ou}",
+        expect=[("user.created", "grace@example.test", None)],
+    )
     assert created[0]["data"]["title"] == "Admiral"
-    await step("user", "rename", "grace", "--surname=Murray Hopper",
-               expect=[("user.updated", "grace@example.test", {"family_name": "Hopper"})])
+    await step(
+        "user",
+        "rename",
+        "grace",
+        "--surname=Murray Hopper",
+        expect=[("user.updated", "grace@example.test", {"family_name": "Hopper"})],
+    )
     await step("user", "disable", "grace", expect=[("user.updated", "grace@example.test", {"active": True})])
     await step("user", "enable", "grace", expect=[("user.updated", "grace@example.test", {"active": False})])
     await step("group", "add", "engineers", f"--groupou=OU={ou}", expect=[("group.created", "engineers", None)])
-    await step("group", "addmembers", "engineers", "grace",
-               expect=[("user.updated", "grace@example.test", {"groups": []}),
-                       ("group.user_added", "engineers", "grace@example.test", None)])
-    await step("user", "delete", "grace",
-               expect=[("group.user_removed", "engineers", "grace@example.test", None),
-                       ("user.deleted", "grace@example.test", None)])
+    await step(
+        "group",
+        "addmembers",
+        "engineers",
+        "grace",
+        expect=[
+            ("user.updated", "grace@example.test", {"groups": []}),
+            ("group.user_added", "engineers", "grace@example.test", None),
+        ],
+    )
+    await step(
+        "user",
+        "delete",
+        "grace",
+        expect=[
+            ("group.user_removed", "engineers", "grace@example.test", None),
+            ("user.deleted", "grace@example.test", None),
+        ],
+    )
 
 
 def _admin_ldap(samba_dc) -> ldap3.Connection:
@@ -100,10 +157,19 @@ def _ldap_receiver_threads() -> set[threading.Thread]:
 
 async def test_changes_notified_by_active_directory_arrive_by_themselves(stack, samba_dc, receiver):
     others = _ldap_receiver_threads()
-    ou, d = await _directory_in_new_ou(stack, samba_dc, "Live", "alan", "Passw0rd!Alan-1", "--given-name=Alan",
-                                       "--surname=Turing", "--mail-address=alan@example.test",
-                                       "--job-title=Mathematician", live=True,
-                                       timeout_seconds=2)  # the LDAP timeout: see the quiet spell below
+    ou, d = await _directory_in_new_ou(
+        stack,
+        samba_dc,
+        "Live",
+        "alan",
+        "Passw0rd!Alan-1",
+        "--given-name=Alan",
+        "--surname=Turing",
+        "--mail-address=alan@example.test",
+        "--job-title=Mathematician",
+        live=True,
+        timeout_seconds=2,
+    )  # the LDAP timeout: see the quiet spell below
     _endpoint, route = await subscribe(stack, receiver, [d["id"]])
     await sync(stack, d["id"], "full")
     await wait_for(lambda: route.events("directory.sync_completed"), 30, "the first pass")
@@ -138,12 +204,12 @@ async def test_changes_notified_by_active_directory_arrive_by_themselves(stack, 
     assert (held.state, held.attempt) == (2, 1), held  # still the first attempt, running
     started = time.monotonic()
     assert await asyncio.to_thread(admin.modify, alan, {"title": [(ldap3.MODIFY_REPLACE, ["Father of computing"])]})
-    await wait_for(lambda: route.events("user.updated")[seen + 1:], 1.0, "user.updated after a quiet spell")
+    await wait_for(lambda: route.events("user.updated")[seen + 1 :], 1.0, "user.updated after a quiet spell")
 
     # samba-tool writes the DC's database file directly: Samba finds such writes on its
     # own 5-second round of pending notifications.
     await asyncio.to_thread(samba_dc.tool, "user", "disable", "alan")
-    disabled = await wait_for(lambda: route.events("user.updated")[seen + 2:], 15, "the disable, announced by Samba")
+    disabled = await wait_for(lambda: route.events("user.updated")[seen + 2 :], 15, "the disable, announced by Samba")
     assert disabled[0]["data"]["active"] is False
 
     # A deletion is announced as the object's tombstone (CN=Deleted Objects).

@@ -22,20 +22,43 @@ async def _organization_with_everything(stack, receiver) -> dict[str, str]:
     """An organization with one of each resource, and their IDs by path parameter name."""
     api = stack.api
     org = (await api.post("/v1/organizations", json={"name": unique("org-")})).json()
-    directory = (await api.post("/v1/directories", json={
-        "name": unique("dir-"), "organization_id": org["id"],
-        "ldap": {"url": "ldap://127.0.0.1:1", "bind_dn": ROOT_DN, "user_base_dn": f"ou=none,{SUFFIX}", "live": False}})).json()
+    directory = (
+        await api.post(
+            "/v1/directories",
+            json={
+                "name": unique("dir-"),
+                "organization_id": org["id"],
+                "ldap": {
+                    "url": "ldap://127.0.0.1:1",
+                    "bind_dn": ROOT_DN,
+                    "user_base_dn": f"ou=none,{SUFFIX}",
+                    "live": False,
+                },
+            },
+        )
+    ).json()
     endpoint, route = await subscribe(stack, receiver, [directory["id"]], organization_id=org["id"])
     role = (await api.post("/v1/roles", json={"slug": "admin", "name": "Admin", "organization_id": org["id"]})).json()
-    mapping = (await api.post(f"/v1/directories/{directory['id']}/role-mappings",
-                              json={"role": "admin", "match": "name", "pattern": "admins"})).json()
+    mapping = (
+        await api.post(
+            f"/v1/directories/{directory['id']}/role-mappings",
+            json={"role": "admin", "match": "name", "pattern": "admins"},
+        )
+    ).json()
     key = (await api.post(f"/v1/organizations/{org['id']}/api-keys", json={"name": "hr portal"})).json()
     await emit(stack, directory["id"], 1)
     await wait_for(lambda: len(route.events()) == 1, 30, "the organization's first delivery")
     delivery = (await api.get(f"/v1/endpoints/{endpoint['id']}/deliveries")).json()["data"][0]
-    return {"organization_id": org["id"], "directory_id": directory["id"], "endpoint_id": endpoint["id"],
-            "role_id": role["id"], "mapping_id": mapping["id"], "key_id": key["id"],
-            "delivery_id": str(delivery["id"]), "key": key["key"]}
+    return {
+        "organization_id": org["id"],
+        "directory_id": directory["id"],
+        "endpoint_id": endpoint["id"],
+        "role_id": role["id"],
+        "mapping_id": mapping["id"],
+        "key_id": key["id"],
+        "delivery_id": str(delivery["id"]),
+        "key": key["key"],
+    }
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -45,8 +68,9 @@ async def orgs(stack, receiver):
 
 
 def as_key(stack, key: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=stack.api_url, timeout=30, limits=API_CLIENT_LIMITS,
-                             headers={"authorization": f"Bearer {key}"})
+    return httpx.AsyncClient(
+        base_url=stack.api_url, timeout=30, limits=API_CLIENT_LIMITS, headers={"authorization": f"Bearer {key}"}
+    )
 
 
 # Every route that names a resource, with a body valid enough to pass validation (so the
@@ -93,8 +117,22 @@ ROUTES = [
 # Routes without a resource in the path: naming another organization is a 404 too.
 COLLECTIONS = [
     ("GET", "/v1/directories", {"params": {"organization_id": "{organization_id}"}}),
-    ("POST", "/v1/directories", {"json": {"name": "x", "organization_id": "{organization_id}", "ldap": {
-        "url": "ldap://127.0.0.1:1", "bind_dn": ROOT_DN, "user_base_dn": f"ou=none,{SUFFIX}", "live": False}}}),
+    (
+        "POST",
+        "/v1/directories",
+        {
+            "json": {
+                "name": "x",
+                "organization_id": "{organization_id}",
+                "ldap": {
+                    "url": "ldap://127.0.0.1:1",
+                    "bind_dn": ROOT_DN,
+                    "user_base_dn": f"ou=none,{SUFFIX}",
+                    "live": False,
+                },
+            }
+        },
+    ),
     ("GET", "/v1/endpoints", {"params": {"organization_id": "{organization_id}"}}),
     ("POST", "/v1/endpoints", {"json": {"url": "http://127.0.0.1:9/x", "organization_id": "{organization_id}"}}),
     ("GET", "/v1/roles", {"params": {"organization_id": "{organization_id}"}}),
@@ -115,10 +153,16 @@ def _fill(value, ids: dict[str, str]):
 async def _snapshot(stack, ids: dict[str, str]) -> list:
     """What B's resources look like to the admin: must not move when A's key pokes them."""
     api = stack.api
-    paths = [f"/v1/directories/{ids['directory_id']}", f"/v1/endpoints/{ids['endpoint_id']}",
-             f"/v1/roles/{ids['role_id']}", f"/v1/directories/{ids['directory_id']}/role-mappings",
-             f"/v1/organizations/{ids['organization_id']}/api-keys", f"/v1/endpoints/{ids['endpoint_id']}/deliveries",
-             f"/v1/endpoints/{ids['endpoint_id']}/state-changes", f"/v1/directories/{ids['directory_id']}/schedule"]
+    paths = [
+        f"/v1/directories/{ids['directory_id']}",
+        f"/v1/endpoints/{ids['endpoint_id']}",
+        f"/v1/roles/{ids['role_id']}",
+        f"/v1/directories/{ids['directory_id']}/role-mappings",
+        f"/v1/organizations/{ids['organization_id']}/api-keys",
+        f"/v1/endpoints/{ids['endpoint_id']}/deliveries",
+        f"/v1/endpoints/{ids['endpoint_id']}/state-changes",
+        f"/v1/directories/{ids['directory_id']}/schedule",
+    ]
     answers = [await api.get(p) for p in paths]
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
     snapshot = [a.json() for a in answers]
@@ -130,9 +174,15 @@ async def _snapshot(stack, ids: dict[str, str]) -> list:
 async def test_the_table_covers_every_route(stack):
     spec = (await stack.api.get("/openapi.json")).json()
     served = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops if p.startswith("/v1/")}
-    tested = {(m, p) for m, p, _ in ROUTES} | {(m, p) for m, p, _ in COLLECTIONS} | {
-        ("GET", "/v1/organizations"), ("POST", "/v1/organizations"),
-        ("POST", "/v1/organizations/{organization_id}/api-keys")}  # tested below
+    tested = (
+        {(m, p) for m, p, _ in ROUTES}
+        | {(m, p) for m, p, _ in COLLECTIONS}
+        | {
+            ("GET", "/v1/organizations"),
+            ("POST", "/v1/organizations"),
+            ("POST", "/v1/organizations/{organization_id}/api-keys"),
+        }
+    )  # tested below
     assert served == tested, f"untested: {served - tested}; gone: {tested - served}"
 
 
@@ -149,7 +199,9 @@ async def test_a_key_gets_404_on_another_organizations_resource(stack, orgs, met
     assert await _snapshot(stack, b) == before
 
 
-@pytest.mark.parametrize("method,path,kwargs", COLLECTIONS, ids=[f"{m} {p} {i}" for i, (m, p, _) in enumerate(COLLECTIONS)])
+@pytest.mark.parametrize(
+    "method,path,kwargs", COLLECTIONS, ids=[f"{m} {p} {i}" for i, (m, p, _) in enumerate(COLLECTIONS)]
+)
 async def test_a_key_gets_404_naming_another_organization(stack, orgs, method, path, kwargs):
     a, b = orgs
     before = await _snapshot(stack, b)
@@ -176,8 +228,9 @@ async def test_a_key_lists_and_creates_in_its_own_organization_only(stack, orgs)
 
 async def test_a_key_cannot_mint_keys_so_revoking_a_leaked_one_evicts_its_holder(stack, orgs):
     a, b = orgs
-    leaked = (await stack.api.post(f"/v1/organizations/{a['organization_id']}/api-keys",
-                                   json={"name": "leaked"})).json()
+    leaked = (
+        await stack.api.post(f"/v1/organizations/{a['organization_id']}/api-keys", json={"name": "leaked"})
+    ).json()
 
     async def key_ids(org: dict) -> list[str]:
         return [k["id"] for k in (await stack.api.get(f"/v1/organizations/{org['organization_id']}/api-keys")).json()]
@@ -196,8 +249,9 @@ async def test_a_key_cannot_mint_keys_so_revoking_a_leaked_one_evicts_its_holder
 
 async def test_a_revoked_key_gets_401_at_once(stack, orgs):
     a, _b = orgs
-    created = (await stack.api.post(f"/v1/organizations/{a['organization_id']}/api-keys",
-                                    json={"name": "to revoke"})).json()
+    created = (
+        await stack.api.post(f"/v1/organizations/{a['organization_id']}/api-keys", json={"name": "to revoke"})
+    ).json()
     assert created["key"].startswith("dhk_")
     listed = await stack.api.get(f"/v1/organizations/{a['organization_id']}/api-keys")
     assert created["key"] not in listed.text and created["key"].split(".")[1] not in listed.text
@@ -208,8 +262,11 @@ async def test_a_revoked_key_gets_401_at_once(stack, orgs):
         r = await client.get("/v1/directories")
         assert r.status_code == 401 and "revoked" in r.text
         assert r.headers["www-authenticate"] == "Bearer"
-    revoked = [k for k in (await stack.api.get(f"/v1/organizations/{a['organization_id']}/api-keys")).json()
-               if k["id"] == created["id"]]
+    revoked = [
+        k
+        for k in (await stack.api.get(f"/v1/organizations/{a['organization_id']}/api-keys")).json()
+        if k["id"] == created["id"]
+    ]
     assert revoked[0]["revoked_at"] is not None and revoked[0]["last_used_at"] is not None
     # a tampered secret or a made-up key ID is a 401 as well
     _key_id, secret = created["key"].removeprefix("dhk_").split(".")

@@ -11,30 +11,80 @@ GOOD_LDAP = {"url": "ldap://127.0.0.1:389", "bind_dn": ROOT_DN, "user_base_dn": 
 
 BAD_REQUESTS = [
     # (method, path, kwargs, status, text that must appear in the answer)
-    ("POST", "/v1/directories", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, "JSON"),
+    (
+        "POST",
+        "/v1/directories",
+        {"content": b"{not json", "headers": {"content-type": "application/json"}},
+        422,
+        "JSON",
+    ),
     ("POST", "/v1/directories", {"json": {"name": "x"}}, 422, "ldap"),
     ("POST", "/v1/directories", {"json": {"name": "x", "ldap": {**GOOD_LDAP, "url": "http://x"}}}, 422, "ldap://"),
     ("POST", "/v1/directories", {"json": {"name": "x", "ldap": {**GOOD_LDAP, "user_filter": "(uid=a"}}}, 422, "filter"),
     ("POST", "/v1/directories", {"json": {"name": "x", "ldap": {**GOOD_LDAP, "flavour": "novell"}}}, 422, "flavour"),
     ("POST", "/v1/directories", {"json": {"name": "x", "ldap": GOOD_LDAP, "colour": "red"}}, 422, "colour"),
     ("POST", "/v1/directories", {"json": {"name": "", "ldap": GOOD_LDAP}}, 422, "name"),
-    ("POST", "/v1/directories", {"json": {"name": "x", "ldap": GOOD_LDAP,
-                                          "attribute_mapping": {"user": {"title": {"source": "title", "transform": "upper"}}}}},
-     422, "unknown transform"),
-    ("POST", "/v1/directories", {"json": {"name": "x", "ldap": GOOD_LDAP,
-                                          "attribute_mapping": {"user": {"shoe_size": {"source": "x"}}}}}, 422, "shoe_size"),
-    ("POST", "/v1/directories", {"json": {"name": "x", "ldap": GOOD_LDAP, "organization_id": "org_nope"}}, 404, "org_nope"),
+    (
+        "POST",
+        "/v1/directories",
+        {
+            "json": {
+                "name": "x",
+                "ldap": GOOD_LDAP,
+                "attribute_mapping": {"user": {"title": {"source": "title", "transform": "upper"}}},
+            }
+        },
+        422,
+        "unknown transform",
+    ),
+    (
+        "POST",
+        "/v1/directories",
+        {"json": {"name": "x", "ldap": GOOD_LDAP, "attribute_mapping": {"user": {"shoe_size": {"source": "x"}}}}},
+        422,
+        "shoe_size",
+    ),
+    (
+        "POST",
+        "/v1/directories",
+        {"json": {"name": "x", "ldap": GOOD_LDAP, "organization_id": "org_nope"}},
+        404,
+        "org_nope",
+    ),
     ("POST", "/v1/directories", {"json": {"name": "x", "provider": "scim", "ldap": GOOD_LDAP}}, 422, "SCIM"),
     ("POST", "/v1/directories", {"json": {"name": "x", "provider": "scim", "bind_password": "pw"}}, 422, "SCIM"),
     ("POST", "/v1/directories", {"json": {"name": "x", "provider": "okta"}}, 422, "provider"),
     ("POST", "/v1/directories", {"json": {"name": "x", "provider": "entra", "client_secret": "s"}}, 422, "entra"),
-    ("POST", "/v1/directories", {"json": {"name": "x", "provider": "entra", "client_secret": "s", "entra": {
-        "tenant_id": "t", "client_id": "c", "graph_base_url": "http://graph.example/v1.0"}}}, 422, "https"),
-    ("POST", "/v1/directories", {"json": {"name": "x", "provider": "entra", "entra": {
-        "tenant_id": "t", "client_id": "c"}}}, 422, "client_secret"),
+    (
+        "POST",
+        "/v1/directories",
+        {
+            "json": {
+                "name": "x",
+                "provider": "entra",
+                "client_secret": "s",
+                "entra": {"tenant_id": "t", "client_id": "c", "graph_base_url": "http://graph.example/v1.0"},
+            }
+        },
+        422,
+        "https",
+    ),
+    (
+        "POST",
+        "/v1/directories",
+        {"json": {"name": "x", "provider": "entra", "entra": {"tenant_id": "t", "client_id": "c"}}},
+        422,
+        "client_secret",
+    ),
     ("POST", "/v1/endpoints", {"json": {"url": "file:///etc/passwd"}}, 422, "http"),
     ("POST", "/v1/endpoints", {"json": {"url": "not a url"}}, 422, "http"),
-    ("POST", "/v1/endpoints", {"json": {"url": "http://127.0.0.1:1/", "event_types": ["nope.*"]}}, 422, "matches no event type"),
+    (
+        "POST",
+        "/v1/endpoints",
+        {"json": {"url": "http://127.0.0.1:1/", "event_types": ["nope.*"]}},
+        422,
+        "matches no event type",
+    ),
     ("POST", "/v1/endpoints", {"json": {"url": "http://127.0.0.1:1/", "retry_schedule": [-1]}}, 422, "seconds"),
     ("POST", "/v1/endpoints", {"json": {"url": "http://127.0.0.1:1/", "directory_ids": ["dir_nope"]}}, 422, "dir_nope"),
     ("POST", "/v1/organizations", {"json": {"name": ""}}, 422, "name"),
@@ -71,8 +121,9 @@ async def _state(stack) -> tuple:
     return dirs, eps, orgs
 
 
-@pytest.mark.parametrize("method,path,kwargs,status,needle", BAD_REQUESTS,
-                         ids=[f"{m} {p} {i}" for i, (m, p, *_r) in enumerate(BAD_REQUESTS)])
+@pytest.mark.parametrize(
+    "method,path,kwargs,status,needle", BAD_REQUESTS, ids=[f"{m} {p} {i}" for i, (m, p, *_r) in enumerate(BAD_REQUESTS)]
+)
 async def test_bad_request_is_refused_with_a_message(stack, method, path, kwargs, status, needle):
     before = await _state(stack)
     r = await stack.api.request(method, path, **kwargs)
@@ -82,16 +133,21 @@ async def test_bad_request_is_refused_with_a_message(stack, method, path, kwargs
 
 
 async def test_bad_sync_mode_and_bad_patch_change_nothing(stack, slapd):
-    r = await stack.api.post("/v1/directories", json={"name": "v", "ldap": {**GOOD_LDAP, "url": slapd.url},
-                                                       "bind_password": "pw-secret-value"})
+    r = await stack.api.post(
+        "/v1/directories",
+        json={"name": "v", "ldap": {**GOOD_LDAP, "url": slapd.url}, "bind_password": "pw-secret-value"},
+    )
     assert r.status_code == 201
     d = r.json()
     assert "pw-secret-value" not in r.text and d["has_bind_password"] is True
     r = await stack.api.post(f"/v1/directories/{d['id']}/sync", params={"mode": "sometimes"})
     assert r.status_code == 422 and "mode" in r.text
-    for patch, needle in (({"ldap": {"url": "gopher://x"}}, "ldap://"), ({"ldap": {"page_size": 0}}, "page_size"),
-                          ({"attribute_mapping": {"group": {"name": {"transform": "first"}}}}, "source"),
-                          ({"owner": "me"}, "owner")):
+    for patch, needle in (
+        ({"ldap": {"url": "gopher://x"}}, "ldap://"),
+        ({"ldap": {"page_size": 0}}, "page_size"),
+        ({"attribute_mapping": {"group": {"name": {"transform": "first"}}}}, "source"),
+        ({"owner": "me"}, "owner"),
+    ):
         r = await stack.api.patch(f"/v1/directories/{d['id']}", json=patch)
         assert r.status_code == 422 and needle in r.text, r.text
     assert (await stack.api.get(f"/v1/directories/{d['id']}")).json() == d
@@ -112,8 +168,9 @@ async def test_endpoint_secret_is_shown_once(stack):
     assert (await stack.api.delete(f"/v1/endpoints/{created['id']}")).status_code == 204
 
 
-@pytest.mark.parametrize("headers", [{}, {"authorization": "Bearer wrong"}, {"authorization": "Basic abc"}],
-                         ids=["none", "wrong", "basic"])
+@pytest.mark.parametrize(
+    "headers", [{}, {"authorization": "Bearer wrong"}, {"authorization": "Basic abc"}], ids=["none", "wrong", "basic"]
+)
 async def test_admin_routes_need_the_token(stack, headers):
     async with httpx.AsyncClient(base_url=stack.api_url, headers=headers) as anonymous:
         for method, path in (("GET", "/v1/directories"), ("POST", "/v1/endpoints"), ("GET", "/v1/events")):

@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _readme_block() -> str:
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Deploying with Docker Compose"):]
-    return section[section.index("```sh\n") + 6:section.index("\n```", section.index("```sh\n"))]
+    section = text[text.index("## Deploying with Docker Compose") :]
+    return section[section.index("```sh\n") + 6 : section.index("\n```", section.index("```sh\n"))]
 
 
 def _published_ports(config: dict) -> set[int]:
@@ -53,7 +53,7 @@ def _published_ports(config: dict) -> set[int]:
 def test_the_readme_compose_commands_name_what_the_file_has(tmp_path):
     block = _readme_block()
     # Run the README's own .env lines, in a shell, with none of our variables around.
-    dotenv_script = block[block.index("cat > .env"):block.index("\nEOF\n") + 5]
+    dotenv_script = block[block.index("cat > .env") : block.index("\nEOF\n") + 5]
     clean = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
     subprocess.run(["bash", "-c", dotenv_script], cwd=tmp_path, env=clean, check=True, timeout=30)
     commands = [line.split("#")[0] for line in block.splitlines() if line.startswith("docker compose ")]
@@ -61,20 +61,47 @@ def test_the_readme_compose_commands_name_what_the_file_has(tmp_path):
     for line in commands:
         args = shlex.split(line)[2:]
         profiles = [args[i + 1] for i, a in enumerate(args) if a == "--profile"]
-        out = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "--project-directory", str(ROOT),
-                              "--env-file", str(tmp_path / ".env"), *[f"--profile={p}" for p in profiles], "config"],
-                             env=clean, capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [
+                "docker-compose",
+                "-f",
+                str(ROOT / "docker-compose.yml"),
+                "--project-directory",
+                str(ROOT),
+                "--env-file",
+                str(tmp_path / ".env"),
+                *[f"--profile={p}" for p in profiles],
+                "config",
+            ],
+            env=clean,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 0, (line, out.stderr)
         services = set(yaml.safe_load(out.stdout)["services"])
         rest = [a for i, a in enumerate(args) if a != "--profile" and (i == 0 or args[i - 1] != "--profile")]
         subcommand, options = rest[0], rest[1:]
         named = [a.split("=")[0] for i, a in enumerate(options) if i > 0 and options[i - 1] == "--scale"]
-        named += [a for i, a in enumerate(options)
-                  if not a.startswith("-") and (i == 0 or options[i - 1] != "--scale")]
+        named += [a for i, a in enumerate(options) if not a.startswith("-") and (i == 0 or options[i - 1] != "--scale")]
         assert subcommand in {"up", "logs", "ps", "down", "restart", "stop"}, line
         assert set(named) <= services, f"{line}: {set(named) - services} not in docker-compose.yml"
-    everything = subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "--project-directory",
-                                 str(ROOT), "--env-file", str(tmp_path / ".env"), "--profile=demo", "config"],
-                                env=clean, capture_output=True, text=True, timeout=60)
+    everything = subprocess.run(
+        [
+            "docker-compose",
+            "-f",
+            str(ROOT / "docker-compose.yml"),
+            "--project-directory",
+            str(ROOT),
+            "--env-file",
+            str(tmp_path / ".env"),
+            "--profile=demo",
+            "config",
+        ],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     readme_ports = {int(p) for p in re.findall(r"localhost:(\d+)", block)}
     assert readme_ports and readme_ports <= _published_ports(yaml.safe_load(everything.stdout))

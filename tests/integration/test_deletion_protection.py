@@ -87,8 +87,9 @@ async def test_a_directory_pointed_at_an_empty_base_deletes_nothing_and_says_why
     await wait_for(lambda: idle(stack, conn.id), 60, "the full pass")
     before = len(await wait_delivered(stack, conn))
     empty = unique("empty")
-    await asyncio.to_thread(ldap_tool, "ldapadd", slapd, f"dn: ou={empty},{SUFFIX}\nobjectClass: organizationalUnit\n"
-                                                         f"ou: {empty}\n")
+    await asyncio.to_thread(
+        ldap_tool, "ldapadd", slapd, f"dn: ou={empty},{SUFFIX}\nobjectClass: organizationalUnit\nou: {empty}\n"
+    )
     # An operator's slip: the user base now names an OU that exists but holds nobody.
     r = await stack.api.patch(f"/v1/directories/{conn.id}", json={"ldap": {"user_base_dn": f"ou={empty},{SUFFIX}"}})
     assert r.status_code == 200, r.text

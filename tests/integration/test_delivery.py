@@ -35,8 +35,9 @@ async def deliveries(stack, endpoint_id: str, **params) -> list[dict]:
 async def test_410_disables_and_recovery_delivers_every_retained_event_once(stack, receiver):
     directory = await scratch_directory(stack)
     gone = {"on": True}
-    endpoint, route = await subscribe(stack, receiver, [directory["id"]],
-                                      respond=lambda _e, _a: 410 if gone["on"] else 200)
+    endpoint, route = await subscribe(
+        stack, receiver, [directory["id"]], respond=lambda _e, _a: 410 if gone["on"] else 200
+    )
     started = datetime.now(UTC) - timedelta(seconds=1)
     await emit(stack, directory["id"], 5)
 
@@ -54,6 +55,7 @@ async def test_410_disables_and_recovery_delivers_every_retained_event_once(stac
     async def shows_disabled():
         meta = await dispatcher.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
         return "endpoint disabled" in meta.current_details and "410" in meta.current_details
+
     await wait_for(shows_disabled, 30, "the dispatcher to show the endpoint disabled", interval=0.5)
     await emit(stack, directory["id"], 5)  # while disabled: kept, not sent
     held = await wait_for(lambda: deliveries(stack, endpoint["id"], status="skipped"), 30, "held deliveries")
@@ -67,6 +69,7 @@ async def test_410_disables_and_recovery_delivers_every_retained_event_once(stac
 
     async def settled():  # every delivery recorded as succeeded: nothing is left to send again
         return len(await deliveries(stack, endpoint["id"], status="succeeded")) == 10
+
     await wait_for(settled, 30, "all 10 deliveries to be recorded as succeeded")
     ids = [r.headers["webhook-id"] for r in route.accepted]
     assert len(ids) == len(set(ids)) == 10  # each webhook-id accepted exactly once
@@ -92,8 +95,11 @@ async def test_rotation_signs_with_both_secrets_during_the_window_then_only_the_
 
     # The window ends (moved into the past rather than waited out).
     with stack.sessions.begin() as s:
-        s.execute(update(EndpointSecret).where(EndpointSecret.endpoint_id == endpoint["id"])
-                  .values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+        s.execute(
+            update(EndpointSecret)
+            .where(EndpointSecret.endpoint_id == endpoint["id"])
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
     route.raw.clear()
     await emit(stack, directory["id"], 5)
     await wait_for(lambda: len(route.raw) >= 5, 30, "5 more requests")
@@ -133,8 +139,15 @@ async def test_fifo_keeps_sequence_order_per_directory_through_failures(stack, r
         n = flaky.setdefault(event["id"], rng.choice([0, 0, 1, 2]))
         return 503 if attempt <= n else 200
 
-    _endpoint, route = await subscribe(stack, receiver, [d["id"] for d in dirs], respond=respond, fifo=True,
-                                      retry_schedule=[0.05, 0.05, 0.05, 0.05], max_concurrency=4)
+    _endpoint, route = await subscribe(
+        stack,
+        receiver,
+        [d["id"] for d in dirs],
+        respond=respond,
+        fifo=True,
+        retry_schedule=[0.05, 0.05, 0.05, 0.05],
+        max_concurrency=4,
+    )
     for _ in range(3):
         for d in dirs:
             await emit(stack, d["id"], 20)
@@ -155,8 +168,9 @@ async def test_fifo_failure_blocks_until_an_operator_skips_it(stack, receiver):
             poison.add(event["id"])
         return 500 if event["id"] in poison else 200
 
-    endpoint, route = await subscribe(stack, receiver, [directory["id"]], respond=respond, fifo=True,
-                                      retry_schedule=[0.05, 0.05])
+    endpoint, route = await subscribe(
+        stack, receiver, [directory["id"]], respond=respond, fifo=True, retry_schedule=[0.05, 0.05]
+    )
     await emit(stack, directory["id"], 5)
     failed = await wait_for(lambda: deliveries(stack, endpoint["id"], status="failed"), 30, "the head to fail")
     assert route.accepted == []  # nothing behind the failed head was sent
@@ -173,8 +187,7 @@ async def test_fifo_failure_blocks_until_an_operator_skips_it(stack, receiver):
 @pytest.mark.timeout(180)
 async def test_rate_limit_holds_over_2000_events(stack, receiver):
     directory = await scratch_directory(stack)
-    _endpoint, route = await subscribe(stack, receiver, [directory["id"]], rate_limit_per_second=50,
-                                      max_concurrency=20)
+    _endpoint, route = await subscribe(stack, receiver, [directory["id"]], rate_limit_per_second=50, max_concurrency=20)
     await emit(stack, directory["id"], 2000)
     await wait_for(lambda: len(route.accepted) >= 2000, 120, "2000 deliveries")
     times = sorted(r.at for r in route.accepted)
@@ -189,16 +202,24 @@ async def test_rate_limit_holds_over_2000_events(stack, receiver):
 @pytest.mark.timeout(120)
 async def test_retries_count_against_the_rate_limit(stack, receiver):
     directory = await scratch_directory(stack)
-    _endpoint, route = await subscribe(stack, receiver, [directory["id"]], rate_limit_per_second=50,
-                                      max_concurrency=20, retry_schedule=[0.5, 0.5],
-                                      respond=lambda e, a: 500 if a == 1 and e["data"]["version"] % 3 == 0 else 200)
+    _endpoint, route = await subscribe(
+        stack,
+        receiver,
+        [directory["id"]],
+        rate_limit_per_second=50,
+        max_concurrency=20,
+        retry_schedule=[0.5, 0.5],
+        respond=lambda e, a: 500 if a == 1 and e["data"]["version"] % 3 == 0 else 200,
+    )
     await emit(stack, directory["id"], 600)
     await wait_for(lambda: len(route.events()) >= 600, 90, "600 deliveries, a third of them retried")
     times = sorted(r.at for r in route.accepted + route.refused)  # every request, first attempts and retries
     rate = (len(times) - 1) / (times[-1] - times[0])
     worst_second = max(sum(1 for x in times if start <= x < start + 1) for start in times[:-50])
-    print(f"{len(times)} requests ({len(route.refused)} refused, then retried): {rate:.1f}/s, busiest second "
-          f"{worst_second}")
+    print(
+        f"{len(times)} requests ({len(route.refused)} refused, then retried): {rate:.1f}/s, busiest second "
+        f"{worst_second}"
+    )
     assert len(route.refused) == 200 and len(times) == 800
     assert rate <= 52 and worst_second <= 52
 
@@ -212,8 +233,21 @@ async def test_replay_of_a_long_history_requeues_every_event(stack, receiver):
     from tests.support.slapd import ROOT_DN, SUFFIX
 
     org = (await stack.api.post("/v1/organizations", json={"name": unique("long-history-")})).json()
-    d = (await stack.api.post("/v1/directories", json={"name": unique("long-"), "organization_id": org["id"], "ldap": {
-        "url": "ldap://127.0.0.1:1", "bind_dn": ROOT_DN, "user_base_dn": f"ou=none,{SUFFIX}", "live": False}})).json()
+    d = (
+        await stack.api.post(
+            "/v1/directories",
+            json={
+                "name": unique("long-"),
+                "organization_id": org["id"],
+                "ldap": {
+                    "url": "ldap://127.0.0.1:1",
+                    "bind_dn": ROOT_DN,
+                    "user_base_dn": f"ou=none,{SUFFIX}",
+                    "live": False,
+                },
+            },
+        )
+    ).json()
     n = 70_000
     await asyncio.to_thread(_commit, stack, d["id"], n, 0)  # before the endpoint exists: no deliveries yet
     endpoint, _route = await subscribe(stack, receiver, [d["id"]], organization_id=org["id"])
@@ -221,8 +255,9 @@ async def test_replay_of_a_long_history_requeues_every_event(stack, receiver):
     await stack.api.post(f"/v1/endpoints/{endpoint['id']}/disable", json={"reason": "counting a replay"})
     try:
         for _ in range(2):  # first every delivery is new, then every one exists already
-            r = await stack.api.post(f"/v1/endpoints/{endpoint['id']}/replay",
-                                     json={"directory_id": d["id"], "since_sequence": 1})
+            r = await stack.api.post(
+                f"/v1/endpoints/{endpoint['id']}/replay", json={"directory_id": d["id"], "since_sequence": 1}
+            )
             assert r.status_code == 200 and r.json()["requeued"] == n, r.text
             counts = (await stack.api.get(f"/v1/endpoints/{endpoint['id']}")).json()["delivery_counts"]
             assert counts == {"pending": n}, counts
@@ -242,25 +277,32 @@ async def test_payload_over_the_cap_fails_at_creation_and_is_never_sent(stack, r
     assert failed[0]["attempt_log"] == []
 
 
-@pytest.mark.parametrize("url,needle", [
-    ("http://169.254.169.254/latest/meta-data", "metadata"),
-    ("http://10.0.0.1/hook", "private"),
-    ("http://[::1]/hook", "loopback"),
-    ("file:///etc/passwd", "http"),
-    ("http://localhost:9/hook", "loopback"),
-    ("http://0.0.0.0/hook", "private or reserved"),
-])
+@pytest.mark.parametrize(
+    "url,needle",
+    [
+        ("http://169.254.169.254/latest/meta-data", "metadata"),
+        ("http://10.0.0.1/hook", "private"),
+        ("http://[::1]/hook", "loopback"),
+        ("file:///etc/passwd", "http"),
+        ("http://localhost:9/hook", "loopback"),
+        ("http://0.0.0.0/hook", "private or reserved"),
+    ],
+)
 async def test_ssrf_guard_refuses_private_targets_in_production(stack, url, needle):
     production = stack.settings.model_copy(update={"allow_private_endpoints": False})
     app = create_app(production)
+
     async def endpoint_ids() -> list[str]:
         # IDs, not whole endpoints: earlier tests' endpoints may still be delivering (their
         # last_success_at moves); what matters is that no endpoint was created.
         return [e["id"] for e in (await stack.api.get("/v1/endpoints")).json()]
 
     before = await endpoint_ids()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api",
-                                 headers={"authorization": f"Bearer {ADMIN_TOKEN}"}) as api:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://api",
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+    ) as api:
         r = await api.post("/v1/endpoints", json={"url": url})
     assert r.status_code == 422, r.text
     assert needle in r.text
@@ -286,8 +328,17 @@ async def test_cli_manages_endpoints(stack, tmp_path):
     async def cli(*args: str) -> str:
         return await run_cli(stack, tmp_path, "endpoints", *args)
 
-    out = await cli("add", "http://127.0.0.1:9/cli", "--event-type", "user.*", "--fifo", "--rate-limit", "5",
-                    "--retry-schedule", "1,2,3")
+    out = await cli(
+        "add",
+        "http://127.0.0.1:9/cli",
+        "--event-type",
+        "user.*",
+        "--fifo",
+        "--rate-limit",
+        "5",
+        "--retry-schedule",
+        "1,2,3",
+    )
     endpoint_id = out.split()[1]
     e = (await stack.api.get(f"/v1/endpoints/{endpoint_id}")).json()
     assert e["fifo"] and e["rate_limit_per_second"] == 5 and e["retry_schedule"] == [1, 2, 3]
@@ -310,8 +361,9 @@ async def test_redirects_fail_and_retry_after_is_honoured(stack, receiver):
             return 429, {"retry-after": "2"}
         return 200
 
-    endpoint, route = await subscribe(stack, receiver, [directory["id"]], respond=respond,
-                                      retry_schedule=[0.1, 0.1, 0.1])
+    endpoint, route = await subscribe(
+        stack, receiver, [directory["id"]], respond=respond, retry_schedule=[0.1, 0.1, 0.1]
+    )
     await emit(stack, directory["id"], 1)
     await wait_for(lambda: route.accepted, 30, "the event after a redirect and a 429")
     arrivals = sorted([r.at for r in route.refused] + [r.at for r in route.accepted])
@@ -325,8 +377,9 @@ async def test_redirects_fail_and_retry_after_is_honoured(stack, receiver):
 async def test_a_down_endpoint_opens_its_circuit_and_operators_see_it_everywhere(stack, receiver, tmp_path):
     directory = await scratch_directory(stack)
     up = {"on": False}
-    endpoint, route = await subscribe(stack, receiver, [directory["id"]], respond=lambda _e, _a: 200 if up["on"] else 500,
-                                      retry_schedule=[0.2, 600])
+    endpoint, route = await subscribe(
+        stack, receiver, [directory["id"]], respond=lambda _e, _a: 200 if up["on"] else 500, retry_schedule=[0.2, 600]
+    )
     started = datetime.now(UTC) - timedelta(seconds=1)
     n = stack.settings.breaker_min_failures + 10
     await emit(stack, directory["id"], n)
@@ -334,11 +387,14 @@ async def test_a_down_endpoint_opens_its_circuit_and_operators_see_it_everywhere
     async def circuit_open():
         e = (await stack.api.get(f"/v1/endpoints/{endpoint['id']}")).json()
         return e if e["health"] == "circuit_open" and e["next_probe_at"] else None
+
     e = await wait_for(circuit_open, 30, "the circuit breaker to open")
     assert e["enabled"] and e["consecutive_failures"] >= stack.settings.breaker_min_failures
+
     async def probed():  # first attempts, first retries, and one probe: all failed and recorded
         e = (await stack.api.get(f"/v1/endpoints/{endpoint['id']}")).json()
         return e if e["consecutive_failures"] >= 2 * n + 1 else None
+
     e = await wait_for(probed, 30, "a probe to fail")
     # Every delivery held (the probe's too, though its own schedule is used up), none lost.
     assert e["delivery_counts"] == {"held": n}
@@ -353,11 +409,16 @@ async def test_a_down_endpoint_opens_its_circuit_and_operators_see_it_everywhere
     assert float(re.search(r"^dirhook_endpoints_circuit_open (\S+)$", metrics, re.M).group(1)) >= 1
     assert float(re.search(r"^dirhook_deliveries_held (\S+)$", metrics, re.M).group(1)) >= n
     from temporalio.api.sdk.v1 import WorkflowMetadata
+
     dispatcher = stack.client.get_workflow_handle(f"dispatch/{endpoint['id']}")
     meta = await dispatcher.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
     assert "circuit open" in meta.current_details and f"{n} deliveries held" in meta.current_details
-    listed = [w.id async for w in stack.client.list_workflows(
-        f"EndpointId = '{endpoint['id']}' AND EndpointHealth = 'circuit_open'")]
+    listed = [
+        w.id
+        async for w in stack.client.list_workflows(
+            f"EndpointId = '{endpoint['id']}' AND EndpointHealth = 'circuit_open'"
+        )
+    ]
     assert listed == [f"dispatch/{endpoint['id']}"]
     assert len(route.refused) == refused  # the next probe waits for the schedule (10 min): nothing else went out
 

@@ -18,7 +18,7 @@ from tests.support.wait import wait_for
 
 N = 6000
 FIRST_RETRY_WAIT = 5.0  # the default schedule's first wait (config.DEFAULT_RETRY_SCHEDULE)
-SWEEP_SECONDS = 10.0    # the delivery sweep's interval here (60 s by default)
+SWEEP_SECONDS = 10.0  # the delivery sweep's interval here (60 s by default)
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -51,14 +51,15 @@ async def deliver(stack: DeliveryStack, receiver: Receiver, name: str, respond=N
     return route
 
 
-async def drained(stack: DeliveryStack, route: Route, name: str, timeout: float,
-                  check=None) -> float:
+async def drained(stack: DeliveryStack, route: Route, name: str, timeout: float, check=None) -> float:
     """Wait until every event reached the receiver and is recorded as succeeded; returns when
     the last one arrived (time.monotonic). ``check`` runs on every poll (invariants)."""
+
     def done():
         if check:
             check()
         return unique_accepted(route) == N and stack.statuses(name) == {"succeeded": N}
+
     await wait_for(lambda: asyncio.to_thread(done), timeout, f"{N} deliveries to {name}", interval=0.2)
     return max(r.at for r in route.accepted)
 
@@ -84,8 +85,10 @@ async def test_500_on_every_first_attempt_is_retried_in_batches_and_nothing_is_s
     await stack.wake("blip")
     bound = 2 * (FIRST_RETRY_WAIT + happy_seconds)
     seconds = await drained(stack, route, "blip", max(bound, 60) + 60, nothing_stranded) - t0
-    print(f"happy path {N} in {happy_seconds:.1f} s; 500 on every first attempt: {N} in {seconds:.1f} s "
-          f"(bound {bound:.1f} s), {len(route.refused)} refused first attempts, {duplicates(route)} duplicates")
+    print(
+        f"happy path {N} in {happy_seconds:.1f} s; 500 on every first attempt: {N} in {seconds:.1f} s "
+        f"(bound {bound:.1f} s), {len(route.refused)} refused first attempts, {duplicates(route)} duplicates"
+    )
     assert seconds <= bound
     assert len(route.refused) == N and duplicates(route) == 0  # each webhook-id accepted exactly once
     attempts = stack.attempts("blip")
@@ -123,7 +126,9 @@ async def test_receiver_down_for_60_s_opens_the_breaker_and_drains_on_the_first_
     def breaker_open():
         with stack.sessions() as s:
             from dirhook.db.schema import Endpoint
+
             return s.get(Endpoint, "outage").breaker_opened_at is not None
+
     await wait_for(lambda: asyncio.to_thread(breaker_open), 30, "the breaker to open")
     opened_after = time.monotonic() - went_down
     details = await wait_for(lambda: _open_details(stack, "outage"), 30, "the dispatcher to show the open circuit")
@@ -140,9 +145,11 @@ async def test_receiver_down_for_60_s_opens_the_breaker_and_drains_on_the_first_
     finally:
         await down.stop()
     first_success_after = min(r.at for r in route.accepted if r.at > went_down)
-    print(f"receiver down 60 s with {delivered_before} of {N} delivered: breaker open after {opened_after:.1f} s, "
-          f"{probes_while_down} probes while down; after the first successful probe the other "
-          f"{N - delivered_before - 1} arrived in {last - first_success_after:.1f} s; {duplicates(route)} duplicates")
+    print(
+        f"receiver down 60 s with {delivered_before} of {N} delivered: breaker open after {opened_after:.1f} s, "
+        f"{probes_while_down} probes while down; after the first successful probe the other "
+        f"{N - delivered_before - 1} arrived in {last - first_success_after:.1f} s; {duplicates(route)} duplicates"
+    )
     assert last - first_success_after <= 30
     # Every attempt is recorded, numbered in order, and none went out before its planned time.
     for tries in stack.attempts("outage").values():
@@ -152,6 +159,7 @@ async def test_receiver_down_for_60_s_opens_the_breaker_and_drains_on_the_first_
             assert a.scheduled_for is None or a.started_at >= a.scheduled_for - timedelta(milliseconds=50), a
     with stack.sessions() as s:
         from dirhook.db.schema import Endpoint
+
         e = s.get(Endpoint, "outage")
         assert e.breaker_opened_at is None and e.failing_since is None and e.enabled  # healthy again
 
@@ -180,8 +188,10 @@ async def test_worker_sigkilled_mid_delivery_drains_within_30_s_of_a_new_worker(
     stack.start_worker()
     started = time.monotonic()
     last = await drained(stack, route, "killed", 90)
-    print(f"worker SIGKILLed with {at_kill} of {N} delivered: drained {last - started:.1f} s after the new worker "
-          f"started; {duplicates(route)} duplicates (same webhook-id), 0 lost")
+    print(
+        f"worker SIGKILLed with {at_kill} of {N} delivered: drained {last - started:.1f} s after the new worker "
+        f"started; {duplicates(route)} duplicates (same webhook-id), 0 lost"
+    )
     assert last - started <= 30
 
 
@@ -189,8 +199,10 @@ async def test_worker_sigkilled_mid_delivery_drains_within_30_s_of_a_new_worker(
 async def test_temporal_restarted_mid_delivery_drains_within_30_s_of_it_being_back(faults):
     stack, receiver = faults
     # One endpoint inside the failure path (every first attempt refused), one on the happy path.
-    routes = {"restart-a": await deliver(stack, receiver, "restart-a", respond=first_attempt_fails, max_concurrency=4),
-              "restart-b": await deliver(stack, receiver, "restart-b", max_concurrency=4)}
+    routes = {
+        "restart-a": await deliver(stack, receiver, "restart-a", respond=first_attempt_fails, max_concurrency=4),
+        "restart-b": await deliver(stack, receiver, "restart-b", max_concurrency=4),
+    }
     await stack.wake("restart-a")
     await wait_for(lambda: unique_accepted(routes["restart-a"]) >= 300, 60, "restart-a's retries under way")
     await stack.wake("restart-b")
@@ -202,8 +214,10 @@ async def test_temporal_restarted_mid_delivery_drains_within_30_s_of_it_being_ba
     back = time.monotonic()
     lasts = {name: await drained(stack, r, name, 90) for name, r in routes.items()}
     for name, r in routes.items():
-        print(f"Temporal restarted with {at_stop[name]} of {N} delivered to {name}: drained "
-              f"{lasts[name] - back:.1f} s after it was back; {duplicates(r)} duplicates, 0 lost")
+        print(
+            f"Temporal restarted with {at_stop[name]} of {N} delivered to {name}: drained "
+            f"{lasts[name] - back:.1f} s after it was back; {duplicates(r)} duplicates, 0 lost"
+        )
         assert lasts[name] - back <= 30
 
 
@@ -216,12 +230,15 @@ async def test_a_lost_wake_up_is_made_good_by_the_sweep_within_its_interval(faul
 
     sweep = await stack.client.get_schedule_handle("delivery-sweep").describe()
     assert [i.every for i in sweep.schedule.spec.intervals if isinstance(i, ScheduleIntervalSpec)] == [
-        timedelta(seconds=SWEEP_SECONDS)]
+        timedelta(seconds=SWEEP_SECONDS)
+    ]
     secret = stack.add_endpoint("unwoken", receiver.url("unwoken"))
     route = receiver.route("unwoken", secret)
     await asyncio.to_thread(stack.commit, "unwoken", 100)
     committed = time.monotonic()
     # No wake-up: the sweep alone must find them (5 s settle + one interval, and its run).
     await wait_for(lambda: unique_accepted(route) == 100, SWEEP_SECONDS + 5 + 20, "the sweep to deliver them")
-    print(f"lost wake-up: 100 events delivered {max(r.at for r in route.accepted) - committed:.1f} s after commit "
-          f"(sweep every {SWEEP_SECONDS:g} s, 5 s settle)")
+    print(
+        f"lost wake-up: 100 events delivered {max(r.at for r in route.accepted) - committed:.1f} s after commit "
+        f"(sweep every {SWEEP_SECONDS:g} s, 5 s settle)"
+    )

@@ -36,13 +36,19 @@ def _test_server_path() -> str:
 async def skipping(tmp_path):
     # The SDK's default start-up budget is 5 s: a loaded CI machine (2 cores, the whole
     # suite's servers beside it) once took longer.
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=_test_server_path(),
-                                                        test_server_startup_timeout=timedelta(seconds=60))
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=_test_server_path(), test_server_startup_timeout=timedelta(seconds=60)
+    )
     await t.register_search_attributes(env.client, "default")
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     migrate(url)
-    settings = Settings(data_dir=tmp_path, database_url=url, task_queue="skipping", allow_private_endpoints=True,
-                        admin_token="unused-here")
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=url,
+        task_queue="skipping",
+        allow_private_endpoints=True,
+        admin_token="unused-here",
+    )
     workers, closers = build_workers(env.client, settings, ["delivery"])
     async with AsyncExitStack() as stack:
         for w in workers:
@@ -72,20 +78,22 @@ async def test_receiver_down_for_six_hours_gets_every_event_on_schedule(skipping
     def retrying() -> bool:
         with sessions() as s:
             return s.scalars(select(Delivery.status)).all() == ["retrying"] * 5
+
     await wait_for(retrying, 30, "5 deliveries to fail their first attempt")
 
-    await env.sleep(timedelta(hours=2))        # attempts at ~5 s, 5 min, 35 min: refused
+    await env.sleep(timedelta(hours=2))  # attempts at ~5 s, 5 min, 35 min: refused
     route = receiver.route("down", secret, respond=lambda _e, _a: 503)
     await receiver.start()
     try:
-        await env.sleep(timedelta(hours=4))    # attempt at ~2 h 35 min: 503
+        await env.sleep(timedelta(hours=4))  # attempt at ~2 h 35 min: 503
         assert route.accepted == [] and len(route.refused) == 5
         route.respond = lambda _e, _a: 200
-        await env.sleep(timedelta(hours=3))    # attempt at ~7 h 35 min: delivered
+        await env.sleep(timedelta(hours=3))  # attempt at ~7 h 35 min: delivered
 
         def delivered():
             with sessions() as s:
                 return s.scalars(select(Delivery.status)).all() == ["succeeded"] * 5
+
         await wait_for(delivered, 60, "every delivery to succeed")
         assert sorted(e["id"] for e in route.events()) == sorted({r.headers["webhook-id"] for r in route.accepted})
         assert len(route.accepted) == 5  # none lost, none twice
@@ -95,8 +103,11 @@ async def test_receiver_down_for_six_hours_gets_every_event_on_schedule(skipping
     schedule = settings.retry_schedule_seconds
     with sessions() as s:
         for delivery in s.scalars(select(Delivery)):
-            attempts = s.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery.id)
-                                 .order_by(DeliveryAttempt.attempt)).all()
+            attempts = s.scalars(
+                select(DeliveryAttempt)
+                .where(DeliveryAttempt.delivery_id == delivery.id)
+                .order_by(DeliveryAttempt.attempt)
+            ).all()
             assert [a.attempt for a in attempts] == [1, 2, 3, 4, 5, 6]
             assert [a.status_code for a in attempts] == [None, None, None, None, 503, 200]
             assert all("Cannot connect" in a.error or "refused" in a.error.lower() for a in attempts[:4])

@@ -50,9 +50,15 @@ def payloads_of(event) -> list[Payload]:
 
 
 async def test_histories_hold_no_personal_data_and_decode_through_the_codec(stack, slapd, receiver):
-    conn = await connect_directory(stack, slapd, receiver, N_USERS, 1,
-                                   respond=lambda e, a: 500 if e["type"] == "group.created" else 200,
-                                   retry_schedule=[0.2, 3600])
+    conn = await connect_directory(
+        stack,
+        slapd,
+        receiver,
+        N_USERS,
+        1,
+        respond=lambda e, a: 500 if e["type"] == "group.created" else 200,
+        retry_schedule=[0.2, 3600],
+    )
     await sync(stack, conn.id, "full")
     ep = conn.endpoint["id"]
     raw = Client(stack.client.service_client, namespace=stack.client.namespace)  # no codec: what the database holds
@@ -64,10 +70,13 @@ async def test_histories_hold_no_personal_data_and_decode_through_the_codec(stac
         return found if {"DirectorySyncWorkflow", "EndpointDispatchWorkflow"} <= kinds else None
 
     await wait_for(lambda: conn.route.refused, 30, "the failed attempt")
-    found = await wait_for(workflows, 30, "the sync and the dispatcher (which retries the failing delivery) in Temporal")
+    found = await wait_for(
+        workflows, 30, "the sync and the dispatcher (which retries the failing delivery) in Temporal"
+    )
 
     async def dispatcher_recorded_the_failure():
         return (await stack.client.get_workflow_handle(f"dispatch/{ep}").query("counts"))["failed"] >= 1
+
     await wait_for(dispatcher_recorded_the_failure, 30, "the dispatcher's batch with the failed attempt")
 
     events = []
@@ -76,8 +85,13 @@ async def test_histories_hold_no_personal_data_and_decode_through_the_codec(stac
     stored = b"".join(e.SerializeToString() for e in events)
     assert conn.id.encode() in stored  # the search attributes are plain: the search can see payload bytes
 
-    secrets = [ROOT_PW, conn.endpoint["secret"], conn.endpoint["secret"].removeprefix("whsec_"),
-               conn.directory["name"], "@example.com"]
+    secrets = [
+        ROOT_PW,
+        conn.endpoint["secret"],
+        conn.endpoint["secret"].removeprefix("whsec_"),
+        conn.directory["name"],
+        "@example.com",
+    ]
     secrets += [f"Number{i}" for i in range(N_USERS)] + [f"User {i}" for i in range(N_USERS)]
     for text in secrets:
         assert text.encode() not in stored, f"{text!r} is readable in Temporal's history"
@@ -87,18 +101,39 @@ async def test_histories_hold_no_personal_data_and_decode_through_the_codec(stac
     assert len(encrypted) > 10 and all(p.metadata["encryption-key-id"] == b"test-k1" for p in encrypted)
     # what stays readable: the search attributes operators filter on, IDs and kinds only
     plain = {p.data for p in payloads if p.metadata.get("encoding") != b"binary/encrypted"}
-    assert plain <= {f'"{v}"'.encode() for v in (conn.id, ep, conn.directory["organization_id"], "full",
-                                                  "incremental", "ldap", "healthy", "failing", "circuit_open")} | {
+    assert plain <= {
+        f'"{v}"'.encode()
+        for v in (
+            conn.id,
+            ep,
+            conn.directory["organization_id"],
+            "full",
+            "incremental",
+            "ldap",
+            "healthy",
+            "failing",
+            "circuit_open",
+        )
+    } | {
         # workflow.patched markers: the patch's name, as Temporal records it
-        f'["{HEALTH_ATTRIBUTE_PATCH}"]'.encode(), f'{{"id":"{HEALTH_ATTRIBUTE_PATCH}","deprecated":false}}'.encode()}, plain
+        f'["{HEALTH_ATTRIBUTE_PATCH}"]'.encode(),
+        f'{{"id":"{HEALTH_ATTRIBUTE_PATCH}","deprecated":false}}'.encode(),
+    }, plain
 
     body = json_format.MessageToJson(Payloads(payloads=encrypted))
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as anonymous:
         refused = await anonymous.post("/codec/decode", content=body, headers={"content-type": "application/json"})
         assert refused.status_code == 401
-        decoded = await anonymous.post("/codec/decode", content=body, headers={
-            "content-type": "application/json", "x-namespace": "default", "origin": UI_ORIGIN,
-            "authorization": f"Bearer {stack.settings.resolved_admin_token}"})
+        decoded = await anonymous.post(
+            "/codec/decode",
+            content=body,
+            headers={
+                "content-type": "application/json",
+                "x-namespace": "default",
+                "origin": UI_ORIGIN,
+                "authorization": f"Bearer {stack.settings.resolved_admin_token}",
+            },
+        )
     assert decoded.status_code == 200, decoded.text
     assert decoded.headers["access-control-allow-origin"] == UI_ORIGIN
     out = json_format.Parse(decoded.text, Payloads()).payloads
@@ -121,8 +156,9 @@ async def test_the_codec_endpoint_guards_itself(stack):
         org = (await stack.api.post("/v1/organizations", json={"name": "codec"})).json()
         key = (await stack.api.post(f"/v1/organizations/{org['id']}/api-keys", json={"name": "k"})).json()["key"]
         for headers in ({"authorization": f"Bearer {key}"}, {"authorization": "Bearer nope"}, {"origin": UI_ORIGIN}):
-            r = await client.post("/codec/decode", content=encoded.content,
-                                  headers={"content-type": "application/json", **headers})
+            r = await client.post(
+                "/codec/decode", content=encoded.content, headers={"content-type": "application/json", **headers}
+            )
             assert r.status_code == 401, headers  # an organization's key sees one organization; this sees all
 
         bad = await client.post("/codec/decode", content=b"{nope", headers=admin)
@@ -132,21 +168,31 @@ async def test_the_codec_endpoint_guards_itself(stack):
         r = await client.post("/codec/decode", content=json_format.MessageToJson(tampered), headers=admin)
         assert r.status_code == 422 and "other" in r.text
 
-        preflight = await client.options("/codec/decode", headers={
-            "origin": UI_ORIGIN, "access-control-request-method": "POST",
-            "access-control-request-headers": "content-type,x-namespace"})
+        preflight = await client.options(
+            "/codec/decode",
+            headers={
+                "origin": UI_ORIGIN,
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "content-type,x-namespace",
+            },
+        )
         assert preflight.headers["access-control-allow-origin"] == UI_ORIGIN
         assert "x-namespace" in preflight.headers["access-control-allow-headers"]
         stranger = await client.options("/codec/decode", headers={"origin": "https://evil.example"})
         assert "access-control-allow-origin" not in stranger.headers
 
-        wrong = await client.post("/codec/login", content=b"token=nope",
-                                  headers={"content-type": "application/x-www-form-urlencoded"})
+        wrong = await client.post(
+            "/codec/login", content=b"token=nope", headers={"content-type": "application/x-www-form-urlencoded"}
+        )
         assert wrong.status_code == 401 and "dirhook_codec" not in wrong.headers.get("set-cookie", "")
-        login = await client.post("/codec/login", content=f"token={stack.settings.resolved_admin_token}".encode(),
-                                  headers={"content-type": "application/x-www-form-urlencoded"})
+        login = await client.post(
+            "/codec/login",
+            content=f"token={stack.settings.resolved_admin_token}".encode(),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
         assert login.status_code == 200 and "HttpOnly" in login.headers["set-cookie"]
         assert stack.settings.resolved_admin_token not in login.headers["set-cookie"]
-        with_cookie = await client.post("/codec/decode", content=encoded.content,
-                                        headers={"content-type": "application/json", "origin": UI_ORIGIN})
+        with_cookie = await client.post(
+            "/codec/decode", content=encoded.content, headers={"content-type": "application/json", "origin": UI_ORIGIN}
+        )
         assert with_cookie.status_code == 200

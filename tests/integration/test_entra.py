@@ -34,8 +34,20 @@ def canonical(event: dict) -> str:
     data = dict(event["data"])
     if event["type"].startswith("group.user_"):
         data = {"group": data["group"]["name"], "user": data["user"]["username"]}
-    for key in ("id", "directory_id", "organization_id", "external_id", "raw_attributes", "custom_attributes",
-                "updated_at", "version", "manager_id", "name", "provider", "object_id"):
+    for key in (
+        "id",
+        "directory_id",
+        "organization_id",
+        "external_id",
+        "raw_attributes",
+        "custom_attributes",
+        "updated_at",
+        "version",
+        "manager_id",
+        "name",
+        "provider",
+        "object_id",
+    ):
         if not (event["type"].startswith("group.") and key == "name"):
             data.pop(key, None)
     if "groups" in data:
@@ -135,16 +147,24 @@ async def test_a_group_scope_syncs_those_groups_and_their_members_only(stack, gr
     d = directory["id"]
     await sync(stack, d, "full")
     first = await wait_for(lambda: len(route.events()) >= 6 and route.events(), 30, "the first round")
-    assert sorted(summary(first)) == sorted([
-        ("group.created", "chosen"), ("user.created", "user00000"), ("user.created", "user00001"),
-        ("group.user_added", "chosen", "user00000"), ("group.user_added", "chosen", "user00001"),
-        ("directory.sync_completed",)])
+    assert sorted(summary(first)) == sorted(
+        [
+            ("group.created", "chosen"),
+            ("user.created", "user00000"),
+            ("user.created", "user00001"),
+            ("group.user_added", "chosen", "user00000"),
+            ("group.user_added", "chosen", "user00001"),
+            ("directory.sync_completed",),
+        ]
+    )
     seen = len(first)
     tenant.set_member(chosen, ids[3])  # joins without changing: read by itself
     tenant.put_user(id=ids[4], jobTitle="Out of scope")  # changes, but no selected group holds it
     got = await round_(stack, d, route, seen, 2)
     assert [g[:3] if g[0] == "group.user_added" else g[:2] for g in got] == [
-        ("user.created", "user00003"), ("group.user_added", "chosen", "user00003")]
+        ("user.created", "user00003"),
+        ("group.user_added", "chosen", "user00003"),
+    ]
     seen += 3
     tenant.set_member(chosen, ids[0], False)  # leaves the scope
     got = await round_(stack, d, route, seen, 2)
@@ -169,7 +189,10 @@ async def test_an_expired_delta_token_resyncs_and_sends_only_real_differences(st
     assert any(code == 410 for _t, code, _url in tenant.requests)
     events = await wait_for(lambda: len(route.events()) == 24 and route.events(), 30, "the differences")
     assert [summary([e])[0] for e in events[21:]] == [
-        ("user.updated", "user00007"), ("user.deleted", "user00008"), ("directory.sync_completed",)]
+        ("user.updated", "user00007"),
+        ("user.deleted", "user00008"),
+        ("directory.sync_completed",),
+    ]
     assert events[21]["previous_attributes"] == {"title": "Engineer"}
 
 
@@ -214,8 +237,9 @@ async def test_a_certificate_credential_works_and_a_foreign_one_is_refused(stack
     tenant = graph.new_tenant()
     graph_user(tenant, 1)
     pem = tenant.add_certificate()
-    directory, _endpoint, _route = await entra_directory(stack, graph, receiver, tenant, secret=pem,
-                                                       credential="certificate")
+    directory, _endpoint, _route = await entra_directory(
+        stack, graph, receiver, tenant, secret=pem, credential="certificate"
+    )
     status = await sync(stack, directory["id"], "full")
     assert status["last_run"]["status"] == "succeeded" and status["last_run"]["counts"]["users_read"] == 1
     assert pem.split("-----")[2].strip()[:40] not in (await stack.api.get(f"/v1/directories/{directory['id']}")).text
@@ -236,9 +260,12 @@ async def test_a_new_secret_by_patch_mends_a_refused_one(stack, graph, receiver)
     graph_user(tenant, 1)
     directory, _endpoint, _route = await entra_directory(stack, graph, receiver, tenant, secret="wrong")
     path = f"/v1/directories/{directory['id']}"
-    for patch, needle in (({"entra": {"graph_base_url": "http://graph.example/v1.0"}}, "https"),
-                          ({"entra": {"credential": "password"}}, "credential"),
-                          ({"ldap": {"url": "ldap://x"}}, "ldap"), ({"bind_password": "x"}, "bind_password")):
+    for patch, needle in (
+        ({"entra": {"graph_base_url": "http://graph.example/v1.0"}}, "https"),
+        ({"entra": {"credential": "password"}}, "credential"),
+        ({"ldap": {"url": "ldap://x"}}, "ldap"),
+        ({"bind_password": "x"}, "bind_password"),
+    ):
         r = await stack.api.patch(path, json=patch)
         assert r.status_code == 422 and needle in r.text, r.text
     r = await stack.api.patch(path, json={"client_secret": tenant.client_secret, "entra": {"only_enabled": True}})
@@ -256,9 +283,23 @@ async def test_the_cli_connects_a_tenant(stack, graph, receiver, tmp_path):
 
     tenant = graph.new_tenant()
     graph_user(tenant, 1)
-    out = await run_cli(stack, tmp_path, "directories", "add-entra", "--name", "Contoso", "--tenant-id",
-                        tenant.tenant_id, "--client-id", tenant.client_id, "--authority-host", graph.authority,
-                        "--graph-base-url", graph.graph_url, env={"DIRHOOK_ENTRA_CLIENT_SECRET": tenant.client_secret})
+    out = await run_cli(
+        stack,
+        tmp_path,
+        "directories",
+        "add-entra",
+        "--name",
+        "Contoso",
+        "--tenant-id",
+        tenant.tenant_id,
+        "--client-id",
+        tenant.client_id,
+        "--authority-host",
+        graph.authority,
+        "--graph-base-url",
+        graph.graph_url,
+        env={"DIRHOOK_ENTRA_CLIENT_SECRET": tenant.client_secret},
+    )
     directory_id = re.search(r"(dir_\w+)", out).group(1)
     shown = (await stack.api.get(f"/v1/directories/{directory_id}")).json()
     assert shown["provider"] == "entra" and shown["has_client_secret"] and tenant.client_secret not in str(shown)
@@ -297,8 +338,9 @@ async def main():
 
 asyncio.run(main())
 """
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, out.decode()
     assert "LOADED []" in out.decode(), out.decode()[-2000:]

@@ -37,8 +37,11 @@ async def test_full_sync_delivers_every_user_group_and_membership(stack, slapd, 
     metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
     assert "succeeded" in metadata.current_details and "users read: 200" in metadata.current_details
     # Live progress went to heartbeats and the run's row, never into the workflow's history.
-    signals = [e.workflow_execution_signaled_event_attributes.signal_name
-               async for e in handle.fetch_history_events() if e.HasField("workflow_execution_signaled_event_attributes")]
+    signals = [
+        e.workflow_execution_signaled_event_attributes.signal_name
+        async for e in handle.fetch_history_events()
+        if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
     assert "report_progress" not in signals, signals
     events = await wait_delivered(stack, conn)
 
@@ -77,8 +80,12 @@ async def test_incremental_sync_emits_exactly_the_changes(stack, slapd, receiver
     await sync(stack, conn.id, "full")
     before = len(await wait_delivered(stack, conn))
 
-    await asyncio.to_thread(ldap_tool, "ldapmodify", slapd,
-                            f"dn: {conn.user_dn(4)}\nchangetype: modify\nreplace: title\ntitle: Staff Engineer\n")
+    await asyncio.to_thread(
+        ldap_tool,
+        "ldapmodify",
+        slapd,
+        f"dn: {conn.user_dn(4)}\nchangetype: modify\nreplace: title\ntitle: Staff Engineer\n",
+    )
     await sync(stack, conn.id)
     events = (await wait_delivered(stack, conn))[before:]
     changes = [e for e in events if e["type"] != "directory.sync_completed"]
@@ -94,7 +101,10 @@ async def test_incremental_sync_emits_exactly_the_changes(stack, slapd, receiver
     events = (await wait_delivered(stack, conn))[before:]
     changes = [e for e in events if e["type"] != "directory.sync_completed"]
     assert count_types(changes) == {"group.user_removed": 2, "user.deleted": 1}
-    assert {e["data"]["group"]["name"] for e in changes if e["type"] == "group.user_removed"} == {"group000", "group001"}
+    assert {e["data"]["group"]["name"] for e in changes if e["type"] == "group.user_removed"} == {
+        "group000",
+        "group001",
+    }
     assert all(e["data"]["user"]["username"] == "user00003" for e in changes if e["type"] == "group.user_removed")
     deleted = next(e for e in changes if e["type"] == "user.deleted")
     assert deleted["data"]["username"] == "user00003"
@@ -119,8 +129,9 @@ async def test_failed_delivery_is_retried_until_it_succeeds(stack, slapd, receiv
     assert conn.route.attempts[group_event["id"]] == 3
 
     async def delivery():
-        r = await stack.api.get(f"/v1/endpoints/{conn.endpoint['id']}/deliveries",
-                                params={"event_id": group_event["id"]})
+        r = await stack.api.get(
+            f"/v1/endpoints/{conn.endpoint['id']}/deliveries", params={"event_id": group_event["id"]}
+        )
         data = r.json()["data"]
         return data[0] if data and data[0]["status"] == "succeeded" else None
 
@@ -132,9 +143,11 @@ async def test_failed_delivery_is_retried_until_it_succeeds(stack, slapd, receiv
     assert [a["attempt"] for a in d["attempt_log"]] == [1, 2, 3]
     assert all(a["latency_ms"] >= 0 for a in d["attempt_log"])
     assert d["attempt_log"][0]["response_body"] == "receiver says no"
+
     # The retries were sent by the endpoint's dispatcher, at the planned times (no earlier).
     def at(value: str) -> datetime:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
     assert all(at(a["started_at"]) >= at(a["scheduled_for"]) for a in d["attempt_log"][1:])
     others = await stack.api.get(f"/v1/endpoints/{conn.endpoint['id']}/deliveries", params={"status": "succeeded"})
     assert len(others.json()["data"]) == len(events)
@@ -142,9 +155,12 @@ async def test_failed_delivery_is_retried_until_it_succeeds(stack, slapd, receiv
 
 async def test_concurrent_sync_requests_never_overlap(stack, slapd, receiver):
     conn = await connect_directory(stack, slapd, receiver, 300, 10)
-    responses = await asyncio.gather(*(
-        stack.api.post(f"/v1/directories/{conn.id}/sync", params={"mode": "full" if i % 2 else "incremental"})
-        for i in range(10)))
+    responses = await asyncio.gather(
+        *(
+            stack.api.post(f"/v1/directories/{conn.id}/sync", params={"mode": "full" if i % 2 else "incremental"})
+            for i in range(10)
+        )
+    )
     assert [r.status_code for r in responses] == [202] * 10
     workflow_ids = {r.json()["workflow_id"] for r in responses}
     assert workflow_ids == {f"dirsync/{conn.id}"}
@@ -175,8 +191,9 @@ async def test_source_failure_changes_nothing_and_is_reported(stack, slapd, rece
     delivered = len(await wait_delivered(stack, conn))
     before = (await stack.api.get(f"/v1/directories/{conn.id}")).json()
     users_before = (await stack.api.get(f"/v1/directories/{conn.id}/users")).json()["data"]
-    await asyncio.to_thread(ldap_tool, "ldapmodify", slapd,
-                            f"dn: {conn.user_dn(1)}\nchangetype: modify\nreplace: title\ntitle: Changed\n")
+    await asyncio.to_thread(
+        ldap_tool, "ldapmodify", slapd, f"dn: {conn.user_dn(1)}\nchangetype: modify\nreplace: title\ntitle: Changed\n"
+    )
 
     if failure == "wrong_password":
         patch, expected = {"bind_password": "not-the-password"}, "invalidCredentials"
@@ -215,5 +232,10 @@ async def test_source_failure_changes_nothing_and_is_reported(stack, slapd, rece
     # Nothing this test did wrote a secret into the logs.
     logged = caplog.text
     assert logged  # the worker did log (the failure, at least)
-    for secret in ("slapd-test-secret", "not-the-password", conn.endpoint["secret"], stack.settings.resolved_admin_token):
+    for secret in (
+        "slapd-test-secret",
+        "not-the-password",
+        conn.endpoint["secret"],
+        stack.settings.resolved_admin_token,
+    ):
         assert secret not in logged

@@ -26,13 +26,18 @@ async def test_a_change_reaches_the_receiver_within_a_second(stack, slapd, recei
     # No pass has run by itself so far (the listener waits for the first pass's cookie);
     # a first change shows it listening, unbounded; the second is timed.
     assert len(conn.route.events()) == len(first)
-    await asyncio.to_thread(ldap_tool, "ldapmodify", slapd,
-                            f"dn: {conn.user_dn(3)}\nchangetype: modify\nreplace: title\ntitle: Warm-up\n")
+    await asyncio.to_thread(
+        ldap_tool, "ldapmodify", slapd, f"dn: {conn.user_dn(3)}\nchangetype: modify\nreplace: title\ntitle: Warm-up\n"
+    )
     await wait_for(lambda: conn.route.events("user.updated"), 30, "the listener's first pass")
 
     started = time.monotonic()
-    await asyncio.to_thread(ldap_tool, "ldapmodify", slapd,
-                            f"dn: {conn.user_dn(1)}\nchangetype: modify\nreplace: title\ntitle: Staff Engineer\n")
+    await asyncio.to_thread(
+        ldap_tool,
+        "ldapmodify",
+        slapd,
+        f"dn: {conn.user_dn(1)}\nchangetype: modify\nreplace: title\ntitle: Staff Engineer\n",
+    )
     updated = await wait_for(lambda: conn.route.events("user.updated")[1:], 1.0, "user.updated within 1 s")
     print(f"ldapmodify to verified webhook: {(time.monotonic() - started) * 1000:.0f} ms")
     assert updated[0]["data"]["title"] == "Staff Engineer"
@@ -50,19 +55,28 @@ async def test_a_change_reaches_the_receiver_within_a_second(stack, slapd, recei
     from dirhook.sync_control import DirectoryRef
 
     d = conn.directory
-    await sync_control.start_listener(stack.client, stack.settings,
-                                      DirectoryRef(d["id"], d["organization_id"], d["name"], "ldap"))
+    await sync_control.start_listener(
+        stack.client, stack.settings, DirectoryRef(d["id"], d["organization_id"], d["name"], "ldap")
+    )
     await wait_for(lambda: listening(stack.client.get_workflow_handle(f"ldaplisten/{conn.id}")), 30, "relisten")
     status = await sync(stack, conn.id)
     assert status["last_run"]["counts"]["events_total"] == 0
-    await asyncio.to_thread(ldap_tool, "ldapmodify", slapd,
-                            f"dn: {conn.user_dn(4)}\nchangetype: modify\nreplace: title\ntitle: After restart\n")
+    await asyncio.to_thread(
+        ldap_tool,
+        "ldapmodify",
+        slapd,
+        f"dn: {conn.user_dn(4)}\nchangetype: modify\nreplace: title\ntitle: After restart\n",
+    )
     # (The deletion pass's directory.sync_completed may arrive after ``before`` was counted.)
-    await wait_for(lambda: [e for e in conn.route.events()[before:] if e["type"] == "user.updated"], 30,
-                   "the restarted listener's pass")
+    await wait_for(
+        lambda: [e for e in conn.route.events()[before:] if e["type"] == "user.updated"],
+        30,
+        "the restarted listener's pass",
+    )
     after = conn.route.events()[before:]
     assert [(e["type"], e["data"].get("username")) for e in after if e["type"] != "directory.sync_completed"] == [
-        ("user.updated", "user00004")]  # the new change only: nothing old again
+        ("user.updated", "user00004")
+    ]  # the new change only: nothing old again
     # Deleting the directory stops its listener and any pass it queued: later tests count
     # the process's sync metrics and must not see this directory's passes.
     await record(stack.client, f"ldaplisten/{conn.id}", "ldap_listener")

@@ -25,15 +25,30 @@ def people(slapd):
 
 
 def _config(slapd, ou: str, **overrides) -> LdapConfig:
-    return LdapConfig.model_validate({"url": slapd.url, "bind_dn": ROOT_DN, "user_base_dn": f"ou=people,ou={ou},{SUFFIX}",
-                                      "group_base_dn": f"ou=groups,ou={ou},{SUFFIX}", **overrides})
+    return LdapConfig.model_validate(
+        {
+            "url": slapd.url,
+            "bind_dn": ROOT_DN,
+            "user_base_dn": f"ou=people,ou={ou},{SUFFIX}",
+            "group_base_dn": f"ou=groups,ou={ou},{SUFFIX}",
+            **overrides,
+        }
+    )
 
 
 def _reader(cfg: LdapConfig, password: str = ROOT_PW, cursor: dict | None = None) -> UserReader:
     source = LdapSource(cfg, password, None)
     attrs = sorted({"*", "entryUUID", "modifyTimestamp", "manager"})
-    return UserReader(cfg.model_dump(), password, None, cfg.user_base_dn, cfg.user_filter, attrs,
-                      cursor if cursor is not None else {}, 30), source
+    return UserReader(
+        cfg.model_dump(),
+        password,
+        None,
+        cfg.user_base_dn,
+        cfg.user_filter,
+        attrs,
+        cursor if cursor is not None else {},
+        30,
+    ), source
 
 
 def test_the_reader_gives_what_the_in_process_read_gives(slapd, people):
@@ -44,8 +59,9 @@ def test_the_reader_gives_what_the_in_process_read_gives(slapd, people):
     conn = open_connection(cfg, source._password)
     try:
         expected = {}
-        for dn, raw in paged(conn, cfg.user_base_dn, cfg.user_filter, ["*", "entryUUID", "modifyTimestamp"],
-                             cfg.page_size):
+        for dn, raw in paged(
+            conn, cfg.user_base_dn, cfg.user_filter, ["*", "entryUUID", "modifyTimestamp"], cfg.page_size
+        ):
             record = source_record(raw)
             user = normalize_user(source.mapping["user"], record, dn.lower())
             expected[user.external_id] = (dn, user.model_dump(mode="json"), record)

@@ -14,8 +14,12 @@ from tests.support.slapd import ROOT_PW
 
 pytestmark = pytest.mark.last
 
-LEAK_PATTERNS = [re.compile(r"whsec_[A-Za-z0-9+/]{16,}"), re.compile(r"dhk_key_[a-z0-9]+\.[A-Za-z0-9_\-]{8,}"),
-                 re.compile(r"dh_admin_[A-Za-z0-9_\-]{8,}"), re.compile(r"dhscim_[A-Za-z0-9_\-]{8,}")]
+LEAK_PATTERNS = [
+    re.compile(r"whsec_[A-Za-z0-9+/]{16,}"),
+    re.compile(r"dhk_key_[a-z0-9]+\.[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"dh_admin_[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"dhscim_[A-Za-z0-9_\-]{8,}"),
+]
 
 
 def test_logs_hold_no_secret(tmp_path_factory, receiver):

@@ -38,8 +38,12 @@ async def test_metrics_after_a_known_sync(stack, slapd, receiver):
         assert delta(after, before, "dirhook_events_emitted_total", type=type_) == n, type_
     assert delta(after, before, "dirhook_delivery_attempts_total", outcome="succeeded") >= len(events)
     assert delta(after, before, "dirhook_delivery_latency_seconds_count") >= len(events)
-    assert delta(after, before, "dirhook_sync_pass_duration_seconds_count",
-                 provider="ldap", mode="full", status="succeeded") == 1
+    assert (
+        delta(
+            after, before, "dirhook_sync_pass_duration_seconds_count", provider="ldap", mode="full", status="succeeded"
+        )
+        == 1
+    )
     assert delta(after, before, "dirhook_sync_objects_read_total", provider="ldap", kind="user") == 20
     assert delta(after, before, "dirhook_sync_objects_read_total", provider="ldap", kind="group") == 2
 
@@ -49,16 +53,25 @@ async def test_metrics_after_a_known_sync(stack, slapd, receiver):
         endpoints = (await stack.api.get("/v1/endpoints")).json()
         retrying = 0
         for e in endpoints:
-            retrying += len((await stack.api.get(f"/v1/endpoints/{e['id']}/deliveries",
-                                                 params={"status": "retrying", "limit": 1000})).json()["data"])
+            retrying += len(
+                (
+                    await stack.api.get(
+                        f"/v1/endpoints/{e['id']}/deliveries", params={"status": "retrying", "limit": 1000}
+                    )
+                ).json()["data"]
+            )
         now = await scrape(stack)
-        return (now[("dirhook_endpoints_disabled", ())] == sum(1 for e in endpoints if not e["enabled"])
-                and now[("dirhook_endpoints", ())] == len(endpoints)
-                and now[("dirhook_retries_pending", ())] == retrying)
+        return (
+            now[("dirhook_endpoints_disabled", ())] == sum(1 for e in endpoints if not e["enabled"])
+            and now[("dirhook_endpoints", ())] == len(endpoints)
+            and now[("dirhook_retries_pending", ())] == retrying
+        )
+
     await wait_for(gauges_match_the_api, 30, "the gauges to match the API", interval=0.2)
 
     async def recorded():  # the receiver has them; their recording may trail by a flush
         return delta(await scrape(stack), before, "dirhook_deliveries", status="succeeded") >= len(events)
+
     await wait_for(recorded, 30, "the deliveries to be recorded as succeeded")
 
     # An endpoint disabled by an operator shows in the gauge and the state-change counter.

@@ -41,15 +41,28 @@ async def race(apis: list, scims: list, directory_id: str, route, n: int = 120) 
     async def idp(i: int) -> None:
         scim = scims[i % len(scims)]
         name = f"person{i:03d}@example.com"
-        r = await retrying(scim.call, "POST", "/Users", json={
-            "schemas": [USER], "userName": name, "active": True, "name": {"givenName": "P", "familyName": str(i)}})
+        r = await retrying(
+            scim.call,
+            "POST",
+            "/Users",
+            json={
+                "schemas": [USER],
+                "userName": name,
+                "active": True,
+                "name": {"givenName": "P", "familyName": str(i)},
+            },
+        )
         assert r.status_code == 201, r.text
         uid = r.json()["id"]
         last_said[name] = "active"
         scim = scims[(i + 1) % len(scims)]  # the next request may reach another replica
         if i % 3 == 1:
-            r = await retrying(scim.call, "PATCH", f"/Users/{uid}", json={"schemas": [PATCH], "Operations": [
-                {"op": "replace", "path": "active", "value": False}]})
+            r = await retrying(
+                scim.call,
+                "PATCH",
+                f"/Users/{uid}",
+                json={"schemas": [PATCH], "Operations": [{"op": "replace", "path": "active", "value": False}]},
+            )
             assert r.status_code in (200, 204), r.text
             last_said[name] = "inactive"
         elif i % 3 == 2:
@@ -89,7 +102,8 @@ async def race(apis: list, scims: list, directory_id: str, route, n: int = 120) 
     # The API's users are what the IdP said.
     users = (await api.get(f"/v1/directories/{directory_id}/users", params={"limit": 1000})).json()["data"]
     assert {u["username"]: ("active" if u["active"] else "inactive") for u in users} == {
-        name: said for name, said in last_said.items() if said != "deleted"}
+        name: said for name, said in last_said.items() if said != "deleted"
+    }
 
     # Receivers saw one dirhook id per person, and each person's latest event says what the IdP said.
     events = await events_on(api, directory_id)
@@ -136,8 +150,10 @@ async def events_on(api, directory_id: str) -> list[dict]:
 async def test_scim_pushes_racing_full_passes_and_recomputes_keep_one_id_per_person(stack, receiver):
     scim, _endpoint, route = await scim_directory(stack, receiver)
     result = await race([stack.api], [scim], scim.id, route)
-    print(f"{stack.name}: {result['n']} users pushed in {result['seconds']:.1f} s while {result['passes_asked']} "
-          f"full passes and recomputes were requested; {result['events']} events, one id per person")
+    print(
+        f"{stack.name}: {result['n']} users pushed in {result['seconds']:.1f} s while {result['passes_asked']} "
+        f"full passes and recomputes were requested; {result['events']} events, one id per person"
+    )
     if stack.name == "sqlite":
         await record(stack.client, f"dirsync/{scim.id}", "sync_queued_requests")
 
@@ -169,6 +185,7 @@ async def test_held_deletions_survive_scim_pushes_and_approval_deletes_exactly_t
     async def awaiting():
         s = await sync_state(stack, scim.id)
         return s if s["state"] == "awaiting_approval" else None
+
     await wait_for(awaiting, 60, "the pass to hold 5 deletions")
     # Other writes land meanwhile: a creation, a deactivation, a deletion below the threshold.
     await scim.call("POST", "/Users", expect=201, json={"schemas": [USER], "userName": "newcomer@example.com"})
@@ -182,7 +199,8 @@ async def test_held_deletions_survive_scim_pushes_and_approval_deletes_exactly_t
     await wait_for(lambda: settled(stack, scim.id), 60, "the approval")
     users = (await stack.api.get(f"/v1/directories/{scim.id}/users", params={"limit": 100})).json()["data"]
     assert sorted(u["username"] for u in users) == sorted(
-        [f"held{i}@example.com" for i in (5, 7, 8, 9)] + ["newcomer@example.com"])
+        [f"held{i}@example.com" for i in (5, 7, 8, 9)] + ["newcomer@example.com"]
+    )
     deleted = {e["data"]["username"] for e in await all_events(stack, scim.id) if e["type"] == "user.deleted"}
     assert deleted == {f"held{i}@example.com" for i in (0, 1, 2, 3, 4, 6)}
     await record(stack.client, f"dirsync/{scim.id}", "sync_deletion_approval")

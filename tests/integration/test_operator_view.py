@@ -15,16 +15,25 @@ async def listed(stack, query: str) -> list:
 
 
 async def test_sync_and_failing_delivery_are_found_by_search_attributes(stack, slapd, receiver):
-    conn = await connect_directory(stack, slapd, receiver, 3, 1,
-                                   respond=lambda e, a: 503 if e["type"] == "group.created" and a < 3 else 200,
-                                   retry_schedule=[0.5, 0.5])
+    conn = await connect_directory(
+        stack,
+        slapd,
+        receiver,
+        3,
+        1,
+        respond=lambda e, a: 503 if e["type"] == "group.created" and a < 3 else 200,
+        retry_schedule=[0.5, 0.5],
+    )
     await sync(stack, conn.id, "full")
     await wait_delivered(stack, conn)
     ep = conn.endpoint["id"]
 
     # The README's filters, verbatim apart from the IDs.
-    syncs = await wait_for(lambda: listed(stack, f"DirectoryId = '{conn.id}' AND WorkflowType = 'DirectorySyncWorkflow'"),
-                           30, "the sync in the visibility store")
+    syncs = await wait_for(
+        lambda: listed(stack, f"DirectoryId = '{conn.id}' AND WorkflowType = 'DirectorySyncWorkflow'"),
+        30,
+        "the sync in the visibility store",
+    )
     assert syncs[0].id == f"dirsync/{conn.id}"
     # A failed delivery is a row retried by the endpoint's dispatcher, not a workflow of its own:
     # the dispatcher is what the UI lists for the endpoint, and the API has each attempt.
@@ -34,6 +43,9 @@ async def test_sync_and_failing_delivery_are_found_by_search_attributes(stack, s
     desc = await stack.client.get_workflow_handle(dispatchers[0].id).describe()
     summary = await desc.static_summary()
     assert summary and ep in summary
-    failed_once = [d for d in (await stack.api.get(f"/v1/endpoints/{ep}/deliveries", params={"limit": 1000})).json()["data"]
-                   if d["event_type"] == "group.created"]
+    failed_once = [
+        d
+        for d in (await stack.api.get(f"/v1/endpoints/{ep}/deliveries", params={"limit": 1000})).json()["data"]
+        if d["event_type"] == "group.created"
+    ]
     assert [a["status_code"] for a in failed_once[0]["attempt_log"]] == [503, 503, 200]

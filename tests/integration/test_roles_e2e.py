@@ -30,12 +30,21 @@ async def test_roles_follow_membership_nesting_and_mappings(stack, slapd, receiv
     conn = await connect_directory(stack, slapd, receiver, 9, 3)
     org = conn.directory["organization_id"]
     for slug, priority, default in (("admin", 30, False), ("engineer", 20, False), ("member", 0, True)):
-        r = await stack.api.post("/v1/roles", json={"slug": f"{slug}-{conn.ou}", "name": slug, "priority": priority,
-                                                    "is_default": default, "organization_id": org})
+        r = await stack.api.post(
+            "/v1/roles",
+            json={
+                "slug": f"{slug}-{conn.ou}",
+                "name": slug,
+                "priority": priority,
+                "is_default": default,
+                "organization_id": org,
+            },
+        )
         assert r.status_code == 201, r.text
     admin, engineer, member = (f"{s}-{conn.ou}" for s in ("admin", "engineer", "member"))
-    r = await stack.api.post(f"/v1/directories/{conn.id}/role-mappings",
-                             json={"role": engineer, "match": "name", "pattern": "group00[0]"})
+    r = await stack.api.post(
+        f"/v1/directories/{conn.id}/role-mappings", json={"role": engineer, "match": "name", "pattern": "group00[0]"}
+    )
     assert r.status_code == 201, r.text
     await wait_recompute(stack, conn.id)
     await sync(stack, conn.id, "full")
@@ -43,14 +52,19 @@ async def test_roles_follow_membership_nesting_and_mappings(stack, slapd, receiv
     users = {e["data"]["username"]: e["data"] for e in events if e["type"] == "user.created"}
     # user i is in group i % 3; every third user also in group (i + 1) % 3
     assert slugs(users["user00000"]) == [engineer] and users["user00000"]["role"] == {"slug": engineer}
-    assert users["user00000"]["roles"][0]["source_groups"] == [next(
-        g["id"] for g in users["user00000"]["groups"] if g["name"] == "group000")]
+    assert users["user00000"]["roles"][0]["source_groups"] == [
+        next(g["id"] for g in users["user00000"]["groups"] if g["name"] == "group000")
+    ]
     assert slugs(users["user00001"]) == [member]  # the default role: in no mapped group
     before = len(events)
 
     # Add user 1 to the mapped group: the membership event and the user's new roles.
-    await asyncio.to_thread(ldap_tool, "ldapmodify", slapd,
-                            f"dn: {conn.group_dn(0)}\nchangetype: modify\nadd: member\nmember: {conn.user_dn(1)}\n")
+    await asyncio.to_thread(
+        ldap_tool,
+        "ldapmodify",
+        slapd,
+        f"dn: {conn.group_dn(0)}\nchangetype: modify\nadd: member\nmember: {conn.user_dn(1)}\n",
+    )
     await sync(stack, conn.id)
     changes = await new_events(stack, conn, before)
     assert count_types(changes) == {"user.updated": 1, "group.user_added": 1}
@@ -61,18 +75,28 @@ async def test_roles_follow_membership_nesting_and_mappings(stack, slapd, receiv
     before += len(changes) + 1
 
     # Remove them again: the role is revoked the same way.
-    await asyncio.to_thread(ldap_tool, "ldapmodify", slapd,
-                            f"dn: {conn.group_dn(0)}\nchangetype: modify\ndelete: member\nmember: {conn.user_dn(1)}\n")
+    await asyncio.to_thread(
+        ldap_tool,
+        "ldapmodify",
+        slapd,
+        f"dn: {conn.group_dn(0)}\nchangetype: modify\ndelete: member\nmember: {conn.user_dn(1)}\n",
+    )
     await sync(stack, conn.id)
     changes = await new_events(stack, conn, before)
     assert count_types(changes) == {"user.updated": 1, "group.user_removed": 1}
     updated = next(e for e in changes if e["type"] == "user.updated")
-    assert slugs(updated["data"]) == [member] and [r["slug"] for r in updated["previous_attributes"]["roles"]] == [engineer]
+    assert slugs(updated["data"]) == [member] and [r["slug"] for r in updated["previous_attributes"]["roles"]] == [
+        engineer
+    ]
     before += len(changes) + 1
 
     # Nest group002 inside the mapped group000: group002's members gain engineer, inherited.
-    await asyncio.to_thread(ldap_tool, "ldapmodify", slapd,
-                            f"dn: {conn.group_dn(0)}\nchangetype: modify\nadd: member\nmember: {conn.group_dn(2)}\n")
+    await asyncio.to_thread(
+        ldap_tool,
+        "ldapmodify",
+        slapd,
+        f"dn: {conn.group_dn(0)}\nchangetype: modify\nadd: member\nmember: {conn.group_dn(2)}\n",
+    )
     await sync(stack, conn.id)
     changes = await new_events(stack, conn, before)
     # group002's members are users 2, 5 and 8 (user i is in group i % 3; users 0, 3 and 6
@@ -87,8 +111,9 @@ async def test_roles_follow_membership_nesting_and_mappings(stack, slapd, receiv
     before += len(changes) + 1
 
     # A new mapping through the API: only the users it affects get user.updated, no sync needed.
-    r = await stack.api.post(f"/v1/directories/{conn.id}/role-mappings",
-                             json={"role": admin, "match": "name", "pattern": "group001"})
+    r = await stack.api.post(
+        f"/v1/directories/{conn.id}/role-mappings", json={"role": admin, "match": "name", "pattern": "group001"}
+    )
     assert r.status_code == 201
     mapping_id = r.json()["id"]
     await wait_recompute(stack, conn.id)
@@ -111,8 +136,12 @@ async def test_roles_follow_membership_nesting_and_mappings(stack, slapd, receiv
     before += len(changes)
 
     # A nesting cycle is reported and does not hang the pass.
-    await asyncio.to_thread(ldap_tool, "ldapmodify", slapd,
-                            f"dn: {conn.group_dn(2)}\nchangetype: modify\nadd: member\nmember: {conn.group_dn(0)}\n")
+    await asyncio.to_thread(
+        ldap_tool,
+        "ldapmodify",
+        slapd,
+        f"dn: {conn.group_dn(2)}\nchangetype: modify\nadd: member\nmember: {conn.group_dn(0)}\n",
+    )
     status = await sync(stack, conn.id)
     assert status["state"] == "succeeded"
     assert any("cycle" in w for w in status["last_run"]["counts"]["warnings"])
@@ -120,13 +149,21 @@ async def test_roles_follow_membership_nesting_and_mappings(stack, slapd, receiv
 
 async def test_attribute_mapping_change_renormalizes_stored_users(stack, slapd, receiver):
     conn = await connect_directory(stack, slapd, receiver, 4, 1)
-    await asyncio.to_thread(ldap_tool, "ldapmodify", slapd,
-                            f"dn: {conn.user_dn(1)}\nchangetype: modify\nadd: departmentNumber\ndepartmentNumber: R&D\n")
+    await asyncio.to_thread(
+        ldap_tool,
+        "ldapmodify",
+        slapd,
+        f"dn: {conn.user_dn(1)}\nchangetype: modify\nadd: departmentNumber\ndepartmentNumber: R&D\n",
+    )
     await sync(stack, conn.id, "full")
     before = len(await wait_delivered(stack, conn))
 
-    mapping = {"user": {"custom_attributes.employee_id": {"source": "employeeNumber"},
-                        "department": {"source": "departmentNumber"}}}
+    mapping = {
+        "user": {
+            "custom_attributes.employee_id": {"source": "employeeNumber"},
+            "department": {"source": "departmentNumber"},
+        }
+    }
     r = await stack.api.patch(f"/v1/directories/{conn.id}", json={"attribute_mapping": mapping})
     assert r.status_code == 200, r.text
     await wait_recompute(stack, conn.id)
@@ -156,29 +193,64 @@ async def test_invalid_role_and_mapping_input_changes_nothing(stack, slapd, rece
     conn = await connect_directory(stack, slapd, receiver, 1, 1)
     await stack.api.post("/v1/roles", json={"slug": f"ok-{conn.ou}", "name": "ok"})
     cases = [
-        ("POST", f"/v1/directories/{conn.id}/role-mappings", {"role": "no-such-role", "match": "name", "pattern": "x"},
-         422, "no role"),
-        ("POST", f"/v1/directories/{conn.id}/role-mappings", {"role": f"ok-{conn.ou}", "match": "name",
-                                                              "pattern": "eng-[abc"}, 422, "malformed glob"),
-        ("POST", f"/v1/directories/{conn.id}/role-mappings", {"role": f"ok-{conn.ou}", "match": "dn", "pattern": "x"},
-         422, "match"),
-        ("PATCH", f"/v1/directories/{conn.id}", {"attribute_mapping": {"user": {"groups": {"source": "memberOf"}}}},
-         422, "read-only"),
-        ("PATCH", f"/v1/directories/{conn.id}", {"attribute_mapping": {"user": {"roles": {"source": "x"}}}},
-         422, "read-only"),
+        (
+            "POST",
+            f"/v1/directories/{conn.id}/role-mappings",
+            {"role": "no-such-role", "match": "name", "pattern": "x"},
+            422,
+            "no role",
+        ),
+        (
+            "POST",
+            f"/v1/directories/{conn.id}/role-mappings",
+            {"role": f"ok-{conn.ou}", "match": "name", "pattern": "eng-[abc"},
+            422,
+            "malformed glob",
+        ),
+        (
+            "POST",
+            f"/v1/directories/{conn.id}/role-mappings",
+            {"role": f"ok-{conn.ou}", "match": "dn", "pattern": "x"},
+            422,
+            "match",
+        ),
+        (
+            "PATCH",
+            f"/v1/directories/{conn.id}",
+            {"attribute_mapping": {"user": {"groups": {"source": "memberOf"}}}},
+            422,
+            "read-only",
+        ),
+        (
+            "PATCH",
+            f"/v1/directories/{conn.id}",
+            {"attribute_mapping": {"user": {"roles": {"source": "x"}}}},
+            422,
+            "read-only",
+        ),
         ("POST", "/v1/roles", {"slug": "Bad Slug", "name": "x"}, 422, "slug"),
         ("POST", "/v1/roles", {"slug": f"ok-{conn.ou}", "name": "again"}, 409, "already"),
         ("DELETE", f"/v1/directories/{conn.id}/role-mappings/rmap_nope", None, 404, "rmap_nope"),
         ("GET", "/v1/roles/role_nope", None, 404, "role_nope"),
     ]
-    before = ((await stack.api.get(f"/v1/directories/{conn.id}/role-mappings")).json(),
-              (await stack.api.get("/v1/roles")).json(), (await stack.api.get(f"/v1/directories/{conn.id}")).json())
+    before = (
+        (await stack.api.get(f"/v1/directories/{conn.id}/role-mappings")).json(),
+        (await stack.api.get("/v1/roles")).json(),
+        (await stack.api.get(f"/v1/directories/{conn.id}")).json(),
+    )
     for method, path, body, status, needle in cases:
-        r = await stack.api.request(method, path, json=body) if body is not None else await stack.api.request(method, path)
+        r = (
+            await stack.api.request(method, path, json=body)
+            if body is not None
+            else await stack.api.request(method, path)
+        )
         assert r.status_code == status, (path, r.text)
         assert needle in r.text, r.text
-    after = ((await stack.api.get(f"/v1/directories/{conn.id}/role-mappings")).json(),
-             (await stack.api.get("/v1/roles")).json(), (await stack.api.get(f"/v1/directories/{conn.id}")).json())
+    after = (
+        (await stack.api.get(f"/v1/directories/{conn.id}/role-mappings")).json(),
+        (await stack.api.get("/v1/roles")).json(),
+        (await stack.api.get(f"/v1/directories/{conn.id}")).json(),
+    )
     assert after == before
     assert await all_events(stack, conn.id) == []
 

@@ -29,8 +29,13 @@ SWEEP_SECONDS = 10.0
 
 def start_api(env: dict, log) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "dirhook.cli", "api", "--port", str(port)], env=env, cwd=ROOT,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dirhook.cli", "api", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -40,6 +45,7 @@ async def answering(base: str) -> None:
             return httpx.get(f"{base}/healthz", timeout=2).status_code in (200, 503)
         except httpx.HTTPError:
             return False
+
     await wait_for(up, 60, f"{base} to answer")
 
 
@@ -49,18 +55,29 @@ async def replicas(postgres, temporal_env, tmp_path_factory):
     url = postgres.create_database("scaled_out")
     migrate(url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIRHOOK_")}
-    env.update({"DIRHOOK_DATABASE_URL": url, "DIRHOOK_DATA_DIR": str(work), "DIRHOOK_ADMIN_TOKEN": ADMIN_TOKEN,
-                "DIRHOOK_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-                "DIRHOOK_TASK_QUEUE": unique("scaled-"), "DIRHOOK_ALLOW_PRIVATE_ENDPOINTS": "true",
-                "DIRHOOK_ENCRYPTION_KEYS": json.dumps({"test-k1": TEST_ENCRYPTION_KEY}),
-                "DIRHOOK_LOG_LEVEL": "WARNING", "DIRHOOK_DELIVERY_SWEEP_SECONDS": str(SWEEP_SECONDS)})
+    env.update(
+        {
+            "DIRHOOK_DATABASE_URL": url,
+            "DIRHOOK_DATA_DIR": str(work),
+            "DIRHOOK_ADMIN_TOKEN": ADMIN_TOKEN,
+            "DIRHOOK_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+            "DIRHOOK_TASK_QUEUE": unique("scaled-"),
+            "DIRHOOK_ALLOW_PRIVATE_ENDPOINTS": "true",
+            "DIRHOOK_ENCRYPTION_KEYS": json.dumps({"test-k1": TEST_ENCRYPTION_KEY}),
+            "DIRHOOK_LOG_LEVEL": "WARNING",
+            "DIRHOOK_DELIVERY_SWEEP_SECONDS": str(SWEEP_SECONDS),
+        }
+    )
     procs: list[subprocess.Popen] = []
     apis: list[str] = []
     log = open(work / "processes.log", "ab")
     try:
         for _ in range(2):
-            procs.append(subprocess.Popen([sys.executable, "-m", "workers"], env=env, cwd=ROOT, stdout=log,
-                                          stderr=subprocess.STDOUT))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "workers"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+                )
+            )
         for _ in range(2):
             proc, base = start_api(env, log)
             procs.append(proc)
@@ -86,8 +103,12 @@ async def replicas(postgres, temporal_env, tmp_path_factory):
 @pytest.mark.timeout(400)
 async def test_two_apis_and_two_workers_on_postgresql_keep_one_writer_per_directory(replicas, receiver):
     replicas, _env, _log = replicas
-    clients = [httpx.AsyncClient(base_url=base, timeout=60, limits=API_CLIENT_LIMITS,
-                                 headers={"authorization": f"Bearer {ADMIN_TOKEN}"}) for base in replicas]
+    clients = [
+        httpx.AsyncClient(
+            base_url=base, timeout=60, limits=API_CLIENT_LIMITS, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
+        for base in replicas
+    ]
     try:
         r = await clients[0].post("/v1/directories", json={"name": unique("replicas-"), "provider": "scim"})
         assert r.status_code == 201, r.text
@@ -99,28 +120,42 @@ async def test_two_apis_and_two_workers_on_postgresql_keep_one_writer_per_direct
         scims = []
         for base in replicas:  # the same directory through each replica
             path = d["scim_base_url"].split("/scim/", 1)[1]
-            scims.append(ScimDirectory(d, httpx.AsyncClient(
-                base_url=f"{base}/scim/{path}", timeout=60, limits=API_CLIENT_LIMITS,
-                headers={"authorization": f"Bearer {d['scim_token']}", "content-type": "application/scim+json"})))
+            scims.append(
+                ScimDirectory(
+                    d,
+                    httpx.AsyncClient(
+                        base_url=f"{base}/scim/{path}",
+                        timeout=60,
+                        limits=API_CLIENT_LIMITS,
+                        headers={"authorization": f"Bearer {d['scim_token']}", "content-type": "application/scim+json"},
+                    ),
+                )
+            )
         t0 = time.monotonic()
         result = await race(clients, scims, d["id"], route, n=150)
         buckets: dict[float, float] = {}
         for c in clients:  # the SCIM writes' waits for their directory, both replicas
             for family in text_string_to_metric_families((await c.get("/metrics")).text):
                 for sample in family.samples:
-                    if sample.name == "dirhook_directory_lock_wait_seconds_bucket" and sample.labels["caller"] == "scim":
+                    if (
+                        sample.name == "dirhook_directory_lock_wait_seconds_bucket"
+                        and sample.labels["caller"] == "scim"
+                    ):
                         le = float(sample.labels["le"])
                         buckets[le] = buckets.get(le, 0) + sample.value
         total = buckets[float("inf")]
 
         def quantile(q: float) -> float:  # the bucket bound under which q of the waits fell
             return min(le for le, n in buckets.items() if n >= q * total)
+
         writes = result["n"] + sum(1 for i in range(result["n"]) if i % 3)
-        print(f"2 APIs + 2 workers on PostgreSQL: {result['n']} users, {writes} SCIM writes in "
-              f"{result['seconds']:.1f} s ({writes / result['seconds']:.0f}/s) while {result['passes_asked']} full "
-              f"passes and recomputes were asked for; {result['events']} events, one id per person "
-              f"({time.monotonic() - t0:.1f} s in all); SCIM lock waits ({total:.0f}): p50 <= {quantile(0.5)} s, "
-              f"p99 <= {quantile(0.99)} s")
+        print(
+            f"2 APIs + 2 workers on PostgreSQL: {result['n']} users, {writes} SCIM writes in "
+            f"{result['seconds']:.1f} s ({writes / result['seconds']:.0f}/s) while {result['passes_asked']} full "
+            f"passes and recomputes were asked for; {result['events']} events, one id per person "
+            f"({time.monotonic() - t0:.1f} s in all); SCIM lock waits ({total:.0f}): p50 <= {quantile(0.5)} s, "
+            f"p99 <= {quantile(0.99)} s"
+        )
         assert total >= writes
         for s in scims:
             await s.client.aclose()
@@ -131,9 +166,12 @@ async def test_two_apis_and_two_workers_on_postgresql_keep_one_writer_per_direct
 
 @pytest.mark.timeout(120)
 async def test_a_write_committed_by_an_api_that_dies_before_waking_delivery_is_delivered_by_the_sweep(
-        replicas, receiver):
+    replicas, receiver
+):
     bases, env, log = replicas
-    async with httpx.AsyncClient(base_url=bases[0], timeout=60, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}) as api:
+    async with httpx.AsyncClient(
+        base_url=bases[0], timeout=60, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
+    ) as api:
         d = (await api.post("/v1/directories", json={"name": unique("orphan-"), "provider": "scim"})).json()
         name = unique("ep-")
         r = await api.post("/v1/endpoints", json={"url": receiver.url(name), "directory_ids": [d["id"]]})
@@ -143,16 +181,22 @@ async def test_a_write_committed_by_an_api_that_dies_before_waking_delivery_is_d
     try:
         await answering(base)
         path = d["scim_base_url"].split("/scim/", 1)[1]
-        async with httpx.AsyncClient(base_url=f"{base}/scim/{path}", timeout=60, headers={
-                "authorization": f"Bearer {d['scim_token']}", "content-type": "application/scim+json"}) as scim:
+        async with httpx.AsyncClient(
+            base_url=f"{base}/scim/{path}",
+            timeout=60,
+            headers={"authorization": f"Bearer {d['scim_token']}", "content-type": "application/scim+json"},
+        ) as scim:
             r = await scim.post("/Users", json={"schemas": [USER], "userName": "orphan@example.com"})
         assert r.status_code == 201, r.text
         committed = time.monotonic()
     finally:
         cut_off.kill()  # and then it dies: nothing in it will ever wake the dispatcher
         cut_off.wait(30)
-    created = await wait_for(lambda: route.events("user.created"), SWEEP_SECONDS + 5 + 20,
-                             "the sweep to deliver the orphaned event")
+    created = await wait_for(
+        lambda: route.events("user.created"), SWEEP_SECONDS + 5 + 20, "the sweep to deliver the orphaned event"
+    )
     assert created[0]["data"]["username"] == "orphan@example.com"
-    print(f"a write whose API could not wake delivery, then died: delivered "
-          f"{max(x.at for x in route.accepted) - committed:.1f} s after its commit (sweep every {SWEEP_SECONDS:g} s)")
+    print(
+        f"a write whose API could not wake delivery, then died: delivered "
+        f"{max(x.at for x in route.accepted) - committed:.1f} s after its commit (sweep every {SWEEP_SECONDS:g} s)"
+    )

@@ -28,16 +28,22 @@ async def scim_directory(stack, **extra) -> dict:
 async def test_scim2_cli_reports_every_check_as_success(stack):
     d = await scim_directory(stack)
     proc = await asyncio.create_subprocess_exec(
-        SCIM2, "--url", d["scim_base_url"], "test", env={"SCIM_CLI_HEADERS": f"Authorization: Bearer {d['scim_token']}",
-                                                          "PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        SCIM2,
+        "--url",
+        d["scim_base_url"],
+        "test",
+        env={"SCIM_CLI_HEADERS": f"Authorization: Bearer {d['scim_token']}", "PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), 150)
     text = out.decode()
     statuses = re.findall(r"^(SUCCESS|ERROR|CRITICAL|WARNING|SKIPPED|FAILED)\b", text, flags=re.M)
     print(f"scim2-tester: {len(statuses)} checks, {statuses.count('SUCCESS')} SUCCESS")
     assert statuses.count("SUCCESS") >= 135, text[-3000:]
-    assert set(statuses) == {"SUCCESS"}, "\n".join(line for line in text.splitlines()
-                                                   if line and not line.startswith(("SUCCESS", "  ")))
+    assert set(statuses) == {"SUCCESS"}, "\n".join(
+        line for line in text.splitlines() if line and not line.startswith(("SUCCESS", "  "))
+    )
 
 
 @pytest.mark.parametrize("header", [None, "Bearer nope", "Basic abc", "other directory"])
@@ -51,8 +57,11 @@ async def test_scim_needs_the_directorys_own_token(stack, header):
         headers["authorization"] = header
     body = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "mallory@example.com"}
     async with httpx.AsyncClient(timeout=30) as client:
-        for method, path, kw in (("GET", "/Users", {}), ("POST", "/Users", {"json": body}),
-                                 ("GET", "/ServiceProviderConfig", {})):
+        for method, path, kw in (
+            ("GET", "/Users", {}),
+            ("POST", "/Users", {"json": body}),
+            ("GET", "/ServiceProviderConfig", {}),
+        ):
             r = await client.request(method, d["scim_base_url"] + path, headers=headers, **kw)
             assert r.status_code == 401, (method, path, r.text)
             assert r.json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]

@@ -29,10 +29,18 @@ def entra_user(name: str, title: str) -> dict:
     given, family = name.split()
     mail = f"{given.lower()}@contoso.example"
     # What Entra's provisioning service POSTs (without the aadOptscim062020 flag).
-    return {"schemas": [USER, ENTERPRISE], "externalId": given.lower(), "userName": mail, "active": True,
-            "displayName": name, "title": title, "emails": [{"primary": True, "type": "work", "value": mail}],
-            "meta": {"resourceType": "User"}, "name": {"formatted": name, "familyName": family, "givenName": given},
-            ENTERPRISE: {"department": "R&D"}}
+    return {
+        "schemas": [USER, ENTERPRISE],
+        "externalId": given.lower(),
+        "userName": mail,
+        "active": True,
+        "displayName": name,
+        "title": title,
+        "emails": [{"primary": True, "type": "work", "value": mail}],
+        "meta": {"resourceType": "User"},
+        "name": {"formatted": name, "familyName": family, "givenName": given},
+        ENTERPRISE: {"department": "R&D"},
+    }
 
 
 async def test_entra_provisioning_sequence(stack, receiver):
@@ -45,15 +53,24 @@ async def test_entra_provisioning_sequence(stack, receiver):
         ids[name.split()[0]] = (await scim.call("POST", "/Users", 201, json=entra_user(name, "Engineer"))).json()["id"]
     found = await scim.call("GET", "/Users", 200, params={"filter": 'userName eq "ADA@contoso.example"'})
     assert [u["id"] for u in found.json()["Resources"]] == [ids["Ada"]]
-    group = (await scim.call("POST", "/Groups", 201, json={"schemas": [GROUP], "externalId": "eng",
-                                                           "displayName": "Engineering", "members": []})).json()
+    group = (
+        await scim.call(
+            "POST",
+            "/Groups",
+            201,
+            json={"schemas": [GROUP], "externalId": "eng", "displayName": "Engineering", "members": []},
+        )
+    ).json()
     gpath = f"/Groups/{group['id']}"
     await scim.patch(gpath, {"op": "Add", "path": "members", "value": [{"value": ids["Ada"]}]})
     await scim.patch(gpath, {"op": "Add", "path": "members", "value": [{"value": ids["Grace"]}]})
     # One Replace per attribute, a schema-qualified path, Add on a single-valued attribute
-    await scim.patch(f"/Users/{ids['Ada']}", {"op": "Replace", "path": "title", "value": "Principal Engineer"},
-                     {"op": "Replace", "path": f"{ENTERPRISE}:department", "value": "Research"},
-                     {"op": "Add", "path": "nickName", "value": "Countess"})
+    await scim.patch(
+        f"/Users/{ids['Ada']}",
+        {"op": "Replace", "path": "title", "value": "Principal Engineer"},
+        {"op": "Replace", "path": f"{ENTERPRISE}:department", "value": "Research"},
+        {"op": "Add", "path": "nickName", "value": "Countess"},
+    )
     await scim.patch(f"/Users/{ids['Ada']}", {"op": "Replace", "path": "active", "value": "False"})  # a string
     # Entra's member removal: only the listed member goes, never all of them
     await scim.patch(gpath, {"op": "Remove", "path": "members", "value": [{"value": ids["Grace"]}]})
@@ -72,8 +89,11 @@ async def test_entra_provisioning_sequence(stack, receiver):
         ("user.updated", "grace@contoso.example", {"groups": []}),
         ("group.user_added", "Engineering", "grace@contoso.example", None),
         # nickName is not mapped: it shows among raw_attributes, beside the IdP's externalId
-        ("user.updated", "ada@contoso.example",
-         {"department": "R&D", "title": "Engineer", "raw_attributes": {"externalId": ["ada"]}}),
+        (
+            "user.updated",
+            "ada@contoso.example",
+            {"department": "R&D", "title": "Engineer", "raw_attributes": {"externalId": ["ada"]}},
+        ),
         ("user.updated", "ada@contoso.example", {"active": True}),
         ("user.updated", "grace@contoso.example", {"groups": [group_ref]}),
         ("group.user_removed", "Engineering", "grace@contoso.example", None),
@@ -90,18 +110,31 @@ async def test_entra_provisioning_sequence(stack, receiver):
 def okta_user(given: str, family: str, title: str) -> dict:
     mail = f"{given.lower()}@okta.example"
     # Okta's create and PUT bodies carry a password (never stored here) and an empty groups list.
-    return {"schemas": [USER], "userName": mail, "name": {"givenName": given, "familyName": family},
-            "emails": [{"primary": True, "value": mail, "type": "work"}], "displayName": f"{given} {family}",
-            "locale": "en-US", "externalId": f"00u{given.lower()}", "groups": [], "password": "Okta-Pa55!word",
-            "active": True, "title": title}
+    return {
+        "schemas": [USER],
+        "userName": mail,
+        "name": {"givenName": given, "familyName": family},
+        "emails": [{"primary": True, "value": mail, "type": "work"}],
+        "displayName": f"{given} {family}",
+        "locale": "en-US",
+        "externalId": f"00u{given.lower()}",
+        "groups": [],
+        "password": "Okta-Pa55!word",
+        "active": True,
+        "title": title,
+    }
 
 
 async def test_okta_provisioning_sequence(stack, receiver):
     scim, _endpoint, route = await scim_directory(stack, receiver)
     ids = {}
     for given, family in (("Linus", "Torvalds"), ("Greg", "Kroah")):
-        found = await scim.call("GET", "/Users", 200, params={
-            "filter": f'userName eq "{given.lower()}@okta.example"', "startIndex": "1", "count": "100"})
+        found = await scim.call(
+            "GET",
+            "/Users",
+            200,
+            params={"filter": f'userName eq "{given.lower()}@okta.example"', "startIndex": "1", "count": "100"},
+        )
         assert found.json()["totalResults"] == 0
         created = await scim.call("POST", "/Users", 201, json=okta_user(given, family, "Developer"))
         assert "password" not in created.json()
@@ -110,8 +143,9 @@ async def test_okta_provisioning_sequence(stack, receiver):
     gid = (await scim.call("POST", "/Groups", 201, json=group)).json()["id"]
     with_greg = {**group, "id": gid, "members": [*group["members"], {"value": ids["Greg"], "display": "Greg"}]}
     await scim.call("PUT", f"/Groups/{gid}", 200, json=with_greg)
-    await scim.call("PUT", f"/Users/{ids['Linus']}", 200,
-                    json={**okta_user("Linus", "Torvalds", "Maintainer"), "id": ids["Linus"]})
+    await scim.call(
+        "PUT", f"/Users/{ids['Linus']}", 200, json={**okta_user("Linus", "Torvalds", "Maintainer"), "id": ids["Linus"]}
+    )
     await scim.patch(f"/Users/{ids['Linus']}", {"op": "replace", "value": {"active": False}})  # Okta deactivates
     await scim.call("PUT", f"/Groups/{gid}", 200, json={**with_greg, "members": group["members"]})
     await scim.call("DELETE", f"/Users/{ids['Linus']}", 204)
@@ -151,13 +185,28 @@ async def test_a_full_pass_reconciles_what_a_projection_missed(stack, receiver):
     scim, _endpoint, route = await scim_directory(stack, receiver)
     await scim.call("POST", "/Users", 201, json=okta_user("Linus", "Torvalds", "Developer"))
     await delivered(stack, scim, route, 1)
-    body = {"schemas": [USER], "id": "0" * 32, "userName": "orphan@okta.example", "active": True,
-            "meta": {"resourceType": "User"}}
+    body = {
+        "schemas": [USER],
+        "id": "0" * 32,
+        "userName": "orphan@okta.example",
+        "active": True,
+        "meta": {"resourceType": "User"},
+    }
     now = datetime.now(UTC)
     with stack.sessions.begin() as s:
-        s.add(ScimResource(directory_id=scim.id, id=body["id"], resource_type="User", match_key=body["userName"],
-                           unique_key=body["userName"], body=body, version=version_of(body), created_at=now,
-                           updated_at=now))
+        s.add(
+            ScimResource(
+                directory_id=scim.id,
+                id=body["id"],
+                resource_type="User",
+                match_key=body["userName"],
+                unique_key=body["userName"],
+                body=body,
+                version=version_of(body),
+                created_at=now,
+                updated_at=now,
+            )
+        )
     status = await sync(stack, scim.id, "full")
     assert status["last_run"]["status"] == "succeeded", status
     events = await delivered(stack, scim, route, 3)

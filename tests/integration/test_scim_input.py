@@ -18,21 +18,61 @@ BAD = [
     ("POST", "/Users", {"content": b'{"schemas": [', "headers": JSON}, 400, "invalidSyntax", None),
     ("POST", "/Users", {"content": b'{"userName": "x"}', "headers": {"content-type": "text/plain"}}, 415, None, None),
     ("POST", "/Users", {"json": {"schemas": ["urn:example:nope"], "userName": "x"}}, 400, "invalidSyntax", "schema"),
-    ("POST", "/Users", {"json": {"schemas": [USER], "userName": "x", "shoeSize": 42}}, 400, "invalidSyntax",
-     "shoeSize"),
+    (
+        "POST",
+        "/Users",
+        {"json": {"schemas": [USER], "userName": "x", "shoeSize": 42}},
+        400,
+        "invalidSyntax",
+        "shoeSize",
+    ),
     ("POST", "/Users", {"json": {"schemas": [USER]}}, 400, "invalidValue", "userName"),
     ("POST", "/Users", {"json": ADA}, 409, "uniqueness", None),
     ("POST", "/Users", {"json": {**ADA, "userName": "ADA@example.com"}}, 409, "uniqueness", None),
-    ("GET", "/Users", {"params": {"filter": 'userName eq'}}, 400, "invalidFilter", None),
+    ("GET", "/Users", {"params": {"filter": "userName eq"}}, 400, "invalidFilter", None),
     ("GET", "/Users", {"params": {"filter": 'userName zz "a"'}}, 400, "invalidFilter", None),
-    ("PATCH", "/Users/{ada}", {"json": {"schemas": [PATCH], "Operations": [
-        {"op": "replace", "path": "id", "value": "mine"}]}}, 400, "mutability", None),
-    ("PATCH", "/Users/{ada}", {"json": {"schemas": [PATCH], "Operations": [
-        {"op": "replace", "path": "meta.created", "value": "2020-01-01T00:00:00Z"}]}}, 400, "mutability", None),
-    ("PATCH", "/Users/{ada}", {"json": {"schemas": [PATCH], "Operations": [
-        {"op": "jump", "path": "title", "value": "x"}]}}, 400, "invalidValue", "jump"),
-    ("PATCH", "/Users/{ada}", {"json": {"schemas": [PATCH], "Operations": [
-        {"op": "replace", "path": "userName", "value": "grace@example.com"}]}}, 409, "uniqueness", None),
+    (
+        "PATCH",
+        "/Users/{ada}",
+        {"json": {"schemas": [PATCH], "Operations": [{"op": "replace", "path": "id", "value": "mine"}]}},
+        400,
+        "mutability",
+        None,
+    ),
+    (
+        "PATCH",
+        "/Users/{ada}",
+        {
+            "json": {
+                "schemas": [PATCH],
+                "Operations": [{"op": "replace", "path": "meta.created", "value": "2020-01-01T00:00:00Z"}],
+            }
+        },
+        400,
+        "mutability",
+        None,
+    ),
+    (
+        "PATCH",
+        "/Users/{ada}",
+        {"json": {"schemas": [PATCH], "Operations": [{"op": "jump", "path": "title", "value": "x"}]}},
+        400,
+        "invalidValue",
+        "jump",
+    ),
+    (
+        "PATCH",
+        "/Users/{ada}",
+        {
+            "json": {
+                "schemas": [PATCH],
+                "Operations": [{"op": "replace", "path": "userName", "value": "grace@example.com"}],
+            }
+        },
+        409,
+        "uniqueness",
+        None,
+    ),
     ("PUT", "/Users/{ada}", {"json": {**ADA, "id": "{ada}", "active": "maybe"}}, 400, "invalidValue", "active"),
     ("GET", "/Users/nope", {}, 404, None, None),
     ("DELETE", "/Users/nope", {}, 404, None, None),
@@ -56,11 +96,13 @@ async def _state(stack, scim) -> tuple:
     return users, [e["id"] for e in events], normalized
 
 
-@pytest.mark.parametrize("method,path,kwargs,status,scim_type,needle", BAD,
-                         ids=[f"{m} {p} {i}" for i, (m, p, *_r) in enumerate(BAD)])
+@pytest.mark.parametrize(
+    "method,path,kwargs,status,scim_type,needle", BAD, ids=[f"{m} {p} {i}" for i, (m, p, *_r) in enumerate(BAD)]
+)
 @pytest.mark.parametrize("stack", ["sqlite"], indirect=True)
-async def test_bad_scim_request_is_refused_and_changes_nothing(stack, populated, method, path, kwargs, status,
-                                                               scim_type, needle):
+async def test_bad_scim_request_is_refused_and_changes_nothing(
+    stack, populated, method, path, kwargs, status, scim_type, needle
+):
     scim, ada, _route = populated
     before = await _state(stack, scim)
     fill = {"json": lambda v: __import__("json").loads(__import__("json").dumps(v).replace("{ada}", ada))}
@@ -80,12 +122,21 @@ async def test_limits_page_size_and_rate(stack):
     """A second API process on the same database, with small limits (its writes touch no
     endpoint, so it needs no Temporal)."""
     d = (await stack.api.post("/v1/directories", json={"name": "limits", "provider": "scim"})).json()
-    settings = Settings(data_dir=stack.settings.data_dir, database_url=stack.settings.sqlalchemy_url,
-                        admin_token="t" * 20, scim_max_page_size=2, scim_rate_limit_per_second=0.1,
-                        scim_rate_limit_burst=5, encryption_keys=stack.settings.encryption_keys)
+    settings = Settings(
+        data_dir=stack.settings.data_dir,
+        database_url=stack.settings.sqlalchemy_url,
+        admin_token="t" * 20,
+        scim_max_page_size=2,
+        scim_rate_limit_per_second=0.1,
+        scim_rate_limit_burst=5,
+        encryption_keys=stack.settings.encryption_keys,
+    )
     app = create_app(settings)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://dirhook",
-                                 headers={"authorization": f"Bearer {d['scim_token']}"}) as scim:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://dirhook",
+        headers={"authorization": f"Bearer {d['scim_token']}"},
+    ) as scim:
         base = f"/scim/v2/{d['id']}"
         for i in range(3):
             r = await scim.post(f"{base}/Users", json={"schemas": [USER], "userName": f"u{i}"})

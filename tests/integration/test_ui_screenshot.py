@@ -23,8 +23,10 @@ def visible_text(path) -> str:
     """What the page says, tags stripped, whitespace collapsed. The UI renders summaries and
     details (markdown) in iframes whose text travels in their ``src``: those are added."""
     page = path.read_text()
-    frames = [parse_qs(urlsplit(html.unescape(src)).query).get("content", [""])[0]
-              for src in re.findall(r'<iframe[^>]* src="([^"]*)"', page)]
+    frames = [
+        parse_qs(urlsplit(html.unescape(src)).query).get("content", [""])[0]
+        for src in re.findall(r'<iframe[^>]* src="([^"]*)"', page)
+    ]
     text = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", page, flags=re.S)
     return " ".join((html.unescape(re.sub(r"<[^>]+>", " ", text)) + " " + " ".join(frames)).replace("`", "").split())
 
@@ -42,14 +44,31 @@ def test_the_ui_shows_a_directorys_sync_with_its_summary(tmp_path, slapd):
         ou = unique("ui-")
         ldap_tool("ldapadd", slapd, people_ldif(ou, 3, 1))
         name = f"Acme {ou}"
-        r = httpx.post(f"{api}/v1/directories", headers=headers, timeout=30,
-                       json={"name": name, "ldap": ldap_body(slapd, ou), "bind_password": ROOT_PW})
+        r = httpx.post(
+            f"{api}/v1/directories",
+            headers=headers,
+            timeout=30,
+            json={"name": name, "ldap": ldap_body(slapd, ou), "bind_password": ROOT_PW},
+        )
         assert r.status_code == 201, r.text
         directory_id = r.json()["id"]
-        assert httpx.post(f"{api}/v1/directories/{directory_id}/sync", params={"mode": "full"},
-                          headers=headers, timeout=30).status_code == 202
-        wait_until(lambda: httpx.get(f"{api}/v1/directories/{directory_id}/sync", headers=headers,
-                                     timeout=30).json()["workflow_status"] == "COMPLETED", 60, "the full pass", 0.2)
+        assert (
+            httpx.post(
+                f"{api}/v1/directories/{directory_id}/sync", params={"mode": "full"}, headers=headers, timeout=30
+            ).status_code
+            == 202
+        )
+        wait_until(
+            lambda: (
+                httpx.get(f"{api}/v1/directories/{directory_id}/sync", headers=headers, timeout=30).json()[
+                    "workflow_status"
+                ]
+                == "COMPLETED"
+            ),
+            60,
+            "the full pass",
+            0.2,
+        )
 
         shots = capture(ui, directory_id, tmp_path / "shots")
         for png in shots.values():
@@ -57,7 +76,7 @@ def test_the_ui_shows_a_directorys_sync_with_its_summary(tmp_path, slapd):
             assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, png  # a rendered page, not a blank one
         listing = visible_text(shots["list"].with_suffix(".html"))
         assert f"dirsync/{directory_id}" in listing and "DirectorySyncWorkflow" in listing
-        assert f"DirectoryId = \"{directory_id}\"" in listing  # the filter the page shows
+        assert f'DirectoryId = "{directory_id}"' in listing  # the filter the page shows
         detail = visible_text(shots["detail"].with_suffix(".html"))
         assert f"Sync directory {name} (ldap)" in detail  # the summary, decrypted by /codec
         assert f"directory {directory_id} of organization org_default" in detail

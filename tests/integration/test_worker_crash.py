@@ -34,12 +34,25 @@ def stored_users(stack, directory_id: str) -> int:
 async def start_sync_worker(stack, task_queue: str, log_path) -> asyncio.subprocess.Process:
     """`python -m workers --queues sync`, as an operator runs it, on a queue of its own."""
     settings = stack.settings
-    env = {**os.environ, "DIRHOOK_DATABASE_URL": settings.sqlalchemy_url,
-           "DIRHOOK_TEMPORAL_ADDRESS": settings.temporal_address, "DIRHOOK_TASK_QUEUE": task_queue,
-           "DIRHOOK_ENCRYPTION_KEYS": json.dumps({k: v.get_secret_value() for k, v in settings.encryption_keys.items()}),
-           "DIRHOOK_DATA_DIR": str(settings.data_dir), "DIRHOOK_LDAP_TIMESTAMP_OVERLAP_SECONDS": "0"}
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "workers", "--queues", "sync", env=env,
-                                                stdout=open(log_path, "ab"), stderr=asyncio.subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "DIRHOOK_DATABASE_URL": settings.sqlalchemy_url,
+        "DIRHOOK_TEMPORAL_ADDRESS": settings.temporal_address,
+        "DIRHOOK_TASK_QUEUE": task_queue,
+        "DIRHOOK_ENCRYPTION_KEYS": json.dumps({k: v.get_secret_value() for k, v in settings.encryption_keys.items()}),
+        "DIRHOOK_DATA_DIR": str(settings.data_dir),
+        "DIRHOOK_LDAP_TIMESTAMP_OVERLAP_SECONDS": "0",
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "workers",
+        "--queues",
+        "sync",
+        env=env,
+        stdout=open(log_path, "ab"),
+        stderr=asyncio.subprocess.STDOUT,
+    )
 
 
 async def _at_least(value, minimum: int) -> bool:
@@ -61,8 +74,10 @@ async def test_sigkill_mid_sync_then_every_user_created_exactly_once(stack, slap
         log = tmp_path / "worker.log"
         worker = await start_sync_worker(stack, queue, log)
         d = conn.directory
-        handle = await sync_control.request_sync(stack.client, crash, DirectoryRef(d["id"], d["organization_id"],
-                                                                                    d["name"], "ldap"), "full")
+        handle = await sync_control.request_sync(
+            stack.client, crash, DirectoryRef(d["id"], d["organization_id"], d["name"], "ldap"), "full"
+        )
+
         async def heartbeated_users() -> int:
             """How many committed users the pass's last heartbeat, as the server holds it, reports."""
             for pending in (await handle.describe()).raw_description.pending_activities:
@@ -77,6 +92,7 @@ async def test_sigkill_mid_sync_then_every_user_created_exactly_once(stack, slap
         async def live_progress() -> int:  # the API's live view of the pass: its run's row
             status = (await stack.api.get(f"/v1/directories/{conn.id}/sync")).json()
             return status["state"] == "running" and (status["progress"] or {}).get("users_read", 0)
+
         await wait_for(lambda: _at_least(live_progress(), 3000), 30, "the API to show the pass's progress")
         worker.kill()  # SIGKILL: no goodbye, no graceful shutdown
         await asyncio.wait_for(worker.wait(), 10)
@@ -96,9 +112,14 @@ async def test_sigkill_mid_sync_then_every_user_created_exactly_once(stack, slap
             assert counts["users_written"] == N_USERS - killed_at, counts
             runs = (await stack.api.get(f"/v1/directories/{conn.id}/sync-runs")).json()
             assert [(r["status"], r["error"]) for r in runs] == [
-                ("succeeded", None), ("failed", "attempt 1 stopped without finishing; attempt 2 took over")]
-            created = await wait_for(lambda: len(conn.route.events("user.created")) >= N_USERS and
-                                     conn.route.events("user.created"), 180, f"{N_USERS} user.created")
+                ("succeeded", None),
+                ("failed", "attempt 1 stopped without finishing; attempt 2 took over"),
+            ]
+            created = await wait_for(
+                lambda: len(conn.route.events("user.created")) >= N_USERS and conn.route.events("user.created"),
+                180,
+                f"{N_USERS} user.created",
+            )
         finally:
             worker.kill()
             await worker.wait()
@@ -106,5 +127,7 @@ async def test_sigkill_mid_sync_then_every_user_created_exactly_once(stack, slap
     assert len(by_id) == N_USERS  # one webhook-id per user…
     assert len({e["data"]["username"] for e in by_id.values()}) == N_USERS  # …and one user per webhook-id
     assert len(created) >= N_USERS
-    print(f"killed with {killed_at} of {N_USERS} users committed; "
-          f"{len(created) - N_USERS} deliveries repeated (same webhook-id) after the restart")
+    print(
+        f"killed with {killed_at} of {N_USERS} users committed; "
+        f"{len(created) - N_USERS} deliveries repeated (same webhook-id) after the restart"
+    )

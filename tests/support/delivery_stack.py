@@ -46,10 +46,16 @@ class DeliveryStack:
         self.work = work
         self.temporal_port = free_port()
         self.db_url = f"sqlite:///{work / 'dirhook.db'}"
-        self.settings = Settings(data_dir=work, database_url=self.db_url, admin_token="delivery-stack-token-0123456789",
-                                 temporal_address=f"127.0.0.1:{self.temporal_port}", task_queue=task_queue,
-                                 allow_private_endpoints=True, encryption_keys={"k1": ENCRYPTION_KEY},
-                                 delivery_sweep_seconds=sweep_seconds)
+        self.settings = Settings(
+            data_dir=work,
+            database_url=self.db_url,
+            admin_token="delivery-stack-token-0123456789",
+            temporal_address=f"127.0.0.1:{self.temporal_port}",
+            task_queue=task_queue,
+            allow_private_endpoints=True,
+            encryption_keys={"k1": ENCRYPTION_KEY},
+            delivery_sweep_seconds=sweep_seconds,
+        )
         self.temporal: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []
         self.client = None
@@ -62,11 +68,29 @@ class DeliveryStack:
     # -- processes ---------------------------------------------------------------------------
     def start_temporal(self) -> None:
         http_port, metrics_port = free_port(), free_port()
-        self.temporal = subprocess.Popen([
-            temporal_cli(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(self.temporal_port),
-            "--headless", "--http-port", str(http_port), "--metrics-port", str(metrics_port),
-            "--db-filename", str(self.work / "temporal.db"), "--log-level", "error",
-            *dev_server_search_attribute_args()], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.temporal = subprocess.Popen(
+            [
+                temporal_cli(),
+                "server",
+                "start-dev",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(self.temporal_port),
+                "--headless",
+                "--http-port",
+                str(http_port),
+                "--metrics-port",
+                str(metrics_port),
+                "--db-filename",
+                str(self.work / "temporal.db"),
+                "--log-level",
+                "error",
+                *dev_server_search_attribute_args(),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_port(self.temporal_port)
 
     def stop_temporal(self) -> None:
@@ -84,14 +108,26 @@ class DeliveryStack:
 
     def start_worker(self, log_level: str = "WARNING") -> subprocess.Popen:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DIRHOOK_")}
-        env.update({"DIRHOOK_DATA_DIR": str(self.work), "DIRHOOK_DATABASE_URL": self.db_url,
-                    "DIRHOOK_TEMPORAL_ADDRESS": self.settings.temporal_address,
-                    "DIRHOOK_TASK_QUEUE": self.settings.task_queue, "DIRHOOK_ALLOW_PRIVATE_ENDPOINTS": "true",
-                    "DIRHOOK_ADMIN_TOKEN": self.settings.resolved_admin_token, "DIRHOOK_LOG_LEVEL": log_level,
-                    "DIRHOOK_ENCRYPTION_KEYS": json.dumps({"k1": ENCRYPTION_KEY}),
-                    "DIRHOOK_DELIVERY_SWEEP_SECONDS": str(self.settings.delivery_sweep_seconds)})
-        proc = subprocess.Popen([sys.executable, "-m", "workers", "--queues", "delivery"], env=env, cwd=ROOT,
-                                stdout=open(self.work / "worker.log", "ab"), stderr=subprocess.STDOUT)
+        env.update(
+            {
+                "DIRHOOK_DATA_DIR": str(self.work),
+                "DIRHOOK_DATABASE_URL": self.db_url,
+                "DIRHOOK_TEMPORAL_ADDRESS": self.settings.temporal_address,
+                "DIRHOOK_TASK_QUEUE": self.settings.task_queue,
+                "DIRHOOK_ALLOW_PRIVATE_ENDPOINTS": "true",
+                "DIRHOOK_ADMIN_TOKEN": self.settings.resolved_admin_token,
+                "DIRHOOK_LOG_LEVEL": log_level,
+                "DIRHOOK_ENCRYPTION_KEYS": json.dumps({"k1": ENCRYPTION_KEY}),
+                "DIRHOOK_DELIVERY_SWEEP_SECONDS": str(self.settings.delivery_sweep_seconds),
+            }
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workers", "--queues", "delivery"],
+            env=env,
+            cwd=ROOT,
+            stdout=open(self.work / "worker.log", "ab"),
+            stderr=subprocess.STDOUT,
+        )
         self.workers.append(proc)
         return proc
 
@@ -120,10 +156,21 @@ class DeliveryStack:
         """An endpoint subscribed to a directory of its own (``dir_<endpoint_id>``); returns its secret."""
         secret = generate_secret()
         with self.sessions.begin() as s:
-            s.add(Directory(id=f"dir_{endpoint_id}", organization_id="org_f", name=endpoint_id, provider="ldap",
-                            config={}))
-            s.add(Endpoint(id=endpoint_id, organization_id="org_f", url=url, secret=secret,
-                           directory_ids=[f"dir_{endpoint_id}"], **settings))
+            s.add(
+                Directory(
+                    id=f"dir_{endpoint_id}", organization_id="org_f", name=endpoint_id, provider="ldap", config={}
+                )
+            )
+            s.add(
+                Endpoint(
+                    id=endpoint_id,
+                    organization_id="org_f",
+                    url=url,
+                    secret=secret,
+                    directory_ids=[f"dir_{endpoint_id}"],
+                    **settings,
+                )
+            )
         return secret
 
     def commit(self, endpoint_id: str, n: int, chunk: int = 500) -> None:
@@ -134,8 +181,11 @@ class DeliveryStack:
             with self.sessions.begin() as s:
                 outbox = Outbox(s, s.get(Directory, f"dir_{endpoint_id}"))
                 for i in range(done, done + size):
-                    outbox.emit("user.updated", {"object": "user", "id": f"usr_{i}", "version": 2,
-                                                 "title": "Engineer", "padding": "x" * 500}, {"title": "Intern"})
+                    outbox.emit(
+                        "user.updated",
+                        {"object": "user", "id": f"usr_{i}", "version": 2, "title": "Engineer", "padding": "x" * 500},
+                        {"title": "Intern"},
+                    )
                 outbox.flush()
             done += size
 
@@ -144,21 +194,37 @@ class DeliveryStack:
 
     def statuses(self, endpoint_id: str) -> Counter:
         with self.sessions() as s:
-            return Counter(dict(s.execute(select(Delivery.status, func.count()).where(
-                Delivery.endpoint_id == endpoint_id).group_by(Delivery.status)).all()))
+            return Counter(
+                dict(
+                    s.execute(
+                        select(Delivery.status, func.count())
+                        .where(Delivery.endpoint_id == endpoint_id)
+                        .group_by(Delivery.status)
+                    ).all()
+                )
+            )
 
     def ownerless(self, endpoint_id: str) -> int:
         """Deliveries in a state nothing acts on: retrying without a time for the retry."""
         with self.sessions() as s:
-            return s.scalar(select(func.count()).select_from(Delivery).where(
-                Delivery.endpoint_id == endpoint_id, Delivery.status == "retrying",
-                Delivery.next_attempt_at.is_(None)))
+            return s.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .where(
+                    Delivery.endpoint_id == endpoint_id,
+                    Delivery.status == "retrying",
+                    Delivery.next_attempt_at.is_(None),
+                )
+            )
 
     def attempts(self, endpoint_id: str) -> dict[str, list[DeliveryAttempt]]:
         with self.sessions() as s:
-            rows = s.execute(select(Delivery.event_id, DeliveryAttempt).join(
-                DeliveryAttempt, DeliveryAttempt.delivery_id == Delivery.id).where(
-                Delivery.endpoint_id == endpoint_id).order_by(DeliveryAttempt.id)).all()
+            rows = s.execute(
+                select(Delivery.event_id, DeliveryAttempt)
+                .join(DeliveryAttempt, DeliveryAttempt.delivery_id == Delivery.id)
+                .where(Delivery.endpoint_id == endpoint_id)
+                .order_by(DeliveryAttempt.id)
+            ).all()
             out: dict[str, list[DeliveryAttempt]] = {}
             for event_id, attempt in rows:
                 s.expunge(attempt)

@@ -26,12 +26,15 @@ def main() -> None:
     server.prepare()
     server.load(people_ldif("acme", args.users, args.groups))
     server.start()
-    print(f"OpenLDAP on {server.url} with {args.users} people in {args.groups} groups. Connect it with:\n\n"
-          f"  DIRHOOK_LDAP_BIND_PASSWORD={ROOT_PW} dirhook directories add-ldap --name Acme --url {server.url} \\\n"
-          f"      --bind-dn {ROOT_DN} \\\n"
-          f"      --user-base-dn ou=people,ou=acme,{SUFFIX} --group-base-dn ou=groups,ou=acme,{SUFFIX}\n\n"
-          f"Change someone: ldapmodify -x -H {server.url} -D {ROOT_DN} -w {ROOT_PW}\n"
-          "Ctrl-C stops the server.", flush=True)
+    print(
+        f"OpenLDAP on {server.url} with {args.users} people in {args.groups} groups. Connect it with:\n\n"
+        f"  DIRHOOK_LDAP_BIND_PASSWORD={ROOT_PW} dirhook directories add-ldap --name Acme --url {server.url} \\\n"
+        f"      --bind-dn {ROOT_DN} \\\n"
+        f"      --user-base-dn ou=people,ou=acme,{SUFFIX} --group-base-dn ou=groups,ou=acme,{SUFFIX}\n\n"
+        f"Change someone: ldapmodify -x -H {server.url} -D {ROOT_DN} -w {ROOT_PW}\n"
+        "Ctrl-C stops the server.",
+        flush=True,
+    )
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     try:

@@ -13,16 +13,24 @@ import httpx
 
 from tests.support.ports import free_port
 
-DEV_PORTS = ("API_PORT", "TEMPORAL_PORT", "TEMPORAL_UI_PORT", "TEMPORAL_HTTP_PORT", "TEMPORAL_METRICS_PORT",
-             "WORKER_METRICS_PORT", "TEMPORAL_SDK_METRICS_PORT")
+DEV_PORTS = (
+    "API_PORT",
+    "TEMPORAL_PORT",
+    "TEMPORAL_UI_PORT",
+    "TEMPORAL_HTTP_PORT",
+    "TEMPORAL_METRICS_PORT",
+    "WORKER_METRICS_PORT",
+    "TEMPORAL_SDK_METRICS_PORT",
+)
 
 
 def dev_env(data_dir: Path) -> tuple[dict[str, str], dict[str, int]]:
     """A fresh data directory and free ports, none of the caller's DIRHOOK_* settings."""
     ports = {k: free_port() for k in DEV_PORTS}
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIRHOOK_")}
-    env.update({"DIRHOOK_DATA_DIR": str(data_dir), "COLUMNS": "200",
-                **{f"DIRHOOK_{k}": str(v) for k, v in ports.items()}})
+    env.update(
+        {"DIRHOOK_DATA_DIR": str(data_dir), "COLUMNS": "200", **{f"DIRHOOK_{k}": str(v) for k, v in ports.items()}}
+    )
     return env, ports
 
 
@@ -68,8 +76,13 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen, log: Path) -> ht
 
 
 def start_dev(env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dirhook.cli", "dev"], env=env, stdout=open(log, "wb"),
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dirhook.cli", "dev"],
+        env=env,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def interrupt(proc: subprocess.Popen) -> set[int]:

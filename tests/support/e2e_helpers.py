@@ -13,9 +13,28 @@ from tests.support.receiver import Receiver, Route
 from tests.support.slapd import ROOT_DN, ROOT_PW, SUFFIX, Slapd, ldap_tool, people_ldif
 from tests.support.wait import wait_for
 
-USER_FIELDS = {"object", "id", "directory_id", "organization_id", "external_id", "username", "emails", "given_name",
-               "family_name", "display_name", "title", "department", "manager_id", "active", "groups", "roles",
-               "custom_attributes", "raw_attributes", "updated_at", "version"}
+USER_FIELDS = {
+    "object",
+    "id",
+    "directory_id",
+    "organization_id",
+    "external_id",
+    "username",
+    "emails",
+    "given_name",
+    "family_name",
+    "display_name",
+    "title",
+    "department",
+    "manager_id",
+    "active",
+    "groups",
+    "roles",
+    "custom_attributes",
+    "raw_attributes",
+    "updated_at",
+    "version",
+}
 GROUP_FIELDS = {"object", "id", "directory_id", "organization_id", "external_id", "name", "description", "version"}
 
 
@@ -39,20 +58,37 @@ class Connected:
 
 def ldap_body(slapd: Slapd, ou: str, **overrides) -> dict:
     return {
-        "url": slapd.url, "bind_dn": ROOT_DN, "live": False,  # tests sync when they mean to (test_ldap_live)
-        "user_base_dn": f"ou=people,ou={ou},{SUFFIX}", "group_base_dn": f"ou=groups,ou={ou},{SUFFIX}",
+        "url": slapd.url,
+        "bind_dn": ROOT_DN,
+        "live": False,  # tests sync when they mean to (test_ldap_live)
+        "user_base_dn": f"ou=people,ou={ou},{SUFFIX}",
+        "group_base_dn": f"ou=groups,ou={ou},{SUFFIX}",
         **overrides,
     }
 
 
-async def connect_directory(stack: Stack, slapd: Slapd, receiver: Receiver, n_users: int, n_groups: int, *,
-                            respond: Callable[[dict, int], int] | None = None,
-                            retry_schedule: list[float] | None = None, password: str = ROOT_PW,
-                            ldap_overrides: dict | None = None) -> Connected:
+async def connect_directory(
+    stack: Stack,
+    slapd: Slapd,
+    receiver: Receiver,
+    n_users: int,
+    n_groups: int,
+    *,
+    respond: Callable[[dict, int], int] | None = None,
+    retry_schedule: list[float] | None = None,
+    password: str = ROOT_PW,
+    ldap_overrides: dict | None = None,
+) -> Connected:
     ou = unique(f"{stack.name}-")
     await asyncio.to_thread(ldap_tool, "ldapadd", slapd, people_ldif(ou, n_users, n_groups))
-    r = await stack.api.post("/v1/directories", json={
-        "name": f"Directory {ou}", "ldap": ldap_body(slapd, ou, **(ldap_overrides or {})), "bind_password": password})
+    r = await stack.api.post(
+        "/v1/directories",
+        json={
+            "name": f"Directory {ou}",
+            "ldap": ldap_body(slapd, ou, **(ldap_overrides or {})),
+            "bind_password": password,
+        },
+    )
     assert r.status_code == 201, r.text
     directory = r.json()
     body = {"url": receiver.url(ou), "directory_ids": [directory["id"]]}
@@ -65,14 +101,28 @@ async def connect_directory(stack: Stack, slapd: Slapd, receiver: Receiver, n_us
     return Connected(ou, directory, endpoint, route)
 
 
-async def run_cli(stack: Stack, data_dir: Path, *args: str, code: int = 0, timeout: float = 120,
-                  env: dict[str, str] | None = None) -> str:
+async def run_cli(
+    stack: Stack, data_dir: Path, *args: str, code: int = 0, timeout: float = 120, env: dict[str, str] | None = None
+) -> str:
     """Run ``dirhook ARGS`` as a user would, against the stack's API; returns stdout and stderr
     together after checking the exit code."""
-    env = {"DIRHOOK_API_URL": stack.api_url, "DIRHOOK_ADMIN_TOKEN": stack.settings.resolved_admin_token,
-           "DIRHOOK_DATA_DIR": str(data_dir), "COLUMNS": "200", "PATH": "/usr/bin:/bin", **(env or {})}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "dirhook.cli", *args, env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    env = {
+        "DIRHOOK_API_URL": stack.api_url,
+        "DIRHOOK_ADMIN_TOKEN": stack.settings.resolved_admin_token,
+        "DIRHOOK_DATA_DIR": str(data_dir),
+        "COLUMNS": "200",
+        "PATH": "/usr/bin:/bin",
+        **(env or {}),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "dirhook.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout)
     assert proc.returncode == code, out.decode()
     return out.decode()
@@ -105,8 +155,9 @@ async def all_events(stack: Stack, directory_id: str) -> list[dict]:
 async def wait_delivered(stack: Stack, conn: Connected, timeout: float = 60) -> list[dict]:
     """Wait until every committed event of the directory reached the receiver; returns them (deduplicated)."""
     expected = await all_events(stack, conn.id)
-    await wait_for(lambda: len(conn.route.events()) >= len(expected), timeout,
-                   f"{len(expected)} events at the receiver")
+    await wait_for(
+        lambda: len(conn.route.events()) >= len(expected), timeout, f"{len(expected)} events at the receiver"
+    )
     got = conn.route.events()
     assert sorted(e["id"] for e in got) == sorted(e["id"] for e in expected)
     return got
@@ -122,18 +173,35 @@ def count_types(events: list[dict]) -> dict[str, int]:
 # -- events without a directory server: for delivery tests ---------------------------------------
 async def scratch_directory(stack: Stack) -> dict:
     """A directory row to hang events on (it is never synced)."""
-    r = await stack.api.post("/v1/directories", json={"name": unique("scratch-"), "ldap": {
-        "url": "ldap://127.0.0.1:1", "bind_dn": ROOT_DN, "user_base_dn": f"ou=none,{SUFFIX}", "live": False}})
+    r = await stack.api.post(
+        "/v1/directories",
+        json={
+            "name": unique("scratch-"),
+            "ldap": {
+                "url": "ldap://127.0.0.1:1",
+                "bind_dn": ROOT_DN,
+                "user_base_dn": f"ou=none,{SUFFIX}",
+                "live": False,
+            },
+        },
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
 
-async def subscribe(stack: Stack, receiver: Receiver, directory_ids: list[str], *,
-                    respond: Callable[[dict, int], int] | None = None, verify: bool = True,
-                    **settings) -> tuple[dict, Route]:
+async def subscribe(
+    stack: Stack,
+    receiver: Receiver,
+    directory_ids: list[str],
+    *,
+    respond: Callable[[dict, int], int] | None = None,
+    verify: bool = True,
+    **settings,
+) -> tuple[dict, Route]:
     name = unique("ep-")
-    r = await stack.api.post("/v1/endpoints", json={"url": receiver.url(name), "directory_ids": directory_ids,
-                                                    **settings})
+    r = await stack.api.post(
+        "/v1/endpoints", json={"url": receiver.url(name), "directory_ids": directory_ids, **settings}
+    )
     assert r.status_code == 201, r.text
     endpoint = r.json()
     return endpoint, receiver.route(name, endpoint["secret"], respond, verify=verify)
@@ -146,8 +214,11 @@ def _commit(stack: Stack, directory_id: str, n: int, padding: int) -> set[str]:
     with stack.sessions.begin() as s:
         outbox = Outbox(s, s.get(Directory, directory_id), stack.settings.max_payload_bytes)
         for i in range(n):
-            outbox.emit("user.updated", {"object": "user", "id": f"usr_{i}", "version": i + 1,
-                                         "padding": "x" * padding}, {"title": None})
+            outbox.emit(
+                "user.updated",
+                {"object": "user", "id": f"usr_{i}", "version": i + 1, "padding": "x" * padding},
+                {"title": None},
+            )
         outbox.flush()
         return outbox.endpoint_ids_touched
 
@@ -168,5 +239,9 @@ async def listening(handle) -> bool:
         desc = await handle.describe()
     except Exception:
         return False
-    return desc.status is not None and desc.status.name == "RUNNING" and bool(desc.raw_description.pending_activities) \
-        and desc.raw_description.pending_activities[0].state == 2  # STARTED
+    return (
+        desc.status is not None
+        and desc.status.name == "RUNNING"
+        and bool(desc.raw_description.pending_activities)
+        and desc.raw_description.pending_activities[0].state == 2
+    )  # STARTED

@@ -47,38 +47,78 @@ from cryptography.x509.oid import NameOID
 
 from tests.support.ports import free_port
 
-USER_PROPERTIES = ("id", "userPrincipalName", "mail", "givenName", "surname", "displayName", "jobTitle",
-                   "department", "employeeId", "accountEnabled", "otherMails", "onPremisesExtensionAttributes")
+USER_PROPERTIES = (
+    "id",
+    "userPrincipalName",
+    "mail",
+    "givenName",
+    "surname",
+    "displayName",
+    "jobTitle",
+    "department",
+    "employeeId",
+    "accountEnabled",
+    "otherMails",
+    "onPremisesExtensionAttributes",
+)
 
 
 def make_tls(directory: Path) -> tuple[Path, ssl.SSLContext]:
     """A CA and a certificate for 127.0.0.1 signed by it: (CA bundle path, server context)."""
+
     def key():
         return ec.generate_private_key(ec.SECP256R1())
 
     now = datetime.datetime.now(datetime.UTC)
     ca_key, server_key = key(), key()
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dirhook test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=2))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    server = (x509.CertificateBuilder()
-              .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])).issuer_name(ca_name)
-              .public_key(server_key.public_key()).serial_number(x509.random_serial_number())
-              .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
-              .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                          x509.DNSName("localhost")]), critical=False)
-              .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     ca_path, cert_path, key_path = directory / "ca.pem", directory / "server.pem", directory / "server.key"
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     cert_path.write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                  serialization.NoEncryption()))
+    key_path.write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path, key_path)
     return ca_path, context
@@ -124,17 +164,29 @@ class Tenant:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         now = datetime.datetime.now(datetime.UTC)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dirhook app")])
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=2)).sign(key, hashes.SHA256()))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .sign(key, hashes.SHA256())
+        )
         thumbprint = base64.urlsafe_b64encode(cert.fingerprint(hashes.SHA256())).decode().rstrip("=")
         self.certificates[thumbprint] = cert
-        return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()) + cert.public_bytes(serialization.Encoding.PEM)).decode()
+        return (
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            + cert.public_bytes(serialization.Encoding.PEM)
+        ).decode()
 
     def check_assertion(self, assertion: str, audience: str) -> bool:
         """A client assertion (RFC 7523, as the identity platform takes it): a JWT signed
         with PS256 or RS256 by a registered certificate, named by x5t#S256 (or x5t)."""
+
         def part(text: str) -> bytes:
             return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
@@ -143,11 +195,18 @@ class Tenant:
             header, claims = json.loads(part(head)), json.loads(part(body))
             thumbprint = (header.get("x5t#S256") or "").rstrip("=")
             cert = self.certificates.get(thumbprint)
-            if cert is None or claims.get("aud") != audience or claims.get("iss") != self.client_id \
-                    or claims.get("exp", 0) < time.time():
+            if (
+                cert is None
+                or claims.get("aud") != audience
+                or claims.get("iss") != self.client_id
+                or claims.get("exp", 0) < time.time()
+            ):
                 return False
-            pad = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO) \
-                if header.get("alg") == "PS256" else padding.PKCS1v15()
+            pad = (
+                padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
+                if header.get("alg") == "PS256"
+                else padding.PKCS1v15()
+            )
             cert.public_key().verify(part(signature), f"{head}.{body}".encode(), pad, hashes.SHA256())
             return True
         except Exception:
@@ -212,17 +271,22 @@ class Tenant:
         out["id"] = group_id
         if select is None or "members" in select:
             if since is None:
-                out["members@delta"] = [{"@odata.type": "#microsoft.graph.user", "id": m}
-                                        for m in sorted(self.members[group_id])]
+                out["members@delta"] = [
+                    {"@odata.type": "#microsoft.graph.user", "id": m} for m in sorted(self.members[group_id])
+                ]
             else:
                 last: dict[str, bool] = {}
                 for version, gid, uid, added in self.member_log:
                     if gid == group_id and version > since:
                         last[uid] = added
                 out["members@delta"] = [
-                    {"@odata.type": "#microsoft.graph.user", "id": uid,
-                     **({} if added else {"@removed": {"reason": "deleted"}})}
-                    for uid, added in sorted(last.items())]
+                    {
+                        "@odata.type": "#microsoft.graph.user",
+                        "id": uid,
+                        **({} if added else {"@removed": {"reason": "deleted"}}),
+                    }
+                    for uid, added in sorted(last.items())
+                ]
         return out
 
     def delta(self, kind: str, state: dict[str, Any]) -> list[dict[str, Any]]:
@@ -238,8 +302,11 @@ class Tenant:
         out = []
         for object_id in ids:
             if object_id in store:
-                out.append(self._user_view(store[object_id], select, state.get("manager", False)) if kind == "user"
-                           else self._group_view(object_id, select, since))
+                out.append(
+                    self._user_view(store[object_id], select, state.get("manager", False))
+                    if kind == "user"
+                    else self._group_view(object_id, select, since)
+                )
             elif since is not None and (kind, object_id) in self.removed:
                 out.append({"id": object_id, "@removed": {"reason": self.removed[(kind, object_id)]}})
         return out
@@ -291,27 +358,51 @@ class GraphServer:
         if t is not None:
             t.token_requests += 1
         if t is None:
-            return web.json_response({"error": "invalid_request", "error_codes": [90002], "error_description":
-                                      f"AADSTS90002: Tenant '{request.match_info['tenant']}' not found."}, status=400)
+            return web.json_response(
+                {
+                    "error": "invalid_request",
+                    "error_codes": [90002],
+                    "error_description": f"AADSTS90002: Tenant '{request.match_info['tenant']}' not found.",
+                },
+                status=400,
+            )
         if "client_assertion" in form:
             audience = f"{self.authority}/{t.tenant_id}/oauth2/v2.0/token"
-            good = form.get("client_assertion_type") == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" \
-                and t.check_assertion(form["client_assertion"], audience)
+            good = form.get(
+                "client_assertion_type"
+            ) == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" and t.check_assertion(
+                form["client_assertion"], audience
+            )
             if not good or form.get("client_id") != t.client_id:
-                return web.json_response({"error": "invalid_client", "error_codes": [700027], "error_description":
-                                          "AADSTS700027: The certificate with identifier used to sign the client "
-                                          "assertion is not registered on application."}, status=401)
-        elif form.get("grant_type") != "client_credentials" or form.get("client_id") != t.client_id \
-                or form.get("client_secret") != t.client_secret:
-            return web.json_response({"error": "invalid_client", "error_codes": [7000215], "error_description":
-                                      "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent "
-                                      "in the request is the client secret value, not the client secret ID."},
-                                     status=401)
+                return web.json_response(
+                    {
+                        "error": "invalid_client",
+                        "error_codes": [700027],
+                        "error_description": "AADSTS700027: The certificate with identifier used to sign the client "
+                        "assertion is not registered on application.",
+                    },
+                    status=401,
+                )
+        elif (
+            form.get("grant_type") != "client_credentials"
+            or form.get("client_id") != t.client_id
+            or form.get("client_secret") != t.client_secret
+        ):
+            return web.json_response(
+                {
+                    "error": "invalid_client",
+                    "error_codes": [7000215],
+                    "error_description": "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent "
+                    "in the request is the client secret value, not the client secret ID.",
+                },
+                status=401,
+            )
         token = secrets.token_urlsafe(24)
         t.issued.add(token)
         self.by_token[token] = t
-        return web.json_response({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
-                                  "access_token": token})
+        return web.json_response(
+            {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
+        )
 
     def _error(self, status: int, code: str, message: str, headers: dict | None = None) -> web.Response:
         return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
@@ -331,8 +422,9 @@ class GraphServer:
         user = t.users.get(request.match_info["id"])
         t.requests.append((time.monotonic(), 200 if user else 404, str(request.rel_url)))
         if user is None:
-            return self._error(404, "Request_ResourceNotFound",
-                               f"Resource '{request.match_info['id']}' does not exist.")
+            return self._error(
+                404, "Request_ResourceNotFound", f"Resource '{request.match_info['id']}' does not exist."
+            )
         select = request.query["$select"].split(",") if "$select" in request.query else None
         return web.json_response(t._user_view(user, select, "manager" in request.query.get("$expand", "")))
 
@@ -352,16 +444,28 @@ class GraphServer:
             state = _untoken(q["$deltatoken"])
             if state["until"] < t.resync_floor:
                 t.requests.append((time.monotonic(), 410, str(request.rel_url)))
-                return self._error(410, "resyncRequired", "Resync required. Replace any local cached copy of the "
-                                   f"{path} with the data returned in a new delta request.")
+                return self._error(
+                    410,
+                    "resyncRequired",
+                    "Resync required. Replace any local cached copy of the "
+                    f"{path} with the data returned in a new delta request.",
+                )
             state = {**state, "since": state["until"], "offset": 0}
         else:
             select = q["$select"].split(",") if "$select" in q else None
             prefer = request.headers.get("Prefer", "")
-            size = int(prefer.split("odata.maxpagesize=")[1].split(",")[0]) if "odata.maxpagesize=" in prefer \
+            size = (
+                int(prefer.split("odata.maxpagesize=")[1].split(",")[0])
+                if "odata.maxpagesize=" in prefer
                 else self.page_size
-            state = {"since": None, "offset": 0, "select": select, "manager": "manager" in q.get("$expand", ""),
-                     "top": min(size, 999)}
+            )
+            state = {
+                "since": None,
+                "offset": 0,
+                "select": select,
+                "manager": "manager" in q.get("$expand", ""),
+                "top": min(size, 999),
+            }
             if "$filter" in q:
                 only = re.findall(r"id eq '([^']+)'", q["$filter"])
                 if not only or len(only) > 50 or kind != "group":
@@ -372,13 +476,19 @@ class GraphServer:
         t.requests.append((time.monotonic(), 200, str(request.rel_url)))
         objects = t.delta(kind, state)
         offset, top = state["offset"], state["top"]
-        page = objects[offset:offset + top]
+        page = objects[offset : offset + top]
         base = f"{self.graph_url}/{path}/delta()"
         body: dict[str, Any] = {"@odata.context": f"{self.graph_url}/$metadata#{path}", "value": page}
         if offset + top < len(objects):
             body["@odata.nextLink"] = f"{base}?$skiptoken={_token({**state, 'offset': offset + top})}"
         else:
             body["@odata.deltaLink"] = f"{base}?$deltatoken=" + _token(
-                {"until": state["until"], "select": state["select"], "manager": state.get("manager", False),
-                 "top": top, "only": state.get("only")})
+                {
+                    "until": state["until"],
+                    "select": state["select"],
+                    "manager": state.get("manager", False),
+                    "top": top,
+                    "only": state.get("only"),
+                }
+            )
         return web.json_response(body)

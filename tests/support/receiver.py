@@ -58,8 +58,9 @@ class Receiver:
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port}/hooks/{name}"
 
-    def route(self, name: str, secret: str, respond: Callable[[dict, int], int] | None = None,
-              verify: bool = True) -> Route:
+    def route(
+        self, name: str, secret: str, respond: Callable[[dict, int], int] | None = None, verify: bool = True
+    ) -> Route:
         r = Route(secret=secret, verify=verify)
         if respond:
             r.respond = respond

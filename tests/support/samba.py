@@ -53,18 +53,37 @@ class SambaDC:
             raise RuntimeError("samba is not installed (scripts/install-test-services installs it)")
         if _port_open(389):
             raise RuntimeError("port 389 is taken: another LDAP server runs here")
-        subprocess.run(["samba-tool", "domain", "provision", f"--targetdir={self.dir}", f"--realm={REALM}",
-                        f"--domain={DOMAIN}", "--server-role=dc", "--dns-backend=SAMBA_INTERNAL", "--use-rfc2307",
-                        f"--adminpass={ADMIN_PW}", "--host-ip=127.0.0.1", "--host-name=dc1",
-                        "--option=interfaces=lo", "--option=bind interfaces only=yes"],
-                       check=True, capture_output=True, timeout=180)
+        subprocess.run(
+            [
+                "samba-tool",
+                "domain",
+                "provision",
+                f"--targetdir={self.dir}",
+                f"--realm={REALM}",
+                f"--domain={DOMAIN}",
+                "--server-role=dc",
+                "--dns-backend=SAMBA_INTERNAL",
+                "--use-rfc2307",
+                f"--adminpass={ADMIN_PW}",
+                "--host-ip=127.0.0.1",
+                "--host-name=dc1",
+                "--option=interfaces=lo",
+                "--option=bind interfaces only=yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
         text = self.conf.read_text().replace("[global]\n", "[global]\n" + EXTRA.format(dir=self.dir), 1)
         self.conf.write_text(text)
         for sub in ("run", "winbindd", "ntp_signd"):
             (self.dir / sub).mkdir(exist_ok=True)
-        self.proc = subprocess.Popen(["samba", "-i", "-M", "single", "-s", str(self.conf)],
-                                     stdout=open(self.dir / "samba.out", "wb"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            ["samba", "-i", "-M", "single", "-s", str(self.conf)],
+            stdout=open(self.dir / "samba.out", "wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while not _port_open(389):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -73,8 +92,12 @@ class SambaDC:
 
     def tool(self, *args: str) -> str:
         """`samba-tool ARGS` against the DC's database."""
-        out = subprocess.run(["samba-tool", *args, "-H", str(self.dir / "private" / "sam.ldb")],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            ["samba-tool", *args, "-H", str(self.dir / "private" / "sam.ldb")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"samba-tool {' '.join(args)}: {out.stderr.strip() or out.stdout.strip()}")
         return out.stdout

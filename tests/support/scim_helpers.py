@@ -42,9 +42,12 @@ async def scim_directory(stack, receiver, **endpoint_settings):
     assert r.status_code == 201, r.text
     d = r.json()
     endpoint, route = await subscribe(stack, receiver, [d["id"]], **endpoint_settings)
-    client = httpx.AsyncClient(base_url=d["scim_base_url"], timeout=30, limits=API_CLIENT_LIMITS,
-                               headers={"authorization": f"Bearer {d['scim_token']}",
-                                        "content-type": "application/scim+json"})
+    client = httpx.AsyncClient(
+        base_url=d["scim_base_url"],
+        timeout=30,
+        limits=API_CLIENT_LIMITS,
+        headers={"authorization": f"Bearer {d['scim_token']}", "content-type": "application/scim+json"},
+    )
     return ScimDirectory(d, client), endpoint, route
 
 

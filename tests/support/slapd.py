@@ -68,26 +68,37 @@ class Slapd:
 
     def prepare(self, ldif: str = BASE_LDIF) -> None:
         (self.dir / "data").mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(CONF.format(schema=SCHEMA_DIR, dir=self.dir, suffix=SUFFIX, rootdn=ROOT_DN, rootpw=ROOT_PW))
+        self.conf.write_text(
+            CONF.format(schema=SCHEMA_DIR, dir=self.dir, suffix=SUFFIX, rootdn=ROOT_DN, rootpw=ROOT_PW)
+        )
         self.load(ldif)
 
     def load(self, ldif: str) -> None:
         """Bulk-load entries offline (before start): ``slapadd`` is 80x faster than ldapadd."""
         path = self.dir / "load.ldif"
         path.write_text(ldif)
-        subprocess.run([slapd_binary().replace("slapd", "slapadd"), "-q", "-f", str(self.conf), "-b", SUFFIX,
-                        "-l", str(path)], check=True, capture_output=True, timeout=600)
+        subprocess.run(
+            [slapd_binary().replace("slapd", "slapadd"), "-q", "-f", str(self.conf), "-b", SUFFIX, "-l", str(path)],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
 
     def start(self, timeout: float = 15) -> None:
-        subprocess.run([slapd_binary(), "-h", f"ldap://127.0.0.1:{self.port}/", "-f", str(self.conf)],
-                       check=True, capture_output=True, timeout=30)
+        subprocess.run(
+            [slapd_binary(), "-h", f"ldap://127.0.0.1:{self.port}/", "-f", str(self.conf)],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
         deadline = time.monotonic() + timeout
         import ldap3
 
         while True:
             try:
-                conn = ldap3.Connection(ldap3.Server("127.0.0.1", port=self.port, get_info=ldap3.NONE),
-                                        ROOT_DN, ROOT_PW, auto_bind=True)
+                conn = ldap3.Connection(
+                    ldap3.Server("127.0.0.1", port=self.port, get_info=ldap3.NONE), ROOT_DN, ROOT_PW, auto_bind=True
+                )
                 conn.unbind()
                 return
             except Exception:
@@ -121,8 +132,13 @@ class Slapd:
     def connection(self):
         import ldap3
 
-        return ldap3.Connection(ldap3.Server("127.0.0.1", port=self.port, get_info=ldap3.NONE),
-                                ROOT_DN, ROOT_PW, auto_bind=True, raise_exceptions=True)
+        return ldap3.Connection(
+            ldap3.Server("127.0.0.1", port=self.port, get_info=ldap3.NONE),
+            ROOT_DN,
+            ROOT_PW,
+            auto_bind=True,
+            raise_exceptions=True,
+        )
 
 
 def people_ldif(ou: str, n_users: int, n_groups: int, members_per_group=None) -> str:
@@ -147,8 +163,10 @@ def people_ldif(ou: str, n_users: int, n_groups: int, members_per_group=None) ->
                 members[(i + 1) % n_groups].append(dn)
     for g in range(n_groups):
         lines = "".join(f"member: {m}\n" for m in members[g]) or f"member: {base}\n"
-        out.append(f"dn: cn=group{g:03d},ou=groups,{base}\nobjectClass: groupOfNames\ncn: group{g:03d}\n"
-                   f"description: Group {g}\n{lines}")
+        out.append(
+            f"dn: cn=group{g:03d},ou=groups,{base}\nobjectClass: groupOfNames\ncn: group{g:03d}\n"
+            f"description: Group {g}\n{lines}"
+        )
     return "\n".join(out)
 
 
@@ -158,5 +176,10 @@ def expected_memberships(n_users: int, n_groups: int) -> int:
 
 def ldap_tool(tool: str, slapd: Slapd, ldif: str, *extra: str) -> None:
     """Run ``ldapadd``/``ldapmodify``/``ldapdelete`` against a running server, as an operator would."""
-    subprocess.run([tool, "-x", "-H", slapd.url, "-D", ROOT_DN, "-w", ROOT_PW, *extra], input=ldif.encode(),
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [tool, "-x", "-H", slapd.url, "-D", ROOT_DN, "-w", ROOT_PW, *extra],
+        input=ldif.encode(),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )

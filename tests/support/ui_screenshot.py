@@ -18,9 +18,18 @@ import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,900",
-                  "--virtual-time-budget=15000", "--hide-scrollbars"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1400,900",
+    "--virtual-time-budget=15000",
+    "--hide-scrollbars",
+]
 
 
 def chromium() -> str:
@@ -33,11 +42,19 @@ def chromium() -> str:
 def render(url: str, png: Path, timeout: float = 90) -> str:
     """Writes the page's screenshot to ``png`` and returns its rendered DOM."""
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={png}", url],
-                       check=True, capture_output=True, timeout=timeout)
+        subprocess.run(
+            [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={png}", url],
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+        )
     with tempfile.TemporaryDirectory() as profile:
-        dom = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
-                             check=True, capture_output=True, timeout=timeout).stdout.decode()
+        dom = subprocess.run(
+            [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+        ).stdout.decode()
     png.with_suffix(".html").write_text(dom)
     return dom
 
@@ -51,8 +68,10 @@ def capture(ui: str, directory_id: str, out: Path, namespace: str = "default") -
     if not runs:
         raise SystemExit(f"the list shows no sync of {directory_id}; see {listing}")
     detail = out / "directory-sync.png"
-    render(f"{ui}/namespaces/{namespace}/workflows/{quote('dirsync/' + directory_id, safe='')}/{runs[0]}/user-metadata",
-           detail)
+    render(
+        f"{ui}/namespaces/{namespace}/workflows/{quote('dirsync/' + directory_id, safe='')}/{runs[0]}/user-metadata",
+        detail,
+    )
     return {"list": listing, "detail": detail}
 
 

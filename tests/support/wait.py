@@ -6,8 +6,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-async def wait_for(check: Callable[[], T | Awaitable[T]], timeout: float = 30, what: str = "condition",
-                   interval: float = 0.05) -> T:
+async def wait_for(
+    check: Callable[[], T | Awaitable[T]], timeout: float = 30, what: str = "condition", interval: float = 0.05
+) -> T:
     """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last = None

@@ -45,13 +45,16 @@ async def test_unencrypted_payloads_pass_through():
     assert await codec.decode([PAYLOAD]) == [PAYLOAD]
 
 
-@pytest.mark.parametrize("keys,active,message", [
-    ({}, None, "no encryption keys"),
-    ({"k1": "not base64!"}, None, "not base64"),
-    ({"k1": "c2hvcnQ="}, None, "AES-256 needs 32"),
-    ({"k1": new_key(), "k2": new_key()}, None, "several"),
-    ({"k1": new_key()}, "k9", "k9"),
-])
+@pytest.mark.parametrize(
+    "keys,active,message",
+    [
+        ({}, None, "no encryption keys"),
+        ({"k1": "not base64!"}, None, "not base64"),
+        ({"k1": "c2hvcnQ="}, None, "AES-256 needs 32"),
+        ({"k1": new_key(), "k2": new_key()}, None, "several"),
+        ({"k1": new_key()}, "k9", "k9"),
+    ],
+)
 def test_bad_keyrings_are_refused_with_the_reason(keys, active, message):
     with pytest.raises(KeyringError, match=message):
         Keyring.parse(keys, active)

@@ -144,10 +144,14 @@ def test_too_few_failures_or_fifo_keep_per_delivery_schedules():
 
 
 def test_failures_after_the_last_success_of_a_batch_start_a_new_streak():
-    batch = failures(3, 1) + [Outcome(1, True, False, T0 + timedelta(seconds=1))] + \
-        failures(2, 1, at=T0 + timedelta(seconds=2))
-    h = next_health(Health(consecutive_failures=99, failing_since=T0), batch, T0 + timedelta(seconds=3), SCHEDULE,
-                    POLICY)
+    batch = (
+        failures(3, 1)
+        + [Outcome(1, True, False, T0 + timedelta(seconds=1))]
+        + failures(2, 1, at=T0 + timedelta(seconds=2))
+    )
+    h = next_health(
+        Health(consecutive_failures=99, failing_since=T0), batch, T0 + timedelta(seconds=3), SCHEDULE, POLICY
+    )
     assert h.consecutive_failures == 2 and h.failing_since == T0 + timedelta(seconds=3)
 
 

@@ -26,13 +26,21 @@ def test_a_second_writer_waits_then_gives_up_and_gets_it_once_free(tmp_path):
 
 def test_another_process_holding_it_excludes_this_one_until_it_dies(tmp_path):
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         from dirhook.directory_lock import DirectoryLocks
         with DirectoryLocks({url!r}).hold("dir_p", 5, "test"):
             print("held", flush=True)
             time.sleep(60)
-        """)], stdout=subprocess.PIPE, text=True)
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         locks = DirectoryLocks(url)

@@ -55,13 +55,16 @@ def _ldap3_reading(raw: bytes) -> dict:
     return search_result_entry_response_to_dict_fast(decoded["payload"], None, None, False)
 
 
-@pytest.mark.parametrize("attributes", [
-    {"uid": [b"ada"], "cn": [b"Ada Lovelace"], "mail": [b"ada@example.com", b"a.l@example.com"]},
-    {"description": [b"x" * 200]},  # long-form length (one octet)
-    {"jpegPhoto": [bytes(range(256)) * 300], "cn": [b"\xc3\xa9milie"]},  # two-octet length, binary, UTF-8
-    {"objectClass": [b"top", b"inetOrgPerson"], "empty": []},
-    {},
-])
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"uid": [b"ada"], "cn": [b"Ada Lovelace"], "mail": [b"ada@example.com", b"a.l@example.com"]},
+        {"description": [b"x" * 200]},  # long-form length (one octet)
+        {"jpegPhoto": [bytes(range(256)) * 300], "cn": [b"\xc3\xa9milie"]},  # two-octet length, binary, UTF-8
+        {"objectClass": [b"top", b"inetOrgPerson"], "empty": []},
+        {},
+    ],
+)
 def test_entries_decode_as_ldap3_decodes_them(attributes):
     raw = _message(7, "uid=ada,ou=People,dc=example,dc=org", attributes)
     entry = decode_search_entry(raw, 7)

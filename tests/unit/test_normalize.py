@@ -16,9 +16,19 @@ AD = effective_mapping("active_directory", None)
 
 
 def test_inetorgperson_user_is_normalized_and_secrets_dropped():
-    record = {"entryUUID": [b"8b0c-1"], "UID": [b"ada"], "mail": [b"ada@x.io", b"a@x.io"], "givenName": [b"Ada"],
-              "sn": [b"Lovelace"], "cn": [b"Ada Lovelace"], "title": [b"Countess"], "userPassword": [b"{SSHA}x"],
-              "employeeNumber": [b"7"], "modifyTimestamp": [b"20261129010101Z"], "manager": [b"uid=b,ou=p"]}
+    record = {
+        "entryUUID": [b"8b0c-1"],
+        "UID": [b"ada"],
+        "mail": [b"ada@x.io", b"a@x.io"],
+        "givenName": [b"Ada"],
+        "sn": [b"Lovelace"],
+        "cn": [b"Ada Lovelace"],
+        "title": [b"Countess"],
+        "userPassword": [b"{SSHA}x"],
+        "employeeNumber": [b"7"],
+        "modifyTimestamp": [b"20261129010101Z"],
+        "manager": [b"uid=b,ou=p"],
+    }
     user = normalize_user(OPENLDAP["user"], record, "uid=ada,ou=p")
     assert user.external_id == "8b0c-1" and user.username == "ada"  # attribute names match case-insensitively
     assert [e.value for e in user.emails] == ["ada@x.io", "a@x.io"] and user.emails[0].primary
@@ -41,8 +51,14 @@ def test_active_directory_guid_and_disabled_flag():
 def test_a_stored_record_normalizes_as_the_source_record_did(guid):
     from dirhook.normalize import source_record
 
-    record = {"objectGUID": [guid.bytes_le], "sAMAccountName": [b"bob"], "userAccountControl": [b"514"],
-              "jpegPhoto": [b"\xff\xd8"], "unicodePwd": [b"secret"], "info": ["already text"]}
+    record = {
+        "objectGUID": [guid.bytes_le],
+        "sAMAccountName": [b"bob"],
+        "userAccountControl": [b"514"],
+        "jpegPhoto": [b"\xff\xd8"],
+        "unicodePwd": [b"secret"],
+        "info": ["already text"],
+    }
     stored = source_record(record)
     assert "unicodePwd" not in stored and all(isinstance(v, str) for vs in stored.values() for v in vs)
     assert normalize_user(AD["user"], stored) == normalize_user(AD["user"], record)
@@ -50,11 +66,19 @@ def test_a_stored_record_normalizes_as_the_source_record_did(guid):
 
 
 def test_custom_attribute_mapping_and_overrides():
-    mapping = effective_mapping("openldap", {"user": {"custom_attributes.employee_id": {"source": "employeeNumber"},
-                                                       "department": {"source": "departmentNumber"},
-                                                       "title": None}})
-    user = normalize_user(mapping["user"], {"entryUUID": [b"1"], "employeeNumber": [b"42"], "title": [b"T"],
-                                            "departmentNumber": [b"R&D"]})
+    mapping = effective_mapping(
+        "openldap",
+        {
+            "user": {
+                "custom_attributes.employee_id": {"source": "employeeNumber"},
+                "department": {"source": "departmentNumber"},
+                "title": None,
+            }
+        },
+    )
+    user = normalize_user(
+        mapping["user"], {"entryUUID": [b"1"], "employeeNumber": [b"42"], "title": [b"T"], "departmentNumber": [b"R&D"]}
+    )
     assert user.custom_attributes == {"employee_id": "42"}
     assert user.department == "R&D" and user.title is None and user.raw_attributes == {"title": ["T"]}
     assert "employeeNumber" in requested_attributes(mapping["user"])
@@ -70,12 +94,15 @@ def test_groups_keep_member_references():
     assert g.name == "Admins" and g.member_refs == ["uid=a", "uid=b"]
 
 
-@pytest.mark.parametrize("overrides,needle", [
-    ({"user": {"title": {"source": "title", "transform": "shout"}}}, "unknown transform"),
-    ({"user": {"favourite_colour": {"source": "x"}}}, "favourite_colour"),
-    ({"user": {"title": {"transform": "first"}}}, "needs a 'source'"),
-    ({"user": {"external_id": None}}, "must map external_id"),
-])
+@pytest.mark.parametrize(
+    "overrides,needle",
+    [
+        ({"user": {"title": {"source": "title", "transform": "shout"}}}, "unknown transform"),
+        ({"user": {"favourite_colour": {"source": "x"}}}, "favourite_colour"),
+        ({"user": {"title": {"transform": "first"}}}, "needs a 'source'"),
+        ({"user": {"external_id": None}}, "must map external_id"),
+    ],
+)
 def test_invalid_mappings_are_refused(overrides, needle):
     with pytest.raises(MappingError, match=needle):
         effective_mapping("openldap", overrides)

@@ -24,15 +24,37 @@ from dirhook.roles import (
 GROUP_IDS = [f"g{i}" for i in range(12)]
 SLUGS = ["admin", "dev", "ops", "viewer"]
 ROLES = {s: RoleDef(s, p) for s, p in zip(SLUGS, [30, 20, 10, 0])}
-GROUPS = [GroupInfo(g, f"ext-{g}", name) for g, name in zip(GROUP_IDS, [
-    "eng", "eng-backend", "eng-frontend", "ops", "ops-oncall", "sales", "admins", "all", "it", "it-admins", "x", "y"])]
+GROUPS = [
+    GroupInfo(g, f"ext-{g}", name)
+    for g, name in zip(
+        GROUP_IDS,
+        [
+            "eng",
+            "eng-backend",
+            "eng-frontend",
+            "ops",
+            "ops-oncall",
+            "sales",
+            "admins",
+            "all",
+            "it",
+            "it-admins",
+            "x",
+            "y",
+        ],
+    )
+]
 
 parents_st = st.dictionaries(st.sampled_from(GROUP_IDS), st.sets(st.sampled_from(GROUP_IDS), max_size=4), max_size=12)
 mapping_st = st.builds(
-    RoleMapping, role=st.sampled_from(SLUGS),
+    RoleMapping,
+    role=st.sampled_from(SLUGS),
     match=st.sampled_from(["external_id", "name"]),
-    pattern=st.one_of(st.sampled_from([g.external_id for g in GROUPS]),
-                      st.sampled_from(["eng*", "ops-*", "it-?dmins", "[es]*", "all", "nothing"])))
+    pattern=st.one_of(
+        st.sampled_from([g.external_id for g in GROUPS]),
+        st.sampled_from(["eng*", "ops-*", "it-?dmins", "[es]*", "all", "nothing"]),
+    ),
+)
 mappings_st = st.lists(mapping_st, max_size=8)
 direct_st = st.sets(st.sampled_from(GROUP_IDS), max_size=5)
 
@@ -91,8 +113,11 @@ def test_nesting_gives_inherited_membership_marked_as_such():
 
 
 def test_priority_orders_roles_and_the_default_applies_only_without_a_mapped_role():
-    mappings = [RoleMapping("dev", "name", "eng*"), RoleMapping("admin", "external_id", "ext-g6"),
-                RoleMapping("dev", "name", "eng-backend")]
+    mappings = [
+        RoleMapping("dev", "name", "eng*"),
+        RoleMapping("admin", "external_id", "ext-g6"),
+        RoleMapping("dev", "name", "eng-backend"),
+    ]
     roles = roles_of({"g1", "g6"}, {}, mappings, default="viewer")
     assert roles == [{"slug": "admin", "source_groups": ["g6"]}, {"slug": "dev", "source_groups": ["g1"]}]
     assert primary_role(roles) == {"slug": "admin"}

@@ -9,17 +9,17 @@ import pytest
 from dirhook.ssrf import UnsafeURL, address_refusal, check_url, literal_address_refusal
 
 DISGUISED = [
-    ("http://[2002:7f00:1::]/hook", "6to4"),                          # 6to4 of 127.0.0.1
-    ("http://[2002:a00:1::]/hook", "6to4"),                           # 6to4 of 10.0.0.1
-    ("http://[64:ff9b::7f00:1]/hook", "NAT64"),                       # NAT64 of 127.0.0.1
-    ("http://[64:ff9b::a9fe:a9fe]/hook", "NAT64"),                    # NAT64 of 169.254.169.254
-    ("http://[64:ff9b:1::a00:1]/hook", "NAT64"),                      # local-use NAT64 prefix
+    ("http://[2002:7f00:1::]/hook", "6to4"),  # 6to4 of 127.0.0.1
+    ("http://[2002:a00:1::]/hook", "6to4"),  # 6to4 of 10.0.0.1
+    ("http://[64:ff9b::7f00:1]/hook", "NAT64"),  # NAT64 of 127.0.0.1
+    ("http://[64:ff9b::a9fe:a9fe]/hook", "NAT64"),  # NAT64 of 169.254.169.254
+    ("http://[64:ff9b:1::a00:1]/hook", "NAT64"),  # local-use NAT64 prefix
     ("http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook", "Teredo"),
-    ("http://2130706433/hook", "numeric host"),                       # 127.0.0.1 as one number
+    ("http://2130706433/hook", "numeric host"),  # 127.0.0.1 as one number
     ("http://127.1/hook", "numeric host"),
     ("http://0x7f.1/hook", "numeric host"),
     ("http://0177.0.0.1/hook", "numeric host"),
-    ("http://167772161/hook", "numeric host"),                        # 10.0.0.1
+    ("http://167772161/hook", "numeric host"),  # 10.0.0.1
 ]
 
 

@@ -17,17 +17,26 @@ MAPPING = effective_mapping("openldap", None)
 
 
 def user(uid: str, title: str = "Engineer", manager: str | None = None) -> SourceEntry:
-    attrs = {"entryUUID": [f"u-{uid}".encode()], "uid": [uid.encode()], "title": [title.encode()],
-             "cn": [uid.upper().encode()]}
+    attrs = {
+        "entryUUID": [f"u-{uid}".encode()],
+        "uid": [uid.encode()],
+        "title": [title.encode()],
+        "cn": [uid.upper().encode()],
+    }
     if manager:
         attrs["manager"] = [f"uid={manager},ou=p".encode()]
     return SourceEntry(ref=f"uid={uid},ou=p", attributes=attrs)
 
 
 def group(name: str, *members: str) -> SourceEntry:
-    return SourceEntry(ref=f"cn={name},ou=g", attributes={
-        "entryUUID": [f"g-{name}".encode()], "cn": [name.encode()],
-        "member": [f"uid={m},ou=p".encode() for m in members] or [b"ou=p"]})
+    return SourceEntry(
+        ref=f"cn={name},ou=g",
+        attributes={
+            "entryUUID": [f"g-{name}".encode()],
+            "cn": [name.encode()],
+            "member": [f"uid={m},ou=p".encode() for m in members] or [b"ou=p"],
+        },
+    )
 
 
 @pytest.fixture
@@ -43,17 +52,23 @@ def sessions(tmp_path):
 
 
 def run(sessions, groups, users, full=True, user_ids=None, group_ids=None):
-    changes = Changes(full=full, groups=iter(groups), users=iter(users),
-                      user_ids=(lambda: iter(user_ids)) if user_ids is not None else None,
-                      group_ids=(lambda: iter(group_ids)) if group_ids is not None else None,
-                      next_cursor={"modify_timestamp": "x"})
+    changes = Changes(
+        full=full,
+        groups=iter(groups),
+        users=iter(users),
+        user_ids=(lambda: iter(user_ids)) if user_ids is not None else None,
+        group_ids=(lambda: iter(group_ids)) if group_ids is not None else None,
+        next_cursor={"modify_timestamp": "x"},
+    )
     return SyncEngine(sessions, "dir_1", MAPPING, chunk_size=2).run(changes)
 
 
 def events(sessions, after: int = 0) -> list[dict]:
     with sessions() as s:
-        return [json.loads(b) for b in s.scalars(select(EventRow.body).where(EventRow.sequence > after)
-                                                   .order_by(EventRow.sequence))]
+        return [
+            json.loads(b)
+            for b in s.scalars(select(EventRow.body).where(EventRow.sequence > after).order_by(EventRow.sequence))
+        ]
 
 
 def types(evts):
@@ -129,8 +144,9 @@ def test_endpoints_are_told_after_each_committed_chunk(sessions):
         with sessions() as s:  # what the callback is told about is already committed
             calls.append((set(endpoints), s.query(Delivery).count()))
 
-    changes = Changes(full=True, groups=iter([group("eng", "a")]), users=iter([user(u) for u in "abcde"]),
-                      next_cursor={})
+    changes = Changes(
+        full=True, groups=iter([group("eng", "a")]), users=iter([user(u) for u in "abcde"]), next_cursor={}
+    )
     SyncEngine(sessions, "dir_1", MAPPING, chunk_size=2, on_commit=on_commit).run(changes)
     assert len(calls) >= 3 and all(endpoints == {"ep_1"} for endpoints, _n in calls)
     assert [n for _e, n in calls] == sorted(n for _e, n in calls) and calls[0][1] > 0

@@ -15,8 +15,10 @@ from dirhook.providers.ldap.syncrepl_codec import (
 )
 
 # A syncIdSet intermediate response after one delete (slapd 2.5, syncprov with a sessionlog).
-SYNC_ID_SET = (b"\xa3}\x04drid=000,csn=20261129044427.915828Z#000000#000#000000,delcsn=20261129044427.933685Z"
-               b"#000000#000#000000\x01\x01\xff1\x12\x04\x10M\xc0<X\x7f\xfb\x10A\x8e\x1f\x0b\xe0\xd6\x85\x1c\xa9")
+SYNC_ID_SET = (
+    b"\xa3}\x04drid=000,csn=20261129044427.915828Z#000000#000#000000,delcsn=20261129044427.933685Z"
+    b"#000000#000#000000\x01\x01\xff1\x12\x04\x10M\xc0<X\x7f\xfb\x10A\x8e\x1f\x0b\xe0\xd6\x85\x1c\xa9"
+)
 
 
 def test_the_request_control_encodes_mode_and_cookie():
@@ -45,6 +47,8 @@ def test_state_and_done_values():
 
 
 def test_the_listener_watches_the_deepest_common_base():
-    assert common_base("ou=people,ou=acme,dc=example,dc=com", "OU=Groups,ou=ACME,dc=example,dc=com") == \
-        "ou=acme,dc=example,dc=com"
+    assert (
+        common_base("ou=people,ou=acme,dc=example,dc=com", "OU=Groups,ou=ACME,dc=example,dc=com")
+        == "ou=acme,dc=example,dc=com"
+    )
     assert common_base("ou=people,dc=x", "ou=people,dc=x") == "ou=people,dc=x"

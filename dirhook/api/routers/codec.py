@@ -39,9 +39,13 @@ def _session_value(admin_token: str) -> str:
 def _cors_headers(request: Request) -> dict[str, str]:
     origin = request.headers.get("origin")
     if origin and origin in request.app.state.codec_origins:
-        return {"access-control-allow-origin": origin, "access-control-allow-credentials": "true",
-                "access-control-allow-methods": "POST", "vary": "Origin",
-                "access-control-allow-headers": "content-type,x-namespace,authorization"}
+        return {
+            "access-control-allow-origin": origin,
+            "access-control-allow-credentials": "true",
+            "access-control-allow-methods": "POST",
+            "vary": "Origin",
+            "access-control-allow-headers": "content-type,x-namespace,authorization",
+        }
     return {}
 
 
@@ -60,8 +64,11 @@ def _authorized(request: Request) -> bool:
 async def _apply(request: Request, encode: bool) -> Response:
     cors = _cors_headers(request)
     if not _authorized(request):
-        return JSONResponse({"detail": "decoding needs the admin token (or a /codec/login session)"},
-                            status_code=401, headers={**cors, "www-authenticate": "Bearer"})
+        return JSONResponse(
+            {"detail": "decoding needs the admin token (or a /codec/login session)"},
+            status_code=401,
+            headers={**cors, "www-authenticate": "Bearer"},
+        )
     codec: EncryptionCodec | None = request.app.state.codec
     body = await request.body()
     if len(body) > MAX_BODY:
@@ -69,8 +76,9 @@ async def _apply(request: Request, encode: bool) -> Response:
     try:
         payloads = json_format.Parse(body, Payloads())
     except (json_format.ParseError, DecodeError, UnicodeDecodeError) as exc:
-        return JSONResponse({"detail": f"not a Payloads message in protobuf JSON: {exc}"}, status_code=400,
-                            headers=cors)
+        return JSONResponse(
+            {"detail": f"not a Payloads message in protobuf JSON: {exc}"}, status_code=400, headers=cors
+        )
     if codec is None:  # encryption off: payloads are what they are, as for the workers
         return Response(json_format.MessageToJson(payloads), media_type="application/json", headers=cors)
     try:
@@ -116,8 +124,7 @@ async def login(request: Request) -> Response:
     if not hmac.compare_digest(token.encode(), admin.encode()):
         return HTMLResponse("<p>Wrong token.</p>" + LOGIN_FORM, status_code=401)
     response = HTMLResponse("<p>This browser may now decode dirhook's payloads in the Temporal UI.</p>")
-    response.set_cookie(COOKIE, _session_value(admin), httponly=True, samesite="lax", path="/codec",
-                        max_age=12 * 3600)
+    response.set_cookie(COOKIE, _session_value(admin), httponly=True, samesite="lax", path="/codec", max_age=12 * 3600)
     return response
 
 

@@ -86,8 +86,9 @@ async def delete_directory(directory_id: str, service: Service) -> Response:
 
 
 @router.post("/{directory_id}/sync", response_model=SyncStarted, status_code=202)
-async def start_sync(directory_id: str, service: Service,
-                     mode: Literal["incremental", "full", "recompute"] = "incremental") -> SyncStarted:
+async def start_sync(
+    directory_id: str, service: Service, mode: Literal["incremental", "full", "recompute"] = "incremental"
+) -> SyncStarted:
     """Starts a pass, or queues one after the pass that is running (requests collapse into one).
     `recompute` reads nothing from the directory: it recomputes users from stored data."""
     return await service.request_sync(directory_id, SyncMode(mode))
@@ -139,14 +140,16 @@ async def list_sync_runs(directory_id: str, service: Service, limit: Limit = 20)
 
 
 @router.get("/{directory_id}/users", response_model=Page[dict[str, Any]])
-async def list_users(directory_id: str, service: Service, limit: Limit = 100,
-                     after: str | None = None) -> Page[dict[str, Any]]:
+async def list_users(
+    directory_id: str, service: Service, limit: Limit = 100, after: str | None = None
+) -> Page[dict[str, Any]]:
     """Users as receivers see them, by ID; pass `next_cursor` back as `after` for the next page."""
     return await service.objects(directory_id, User, limit, after)
 
 
 @router.get("/{directory_id}/groups", response_model=Page[dict[str, Any]])
-async def list_groups(directory_id: str, service: Service, limit: Limit = 100,
-                      after: str | None = None) -> Page[dict[str, Any]]:
+async def list_groups(
+    directory_id: str, service: Service, limit: Limit = 100, after: str | None = None
+) -> Page[dict[str, Any]]:
     """Groups as receivers see them, by ID; pass `next_cursor` back as `after` for the next page."""
     return await service.objects(directory_id, Group, limit, after)

@@ -86,7 +86,9 @@ def check_directories(session: Session, organization_id: str, directory_ids: lis
     for directory_id in directory_ids or ():
         d = session.get(Directory, directory_id)
         if d is None or d.organization_id != organization_id:
-            raise HTTPException(422, f"directory_ids: {directory_id} is not a directory of organization {organization_id}")
+            raise HTTPException(
+                422, f"directory_ids: {directory_id} is not a directory of organization {organization_id}"
+            )
 
 
 async def wake(client: Client, settings: Settings, endpoint_id: str) -> None:
@@ -117,8 +119,11 @@ def list_endpoints(session: SessionDep, organization_id: str | None = None):
 def read_endpoint(endpoint_id: str, session: SessionDep):
     """The endpoint, its health (circuit breaker) and its deliveries by status."""
     e = get_endpoint(session, endpoint_id)
-    counts = dict(session.execute(select(Delivery.status, func.count()).where(Delivery.endpoint_id == e.id)
-                                  .group_by(Delivery.status)).all())
+    counts = dict(
+        session.execute(
+            select(Delivery.status, func.count()).where(Delivery.endpoint_id == e.id).group_by(Delivery.status)
+        ).all()
+    )
     return endpoint_out(e).model_copy(update={"delivery_counts": counts})
 
 
@@ -172,8 +177,11 @@ def enable_endpoint(endpoint_id: str, session: SessionDep, settings: SettingsDep
 @router.get("/{endpoint_id}/state-changes", response_model=list[StateChangeOut])
 def list_state_changes(endpoint_id: str, session: SessionDep):
     get_endpoint(session, endpoint_id)
-    rows = session.scalars(select(EndpointStateChange).where(EndpointStateChange.endpoint_id == endpoint_id)
-                           .order_by(EndpointStateChange.id))
+    rows = session.scalars(
+        select(EndpointStateChange)
+        .where(EndpointStateChange.endpoint_id == endpoint_id)
+        .order_by(EndpointStateChange.id)
+    )
     return [StateChangeOut.model_validate(r, from_attributes=True) for r in rows]
 
 
@@ -182,8 +190,9 @@ def rotate_endpoint_secret(endpoint_id: str, session: SessionDep, settings: Sett
     """A new signing secret, shown once. The old one keeps signing beside it for the overlap
     (24 h by default), so receivers can switch without losing a request."""
     e = get_endpoint(session, endpoint_id)
-    overlap = (body.overlap_seconds if body and body.overlap_seconds is not None
-               else settings.secret_rotation_overlap_seconds)
+    overlap = (
+        body.overlap_seconds if body and body.overlap_seconds is not None else settings.secret_rotation_overlap_seconds
+    )
     secret, expires = rotate_secret(session, e, timedelta(seconds=overlap))
     session.commit()
     return SecretRotated(endpoint_id=e.id, secret=secret, previous_secret_expires_at=expires)
@@ -198,11 +207,17 @@ def recover(endpoint_id: str, body: RecoverIn, session: SessionDep, settings: Se
     if not e.enabled:
         raise HTTPException(409, f"endpoint {e.id} is disabled: enable it first")
     requeue = (DeliveryStatus.FAILED, DeliveryStatus.SKIPPED, *OPEN_STATUSES)
-    result = session.execute(update(Delivery).where(
-        Delivery.endpoint_id == e.id, Delivery.status.in_(requeue), Delivery.created_at >= body.since,
-        # already due now: nothing to requeue
-        ~((Delivery.status == DeliveryStatus.PENDING) & Delivery.next_attempt_at.is_(None)),
-    ).values(status=DeliveryStatus.PENDING, next_attempt_at=None, updated_at=utcnow()))
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.endpoint_id == e.id,
+            Delivery.status.in_(requeue),
+            Delivery.created_at >= body.since,
+            # already due now: nothing to requeue
+            ~((Delivery.status == DeliveryStatus.PENDING) & Delivery.next_attempt_at.is_(None)),
+        )
+        .values(status=DeliveryStatus.PENDING, next_attempt_at=None, updated_at=utcnow())
+    )
     if e.breaker_opened_at is not None:
         e.next_probe_at = utcnow()  # an operator says the receiver is back: probe now, not on the schedule
     session.commit()
@@ -230,15 +245,31 @@ def replay(endpoint_id: str, body: ReplayIn, session: SessionDep, settings: Sett
     # bound parameters (PostgreSQL 65,535; SQLite 32,766) for a long history.
     known: set[int] = set()
     for part in _chunks([ev.pk for ev in events]):
-        known.update(session.scalars(select(Delivery.event_pk).where(
-            Delivery.endpoint_id == e.id, Delivery.event_pk.in_(part))))
+        known.update(
+            session.scalars(select(Delivery.event_pk).where(Delivery.endpoint_id == e.id, Delivery.event_pk.in_(part)))
+        )
     now = utcnow()
     for part in _chunks(sorted(known)):
-        session.execute(update(Delivery).where(Delivery.endpoint_id == e.id, Delivery.event_pk.in_(part))
-                        .values(status=DeliveryStatus.PENDING, next_attempt_at=None, updated_at=now))
-    fresh = [{"endpoint_id": e.id, "event_pk": ev.pk, "event_id": ev.id, "event_type": ev.type, "directory_id": d.id,
-              "status": DeliveryStatus.PENDING, "attempts": 0, "created_at": now, "updated_at": now}
-             for ev in events if ev.pk not in known]
+        session.execute(
+            update(Delivery)
+            .where(Delivery.endpoint_id == e.id, Delivery.event_pk.in_(part))
+            .values(status=DeliveryStatus.PENDING, next_attempt_at=None, updated_at=now)
+        )
+    fresh = [
+        {
+            "endpoint_id": e.id,
+            "event_pk": ev.pk,
+            "event_id": ev.id,
+            "event_type": ev.type,
+            "directory_id": d.id,
+            "status": DeliveryStatus.PENDING,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for ev in events
+        if ev.pk not in known
+    ]
     if fresh:
         session.execute(insert(Delivery), fresh)
     session.commit()
@@ -248,26 +279,47 @@ def replay(endpoint_id: str, body: ReplayIn, session: SessionDep, settings: Sett
 
 def _chunks(items: list[int], size: int = 10_000):
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 # -- deliveries ---------------------------------------------------------------------------------
 def delivery_out(session: Session, rows: list[Delivery]) -> list[DeliveryOut]:
     attempts: dict[int, list[AttemptOut]] = {}
     if rows:
-        for a in session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_([r.id for r in rows]))
-                                 .order_by(DeliveryAttempt.delivery_id, DeliveryAttempt.id)):
+        for a in session.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.delivery_id.in_([r.id for r in rows]))
+            .order_by(DeliveryAttempt.delivery_id, DeliveryAttempt.id)
+        ):
             attempts.setdefault(a.delivery_id, []).append(AttemptOut.model_validate(a, from_attributes=True))
-    return [DeliveryOut(id=r.id, endpoint_id=r.endpoint_id, event_id=r.event_id, event_type=r.event_type,
-                        directory_id=r.directory_id, status=r.status, attempts=r.attempts,
-                        last_status_code=r.last_status_code, last_error=r.last_error,
-                        next_attempt_at=r.next_attempt_at, created_at=r.created_at,
-                        attempt_log=attempts.get(r.id, [])) for r in rows]
+    return [
+        DeliveryOut(
+            id=r.id,
+            endpoint_id=r.endpoint_id,
+            event_id=r.event_id,
+            event_type=r.event_type,
+            directory_id=r.directory_id,
+            status=r.status,
+            attempts=r.attempts,
+            last_status_code=r.last_status_code,
+            last_error=r.last_error,
+            next_attempt_at=r.next_attempt_at,
+            created_at=r.created_at,
+            attempt_log=attempts.get(r.id, []),
+        )
+        for r in rows
+    ]
 
 
 @router.get("/{endpoint_id}/deliveries", response_model=Page[DeliveryOut])
-def list_deliveries(endpoint_id: str, session: SessionDep, limit: Limit = 100, after: int | None = None,
-                    status: DeliveryStatus | None = None, event_id: str | None = None):
+def list_deliveries(
+    endpoint_id: str,
+    session: SessionDep,
+    limit: Limit = 100,
+    after: int | None = None,
+    status: DeliveryStatus | None = None,
+    event_id: str | None = None,
+):
     """The endpoint's deliveries, oldest first, each with its attempts (time, status, latency,
     first 1 KB of the response, error). Filter by `status` or `event_id`."""
     get_endpoint(session, endpoint_id)
@@ -281,8 +333,11 @@ def list_deliveries(endpoint_id: str, session: SessionDep, limit: Limit = 100, a
     rows = list(session.scalars(q))
     more = len(rows) > limit
     rows = rows[:limit]
-    return Page(data=delivery_out(session, rows),
-                next_cursor=str(rows[-1].id) if rows else (str(after) if after is not None else None), has_more=more)
+    return Page(
+        data=delivery_out(session, rows),
+        next_cursor=str(rows[-1].id) if rows else (str(after) if after is not None else None),
+        has_more=more,
+    )
 
 
 @router.post("/{endpoint_id}/deliveries/{delivery_id}/resend", response_model=DeliveryOut)
@@ -303,8 +358,12 @@ def skip(endpoint_id: str, delivery_id: int, session: SessionDep, settings: Sett
     d = get_delivery(session, e, delivery_id)
     if d.status == DeliveryStatus.SUCCEEDED:
         raise HTTPException(409, f"delivery {d.id} already succeeded")
-    d.status, d.next_attempt_at, d.last_error, d.updated_at = (DeliveryStatus.SKIPPED, None, "skipped by an operator",
-                                                               utcnow())
+    d.status, d.next_attempt_at, d.last_error, d.updated_at = (
+        DeliveryStatus.SKIPPED,
+        None,
+        "skipped by an operator",
+        utcnow(),
+    )
     session.commit()
     in_loop(wake, client, settings, e.id)
     return delivery_out(session, [d])[0]

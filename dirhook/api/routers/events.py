@@ -14,10 +14,14 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 
 
 @router.get("", response_model=Page[dict[str, Any]])
-def list_events(session: SessionDep, directory_id: str | None = None, organization_id: str | None = None,
-                after: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-                limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                type: Annotated[str | None, Query(description="only this event type")] = None):
+def list_events(
+    session: SessionDep,
+    directory_id: str | None = None,
+    organization_id: str | None = None,
+    after: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    type: Annotated[str | None, Query(description="only this event type")] = None,
+):
     """Events oldest first, exactly as receivers get them. Follow by passing `next_cursor` back as `after`."""
     # Any: SQLAlchemy types each .where() as a new Select, which a reassignment cannot hold.
     q: Any = select(EventRow.pk, EventRow.body).order_by(EventRow.pk).limit(limit + 1)
@@ -33,5 +37,6 @@ def list_events(session: SessionDep, directory_id: str | None = None, organizati
     rows = session.execute(q).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    return Page(data=[json.loads(body) for _pk, body in rows],
-                next_cursor=str(rows[-1][0]) if rows else after, has_more=more)
+    return Page(
+        data=[json.loads(body) for _pk, body in rows], next_cursor=str(rows[-1][0]) if rows else after, has_more=more
+    )

@@ -12,6 +12,7 @@ router = APIRouter(tags=["health"])
 @router.get("/healthz", response_model=Health)
 async def healthz(request: Request):
     """Liveness and dependencies: 200 when the database answers, with Temporal's state beside it."""
+
     def ping() -> str:
         try:
             with request.app.state.sessions() as s:

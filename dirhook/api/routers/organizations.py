@@ -18,6 +18,7 @@ from dirhook.services.scope import resolve_organization, scoped
 
 router = APIRouter(prefix="/v1/organizations", tags=["organizations"])
 
+
 @router.post("", response_model=OrganizationOut, status_code=201, dependencies=[Depends(require_admin)])
 def create_organization(body: OrganizationIn, session: SessionDep):
     """Admin token only."""
@@ -42,8 +43,9 @@ def _key_out(key: ApiKey) -> dict[str, Any]:
     return ApiKeyOut.model_validate(key, from_attributes=True).model_dump()
 
 
-@router.post("/{organization_id}/api-keys", response_model=ApiKeyCreated, status_code=201,
-             dependencies=[Depends(require_admin)])
+@router.post(
+    "/{organization_id}/api-keys", response_model=ApiKeyCreated, status_code=201, dependencies=[Depends(require_admin)]
+)
 def create_api_key(organization_id: str, body: ApiKeyIn, session: SessionDep):
     """A key that reads and changes this organization's resources only. The response
     carries the key: it is never shown again (only a digest is stored). Only the admin
@@ -59,8 +61,9 @@ def create_api_key(organization_id: str, body: ApiKeyIn, session: SessionDep):
 @router.get("/{organization_id}/api-keys", response_model=list[ApiKeyOut])
 def list_api_keys(organization_id: str, session: SessionDep):
     org = resolve_organization(session, organization_id)
-    return [_key_out(k) for k in session.scalars(
-        select(ApiKey).where(ApiKey.organization_id == org.id).order_by(ApiKey.id))]
+    return [
+        _key_out(k) for k in session.scalars(select(ApiKey).where(ApiKey.organization_id == org.id).order_by(ApiKey.id))
+    ]
 
 
 @router.delete("/{organization_id}/api-keys/{key_id}", status_code=204)

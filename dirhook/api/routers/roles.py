@@ -51,8 +51,11 @@ def recompute_organization(session: Session, client: Client, settings: Settings,
 
 def _only_default(session: Session, role: Role) -> None:
     if role.is_default:
-        session.execute(update(Role).where(Role.organization_id == role.organization_id, Role.id != role.id)
-                        .values(is_default=False))
+        session.execute(
+            update(Role)
+            .where(Role.organization_id == role.organization_id, Role.id != role.id)
+            .values(is_default=False)
+        )
 
 
 @roles_router.post("", response_model=RoleOut, status_code=201)
@@ -109,21 +112,28 @@ def delete_role(role_id: str, session: SessionDep, settings: SettingsDep, client
 
 
 def mapping_out(m: RoleMappingRow, slug: str) -> RoleMappingOut:
-    return RoleMappingOut(id=m.id, directory_id=m.directory_id, role=slug, match=m.match, pattern=m.pattern,
-                          created_at=m.created_at)
+    return RoleMappingOut(
+        id=m.id, directory_id=m.directory_id, role=slug, match=m.match, pattern=m.pattern, created_at=m.created_at
+    )
 
 
 @mappings_router.post("", response_model=RoleMappingOut, status_code=201)
-def create_mapping(directory_id: str, body: RoleMappingIn, session: SessionDep, settings: SettingsDep,
-                         client: TemporalDep):
+def create_mapping(
+    directory_id: str, body: RoleMappingIn, session: SessionDep, settings: SettingsDep, client: TemporalDep
+):
     """Members of matching groups (directly or through nesting) get the role."""
     d = get_directory(session, directory_id)
     role = session.scalar(select(Role).where(Role.organization_id == d.organization_id, Role.slug == body.role))
     if role is None:
         raise HTTPException(422, f"role: no role {body.role!r} in organization {d.organization_id}")
-    if session.scalar(select(RoleMappingRow.id).where(
-            RoleMappingRow.directory_id == d.id, RoleMappingRow.role_id == role.id,
-            RoleMappingRow.match == body.match, RoleMappingRow.pattern == body.pattern)):
+    if session.scalar(
+        select(RoleMappingRow.id).where(
+            RoleMappingRow.directory_id == d.id,
+            RoleMappingRow.role_id == role.id,
+            RoleMappingRow.match == body.match,
+            RoleMappingRow.pattern == body.pattern,
+        )
+    ):
         raise HTTPException(409, "this mapping exists already")
     m = RoleMappingRow(id=new_id("rmap"), directory_id=d.id, role_id=role.id, match=body.match, pattern=body.pattern)
     session.add(m)
@@ -135,14 +145,17 @@ def create_mapping(directory_id: str, body: RoleMappingIn, session: SessionDep, 
 @mappings_router.get("", response_model=list[RoleMappingOut])
 def list_mappings(directory_id: str, session: SessionDep):
     d = get_directory(session, directory_id)
-    rows = session.execute(select(RoleMappingRow, Role.slug).join(Role, Role.id == RoleMappingRow.role_id)
-                           .where(RoleMappingRow.directory_id == d.id).order_by(RoleMappingRow.id))
+    rows = session.execute(
+        select(RoleMappingRow, Role.slug)
+        .join(Role, Role.id == RoleMappingRow.role_id)
+        .where(RoleMappingRow.directory_id == d.id)
+        .order_by(RoleMappingRow.id)
+    )
     return [mapping_out(m, slug) for m, slug in rows]
 
 
 @mappings_router.delete("/{mapping_id}", status_code=204)
-def delete_mapping(directory_id: str, mapping_id: str, session: SessionDep, settings: SettingsDep,
-                         client: TemporalDep):
+def delete_mapping(directory_id: str, mapping_id: str, session: SessionDep, settings: SettingsDep, client: TemporalDep):
     d = get_directory(session, directory_id)
     m = session.get(RoleMappingRow, mapping_id)
     if m is None or m.directory_id != d.id:

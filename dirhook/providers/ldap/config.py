@@ -19,8 +19,11 @@ class LdapConfig(BaseModel):
     group_base_dn: str | None = Field(default=None, description="defaults to user_base_dn")
     group_filter: str = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"
     flavour: str = Field(default="openldap", description="openldap | active_directory (attribute defaults)")
-    live: bool = Field(default=True, description="a listener starts a pass on every change the server announces "
-                                                 "(OpenLDAP: syncrepl; Active Directory: change notifications)")
+    live: bool = Field(
+        default=True,
+        description="a listener starts a pass on every change the server announces "
+        "(OpenLDAP: syncrepl; Active Directory: change notifications)",
+    )
     page_size: int = Field(default=500, ge=1, le=5000)
     timeout_seconds: float = Field(default=10, gt=0, le=300)
 

@@ -13,8 +13,13 @@ from dirhook.providers.ldap.wire import use_fast_entries
 
 PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 # Bind results that no retry fixes: the credentials or the way of binding are wrong.
-AUTH_FAILURES = ("invalidCredentials", "inappropriateAuthentication", "invalidDNSyntax",
-                 "strongerAuthRequired", "confidentialityRequired")
+AUTH_FAILURES = (
+    "invalidCredentials",
+    "inappropriateAuthentication",
+    "invalidDNSyntax",
+    "strongerAuthRequired",
+    "confidentialityRequired",
+)
 
 RawAttributes = dict[str, list[Any]]
 
@@ -38,13 +43,23 @@ def open_connection(config: LdapConfig, password: str | None) -> Any:
     use_ssl = parsed.scheme == "ldaps"
     tls = ldap3.Tls(validate=ssl.CERT_REQUIRED if config.verify_tls else ssl.CERT_NONE)
     server = ldap3.Server(
-        parsed.hostname, port=parsed.port or (636 if use_ssl else 389), use_ssl=use_ssl, tls=tls,
-        get_info=ldap3.NONE, connect_timeout=int(config.timeout_seconds),
+        parsed.hostname,
+        port=parsed.port or (636 if use_ssl else 389),
+        use_ssl=use_ssl,
+        tls=tls,
+        get_info=ldap3.NONE,
+        connect_timeout=int(config.timeout_seconds),
     )
     conn = ldap3.Connection(
-        server, user=config.bind_dn, password=password, auto_bind=ldap3.AUTO_BIND_NONE,
-        read_only=True, raise_exceptions=False, receive_timeout=int(config.timeout_seconds * 6),
-        auto_referrals=False, return_empty_attributes=False,
+        server,
+        user=config.bind_dn,
+        password=password,
+        auto_bind=ldap3.AUTO_BIND_NONE,
+        read_only=True,
+        raise_exceptions=False,
+        receive_timeout=int(config.timeout_seconds * 6),
+        auto_referrals=False,
+        return_empty_attributes=False,
     )
     use_fast_entries(conn)
     where = f"{parsed.hostname}:{server.port}"
@@ -65,8 +80,13 @@ def supported_controls(conn: Any) -> set[str]:
     """The control OIDs the root DSE lists (read once per connection)."""
     import ldap3
 
-    ok = conn.search("", "(objectClass=*)", search_scope=ldap3.BASE, attributes=["supportedControl"],
-                     dereference_aliases=ldap3.DEREF_NEVER)
+    ok = conn.search(
+        "",
+        "(objectClass=*)",
+        search_scope=ldap3.BASE,
+        attributes=["supportedControl"],
+        dereference_aliases=ldap3.DEREF_NEVER,
+    )
     if not ok or not conn.response:
         return set()
     raw = conn.response[0].get("raw_attributes", {})
@@ -85,8 +105,9 @@ def raise_for_search(result: dict[str, Any], base: str, what: str = "LDAP search
     raise SourceUnavailable(f"{what} under {base!r} failed: {desc} {result.get('message')}")
 
 
-def paged(conn: Any, base: str, ldap_filter: str, attributes: list[str],
-          page_size: int) -> Iterator[tuple[str, RawAttributes]]:
+def paged(
+    conn: Any, base: str, ldap_filter: str, attributes: list[str], page_size: int
+) -> Iterator[tuple[str, RawAttributes]]:
     """Every entry under ``base`` matching the filter, a page at a time (simple paged results)."""
     import ldap3
     from ldap3.core.exceptions import LDAPException
@@ -95,8 +116,13 @@ def paged(conn: Any, base: str, ldap_filter: str, attributes: list[str],
     while True:
         try:
             ok = conn.search(
-                base, ldap_filter, search_scope=ldap3.SUBTREE, attributes=attributes,
-                paged_size=page_size, paged_cookie=cookie, dereference_aliases=ldap3.DEREF_NEVER,
+                base,
+                ldap_filter,
+                search_scope=ldap3.SUBTREE,
+                attributes=attributes,
+                paged_size=page_size,
+                paged_cookie=cookie,
+                dereference_aliases=ldap3.DEREF_NEVER,
             )
         except LDAPException as exc:
             raise SourceUnavailable(f"LDAP search under {base!r} failed: {exc}") from None

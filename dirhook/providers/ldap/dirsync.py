@@ -24,12 +24,13 @@ def guid_of(item: dict[str, Any]) -> str | None:
         return str(uuid.UUID(bytes_le=raw[0]))
     dn = item.get("dn") or ""
     if dn.startswith("<GUID="):
-        return dn[6:dn.index(">")].lower()
+        return dn[6 : dn.index(">")].lower()
     return None
 
 
-def dirsync_round(conn: Any, config: LdapConfig, cookie: bytes | None,
-                  attributes: list[str]) -> tuple[list[dict[str, Any]], bytes]:
+def dirsync_round(
+    conn: Any, config: LdapConfig, cookie: bytes | None, attributes: list[str]
+) -> tuple[list[dict[str, Any]], bytes]:
     """Every object changed since the cookie (only the changed attributes among those
     asked for), and the new cookie. DirSync runs at the root of the naming context (a base
     below it is error 50)."""
@@ -37,8 +38,9 @@ def dirsync_round(conn: Any, config: LdapConfig, cookie: bytes | None,
 
     root = naming_context(config.user_base_dn)
     try:
-        ds = conn.extend.microsoft.dir_sync(root, "(objectClass=*)", attributes=attributes, cookie=cookie,
-                                            incremental_values=False)
+        ds = conn.extend.microsoft.dir_sync(
+            root, "(objectClass=*)", attributes=attributes, cookie=cookie, incremental_values=False
+        )
         found = []
         while ds.more_results:
             found += [r for r in ds.loop() if r.get("type") == "searchResEntry"]
@@ -52,16 +54,22 @@ def read_in_scope(conn: Any, guid: str, base: str, ldap_filter: str, attributes:
     ``ldap_filter`` (DirSync sends only changed attributes: not enough to filter on)."""
     import ldap3
 
-    conn.search(f"<GUID={guid}>", ldap_filter, search_scope=ldap3.BASE, attributes=attributes,
-                dereference_aliases=ldap3.DEREF_NEVER)
+    conn.search(
+        f"<GUID={guid}>",
+        ldap_filter,
+        search_scope=ldap3.BASE,
+        attributes=attributes,
+        dereference_aliases=ldap3.DEREF_NEVER,
+    )
     for item in conn.response or ():
         if item.get("type") == "searchResEntry" and dn_within(item["dn"], base):
             return SourceEntry(ref=item["dn"], attributes=item["raw_attributes"])
     return None
 
 
-def dirsync_changes(conn: Any, config: LdapConfig, cursor: dict[str, Any], user_attrs: list[str],
-                    group_attrs: list[str]) -> Changes:
+def dirsync_changes(
+    conn: Any, config: LdapConfig, cursor: dict[str, Any], user_attrs: list[str], group_attrs: list[str]
+) -> Changes:
     # DirSync returns an object when one of the attributes asked for changed: ask for
     # every attribute the mappings read (not "*": on AD that includes noise like logonCount).
     watched = sorted({a for a in user_attrs + group_attrs if a not in ("*", "+")} | {"objectGUID", "isDeleted"})
@@ -82,9 +90,14 @@ def dirsync_changes(conn: Any, config: LdapConfig, cursor: dict[str, Any], user_
             groups.append(group)
         else:
             deleted.add(guid)  # moved out of the bases or filters: gone for us (unknown ids are ignored)
-    return Changes(full=False, groups=iter(groups), users=iter(users), deleted_user_ids=set(deleted),
-                   deleted_group_ids=set(deleted),
-                   next_cursor={**cursor, "dirsync": base64.b64encode(cookie).decode()})
+    return Changes(
+        full=False,
+        groups=iter(groups),
+        users=iter(users),
+        deleted_user_ids=set(deleted),
+        deleted_group_ids=set(deleted),
+        next_cursor={**cursor, "dirsync": base64.b64encode(cookie).decode()},
+    )
 
 
 def fresh_dirsync_cookie(conn: Any, config: LdapConfig) -> str:

@@ -15,8 +15,9 @@ from dirhook.providers.ldap.connection import paged, values
 GENERALIZED_TIME = "%Y%m%d%H%M%SZ"
 
 
-def entries(conn: Any, config: LdapConfig, base: str, ldap_filter: str, attributes: list[str],
-            cursor: dict[str, Any]) -> Iterator[SourceEntry]:
+def entries(
+    conn: Any, config: LdapConfig, base: str, ldap_filter: str, attributes: list[str], cursor: dict[str, Any]
+) -> Iterator[SourceEntry]:
     """The entries, keeping the newest change time seen in ``cursor["modify_timestamp"]``."""
     for dn, raw in paged(conn, base, ldap_filter, attributes, config.page_size):
         stamp = values(raw, "modifyTimestamp") or values(raw, "whenChanged")

@@ -36,12 +36,20 @@ from dirhook.providers.base import SourceEntry
 
 # The errors the child reports by name, raised again as themselves here.
 _ERRORS: dict[str, type[DirhookError]] = {
-    cls.__name__: cls for cls in (SourceUnavailable, SourceAuthError, SourceConfigError, MappingError)}
+    cls.__name__: cls for cls in (SourceUnavailable, SourceAuthError, SourceConfigError, MappingError)
+}
 PAGE = 500
 
 
-def _child(conn: Connection, config: dict[str, Any], password: str | None, overrides: dict[str, Any] | None,
-           base: str, ldap_filter: str, attributes: list[str]) -> None:
+def _child(
+    conn: Connection,
+    config: dict[str, Any],
+    password: str | None,
+    overrides: dict[str, Any] | None,
+    base: str,
+    ldap_filter: str,
+    attributes: list[str],
+) -> None:
     from dirhook.normalize import effective_mapping, normalize_user, reference_key, source_record
     from dirhook.providers.ldap.config import LdapConfig
     from dirhook.providers.ldap.connection import open_connection
@@ -85,9 +93,17 @@ def _main() -> None:
 class UserReader:
     """The child process reading one full pass's users; iterate it once."""
 
-    def __init__(self, config: dict[str, Any], password: str | None, overrides: dict[str, Any] | None,
-                 base: str, ldap_filter: str, attributes: list[str], cursor: dict[str, Any],
-                 timeout_seconds: float):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        password: str | None,
+        overrides: dict[str, Any] | None,
+        base: str,
+        ldap_filter: str,
+        attributes: list[str],
+        cursor: dict[str, Any],
+        timeout_seconds: float,
+    ):
         package_root = str(Path(__file__).resolve().parents[3])
         # dirhook's own settings (admin token, encryption keys…) are none of the reader's
         # business; the rest (TLS trust, proxies, locale) it may need.
@@ -96,9 +112,14 @@ class UserReader:
         self.cursor = cursor
         self.timeout_seconds = timeout_seconds
         try:
-            self.process = subprocess.Popen([sys.executable, "-m", "dirhook.providers.ldap.reader"],
-                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=subprocess.DEVNULL, env=env, close_fds=True)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "dirhook.providers.ldap.reader"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                close_fds=True,
+            )
         except OSError as exc:
             raise SourceUnavailable(f"could not start the LDAP reader process: {exc}") from None
         # Connections on duplicates: they close their descriptor, as Popen closes its own.
@@ -120,7 +141,8 @@ class UserReader:
                     message = self._messages.recv()
                 except EOFError:
                     raise SourceUnavailable(
-                        f"the LDAP reader ended unexpectedly (exit code {self.process.poll()})") from None
+                        f"the LDAP reader ended unexpectedly (exit code {self.process.poll()})"
+                    ) from None
                 if message[0] == "page":
                     for ref, attributes_json, record in message[1]:
                         yield SourceEntry(ref=ref, attributes=record, prepared=attributes_json)

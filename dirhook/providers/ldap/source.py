@@ -25,8 +25,13 @@ from dirhook.providers.ldap.syncrepl import fresh_cookie, syncrepl_changes
 
 
 class LdapSource:
-    def __init__(self, config: LdapConfig, password: str | None, mapping_overrides: dict[str, Any] | None,
-                 timestamp_overlap_seconds: int = 300):
+    def __init__(
+        self,
+        config: LdapConfig,
+        password: str | None,
+        mapping_overrides: dict[str, Any] | None,
+        timestamp_overlap_seconds: int = 300,
+    ):
         self.config = config
         self._password = password
         self._mapping_overrides = mapping_overrides
@@ -58,8 +63,9 @@ class LdapSource:
     def listen(self, cookie: str | None, on_change: Callable[[], None], keep_going: Callable[[], bool]) -> None:
         """Calls ``on_change()`` for every change the server announces, while ``keep_going()``
         (refreshAndPersist from the syncrepl ``cookie`` on OpenLDAP, change notifications on AD)."""
-        listener.listen(self._conn.server, self.config, self._password, self.notifications, cookie,
-                        on_change, keep_going)
+        listener.listen(
+            self._conn.server, self.config, self._password, self.notifications, cookie, on_change, keep_going
+        )
 
     def changes(self, cursor: dict[str, Any] | None, full: bool) -> Changes:
         cfg = self.config
@@ -72,8 +78,12 @@ class LdapSource:
             return dirsync_changes(self._conn, cfg, cursor, user_attrs, group_attrs)
         since = cursor.get("modify_timestamp")
         # No usable cookie for the server's own change tracking: read everything once.
-        full = (full or not since or (self.syncrepl and not cursor.get("sync_users"))
-                or (self.dirsync and not cursor.get("dirsync")))
+        full = (
+            full
+            or not since
+            or (self.syncrepl and not cursor.get("sync_users"))
+            or (self.dirsync and not cursor.get("dirsync"))
+        )
         user_filter, group_filter = cfg.user_filter, cfg.group_filter
         if not full and since:
             user_filter = polling.changed_since(cfg, cfg.user_filter, since, self.overlap)
@@ -87,8 +97,18 @@ class LdapSource:
             next_cursor["sync_users"] = fresh_cookie(self._conn, cfg.user_base_dn)
             next_cursor["sync_groups"] = fresh_cookie(self._conn, cfg.groups_base)
         if full:  # every user: read and normalized in a second process (reader.py)
-            users = iter(UserReader(cfg.model_dump(), self._password, self._mapping_overrides, cfg.user_base_dn,
-                                    user_filter, user_attrs, next_cursor, cfg.timeout_seconds * 6))
+            users = iter(
+                UserReader(
+                    cfg.model_dump(),
+                    self._password,
+                    self._mapping_overrides,
+                    cfg.user_base_dn,
+                    user_filter,
+                    user_attrs,
+                    next_cursor,
+                    cfg.timeout_seconds * 6,
+                )
+            )
         else:
             users = polling.entries(self._conn, cfg, cfg.user_base_dn, user_filter, user_attrs, next_cursor)
         conn = self._conn

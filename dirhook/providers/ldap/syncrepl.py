@@ -20,17 +20,23 @@ def _entry_uuid(entry: SourceEntry) -> str:
     return found[0].decode() if isinstance(found[0], bytes) else str(found[0])
 
 
-def sync_search(conn: Any, base: str, ldap_filter: str, attributes: list[str], cookie: str | None
-                ) -> tuple[list[SourceEntry], set[str], set[str] | None, str | None]:
+def sync_search(
+    conn: Any, base: str, ldap_filter: str, attributes: list[str], cookie: str | None
+) -> tuple[list[SourceEntry], set[str], set[str] | None, str | None]:
     """One refreshOnly round: (changed entries, deleted entryUUIDs, present entryUUIDs
     or None when the server sent deletions itself, the new cookie)."""
     import ldap3
     from ldap3.core.exceptions import LDAPException
 
     try:
-        ok = conn.search(base, ldap_filter, search_scope=ldap3.SUBTREE, attributes=attributes,
-                         controls=[codec.sync_request_control(codec.REFRESH_ONLY, cookie)],
-                         dereference_aliases=ldap3.DEREF_NEVER)
+        ok = conn.search(
+            base,
+            ldap_filter,
+            search_scope=ldap3.SUBTREE,
+            attributes=attributes,
+            controls=[codec.sync_request_control(codec.REFRESH_ONLY, cookie)],
+            dereference_aliases=ldap3.DEREF_NEVER,
+        )
     except LDAPException as exc:
         raise SourceUnavailable(f"LDAP sync search under {base!r} failed: {exc}") from None
     result = conn.result
@@ -73,15 +79,22 @@ def fresh_cookie(conn: Any, base: str) -> str | None:
     return sync_search(conn, base, NO_ENTRY, ["1.1"], None)[3]
 
 
-def syncrepl_changes(conn: Any, config: LdapConfig, cursor: dict[str, Any], user_attrs: list[str],
-                     group_attrs: list[str]) -> Changes:
+def syncrepl_changes(
+    conn: Any, config: LdapConfig, cursor: dict[str, Any], user_attrs: list[str], group_attrs: list[str]
+) -> Changes:
     groups, deleted_groups, present_groups, group_cookie = sync_search(
-        conn, config.groups_base, config.group_filter, group_attrs, cursor["sync_groups"])
+        conn, config.groups_base, config.group_filter, group_attrs, cursor["sync_groups"]
+    )
     users, deleted_users, present_users, user_cookie = sync_search(
-        conn, config.user_base_dn, config.user_filter, user_attrs, cursor["sync_users"])
+        conn, config.user_base_dn, config.user_filter, user_attrs, cursor["sync_users"]
+    )
     return Changes(
-        full=False, groups=iter(groups), users=iter(users),
+        full=False,
+        groups=iter(groups),
+        users=iter(users),
         user_ids=(lambda: present_users) if present_users is not None else None,
         group_ids=(lambda: present_groups) if present_groups is not None else None,
-        deleted_user_ids=deleted_users, deleted_group_ids=deleted_groups,
-        next_cursor={**cursor, "sync_users": user_cookie, "sync_groups": group_cookie})
+        deleted_user_ids=deleted_users,
+        deleted_group_ids=deleted_groups,
+        next_cursor={**cursor, "sync_users": user_cookie, "sync_groups": group_cookie},
+    )

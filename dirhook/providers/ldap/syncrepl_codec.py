@@ -75,14 +75,20 @@ class _SyncIdSet(univ.Sequence):
 
 class _SyncInfoValue(univ.Choice):
     componentType = namedtype.NamedTypes(
-        namedtype.NamedType("newcookie", univ.OctetString().subtype(
-            implicitTag=tag.Tag(tag.tagClassContext, tag.tagFormatSimple, 0))),
-        namedtype.NamedType("refreshDelete", _RefreshPhase().subtype(
-            implicitTag=tag.Tag(tag.tagClassContext, tag.tagFormatConstructed, 1))),
-        namedtype.NamedType("refreshPresent", _RefreshPhase().subtype(
-            implicitTag=tag.Tag(tag.tagClassContext, tag.tagFormatConstructed, 2))),
-        namedtype.NamedType("syncIdSet", _SyncIdSet().subtype(
-            implicitTag=tag.Tag(tag.tagClassContext, tag.tagFormatConstructed, 3))),
+        namedtype.NamedType(
+            "newcookie", univ.OctetString().subtype(implicitTag=tag.Tag(tag.tagClassContext, tag.tagFormatSimple, 0))
+        ),
+        namedtype.NamedType(
+            "refreshDelete",
+            _RefreshPhase().subtype(implicitTag=tag.Tag(tag.tagClassContext, tag.tagFormatConstructed, 1)),
+        ),
+        namedtype.NamedType(
+            "refreshPresent",
+            _RefreshPhase().subtype(implicitTag=tag.Tag(tag.tagClassContext, tag.tagFormatConstructed, 2)),
+        ),
+        namedtype.NamedType(
+            "syncIdSet", _SyncIdSet().subtype(implicitTag=tag.Tag(tag.tagClassContext, tag.tagFormatConstructed, 3))
+        ),
     )
 
 
@@ -108,8 +114,11 @@ class SyncState:
 
 def decode_state(raw: bytes) -> SyncState:
     value, _ = decoder.decode(raw, asn1Spec=_SyncStateValue())
-    return SyncState(STATES.get(int(value["state"]), "unknown"), str(uuid.UUID(bytes=bytes(value["entryUUID"]))),
-                     _text(value["cookie"]))
+    return SyncState(
+        STATES.get(int(value["state"]), "unknown"),
+        str(uuid.UUID(bytes=bytes(value["entryUUID"]))),
+        _text(value["cookie"]),
+    )
 
 
 def decode_done(raw: bytes) -> tuple[str | None, bool]:

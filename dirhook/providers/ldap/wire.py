@@ -34,7 +34,7 @@ def _length(buf: bytes, i: int) -> tuple[int, int]:
     n = first & 0x7F
     if n == 0 or n > 4:
         raise WireError("indefinite or oversized BER length")
-    return int.from_bytes(buf[i + 1:i + 1 + n], "big"), i + 1 + n
+    return int.from_bytes(buf[i + 1 : i + 1 + n], "big"), i + 1 + n
 
 
 def _expect(buf: bytes, i: int, tag: int, end: int) -> tuple[int, int]:
@@ -82,11 +82,11 @@ def decode_search_entry(message: bytes, message_id: int) -> dict[str, Any] | Non
                 raise WireError("attribute type is not an OCTET STRING")
             length = message[i + 1]
             if length < 0x80:
-                name = message[i + 2:i + 2 + length]
+                name = message[i + 2 : i + 2 + length]
                 i += 2 + length
             else:
                 length, i = _length(message, i + 1)
-                name = message[i:i + length]
+                name = message[i : i + length]
                 i += length
             v, vals_stop = _expect(message, i, 0x31, a_stop)  # SET OF value
             values = []
@@ -98,7 +98,7 @@ def decode_search_entry(message: bytes, message_id: int) -> dict[str, Any] | Non
                     v += 2
                 else:
                     length, v = _length(message, v + 1)
-                values.append(message[v:v + length])
+                values.append(message[v : v + length])
                 v += length
             if v != vals_stop or vals_stop != a_stop or a_stop > list_stop:
                 raise WireError("attribute runs past its container")
@@ -109,8 +109,13 @@ def decode_search_entry(message: bytes, message_id: int) -> dict[str, Any] | Non
     dn = raw_dn.decode("utf-8", errors="replace")
     # ``attributes`` is ldap3's formatted view; dirhook reads raw values only, and ldap3's
     # own code that may look at ``attributes`` finds the same names.
-    return {"type": "searchResEntry", "dn": dn, "raw_dn": raw_dn, "raw_attributes": attributes,
-            "attributes": attributes}
+    return {
+        "type": "searchResEntry",
+        "dn": dn,
+        "raw_dn": raw_dn,
+        "raw_attributes": attributes,
+        "attributes": attributes,
+    }
 
 
 class FastEntryStrategy(SyncStrategy):
