@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The Svix schedule (design.md, "Delivery semantics"): the first attempt is immediate,
+# Svix's retry schedule (README, "Delivery"): the first attempt is immediate,
 # then these waits between attempts, about three days in all.
 DEFAULT_RETRY_SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 36000]
 

@@ -57,7 +57,8 @@ class WebhookSender:
 
     aiohttp rather than httpx for the sending path: on this machine httpx's default
     transport spends ~2 ms of CPU per request (450–580 requests/s at best), aiohttp
-    reaches several thousand (peers.md).
+    reaches several thousand (measured when this sender was chosen; bench/delivery_throughput.py
+    measures the sending path as it is now).
     """
 
     def __init__(self, timeout_seconds: float = 15.0, limit: int = 200, allow_private: bool = False):

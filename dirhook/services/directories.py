@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio.client import (
@@ -24,12 +23,11 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from dirhook import sync_control, tokens
+from dirhook import sync_control
 from dirhook import temporal as t
 from dirhook.api.schemas import (
     DeletionDecision,
     DirectoryIn,
-    DirectoryOut,
     DirectoryPatch,
     HeldDeletionsOut,
     Page,
@@ -41,103 +39,23 @@ from dirhook.api.schemas import (
 from dirhook.config import Settings
 from dirhook.contracts import RunStatus, SyncMode, SyncState
 from dirhook.db.schema import Directory, Group, HeldDeletion, SyncRun, User
-from dirhook.errors import MappingError
 from dirhook.ids import new_id
-from dirhook.normalize import effective_mapping
 from dirhook.payloads import group_payload, user_payload
-from dirhook.providers.entra import EntraConfig
-from dirhook.providers.ldap import LdapConfig
-from dirhook.services.errors import Conflict, InvalidInput, NotFound, Unavailable
-from dirhook.services.scope import Scope, resolve_organization, scoped, visible
-from dirhook.sync_control import DirectoryRef
+from dirhook.services.directory_rules import (
+    apply_source_settings,
+    check_mapping,
+    directory_out,
+    get_directory,
+    new_scim_token,
+    ref,
+)
+from dirhook.services.errors import Conflict, Unavailable
+from dirhook.services.scope import Scope, resolve_organization, scoped
 from workflows.directory_sync import DirectorySyncWorkflow
 
 log = logging.getLogger(__name__)
 
-SCIM_TOKEN_PREFIX = "dhscim_"
-# What each provider's PATCH may carry besides the shared fields, and its settings' model.
-PROVIDER_FIELDS = {"ldap": ("ldap", "bind_password"), "entra": ("entra", "client_secret"), "scim": ()}
-SETTINGS_MODEL: dict[str, type[LdapConfig] | type[EntraConfig]] = {"ldap": LdapConfig, "entra": EntraConfig}
-# Changing any of these points the directory at other objects: the stored cursor no longer
-# describes them, so the next pass is a full one.
-CURSOR_SCOPES = {
-    "ldap": ("url", "user_base_dn", "group_base_dn", "user_filter", "group_filter", "flavour"),
-    "entra": ("tenant_id", "graph_base_url"),
-}
-# …and these, an LDAP live listener reconnects for.
-LISTENER_SCOPE = (*CURSOR_SCOPES["ldap"], "live", "bind_dn", "start_tls")
 HELD_SAMPLE = 20
-
-
-def directory_out(d: Directory) -> DirectoryOut:
-    return DirectoryOut(
-        id=d.id,
-        organization_id=d.organization_id,
-        name=d.name,
-        provider=d.provider,
-        config=d.config,
-        has_bind_password=d.provider == "ldap" and bool(d.secret),
-        has_client_secret=d.provider == "entra" and bool(d.secret),
-        attribute_mapping=d.attribute_mapping,
-        cursor=d.cursor,
-        deletion_threshold_count=d.deletion_threshold_count,
-        deletion_threshold_percent=d.deletion_threshold_percent,
-        sync_interval_seconds=d.sync_interval_seconds,
-        scim_path=f"/scim/v2/{d.id}" if d.provider == "scim" else None,
-        created_at=d.created_at,
-    )
-
-
-def ref(d: Directory) -> DirectoryRef:
-    return DirectoryRef(id=d.id, organization_id=d.organization_id, name=d.name, provider=d.provider)
-
-
-def get_directory(session: Session, directory_id: str) -> Directory:
-    d = session.get(Directory, directory_id)
-    if d is None or not visible(session, d.organization_id):
-        raise NotFound(f"directory {directory_id} not found")
-    return d
-
-
-def new_scim_token(d: Directory) -> str:
-    token = SCIM_TOKEN_PREFIX + tokens.new_secret()
-    d.scim_token_digest = tokens.digest(token)
-    return token
-
-
-def check_mapping(flavour: str, mapping: dict[str, Any] | None) -> None:
-    try:
-        effective_mapping(flavour, mapping)
-    except MappingError as exc:
-        raise InvalidInput(f"attribute_mapping: {exc}") from None
-
-
-def apply_source_settings(d: Directory, body: DirectoryPatch) -> bool:
-    """Lays the PATCH's provider settings and secret over the directory's, validated whole
-    (InvalidInput, nothing applied, on error). True when the LDAP listener must start again."""
-    given = {name for name in ("ldap", "bind_password", "entra", "client_secret") if getattr(body, name) is not None}
-    foreign = given - set(PROVIDER_FIELDS[d.provider])
-    if foreign:
-        raise InvalidInput(f"this {d.provider} directory takes no {', '.join(sorted(foreign))}")
-    settings_field, secret_field = PROVIDER_FIELDS[d.provider] or (None, None)
-    old = d.config
-    patch = getattr(body, settings_field) if settings_field else None
-    if patch is not None:
-        try:
-            d.config = SETTINGS_MODEL[d.provider].model_validate({**old, **patch}).model_dump(mode="json")
-        except ValidationError as exc:
-            raise InvalidInput(
-                [
-                    {"loc": ["body", settings_field, *e["loc"]], "msg": e["msg"], "type": e["type"]}
-                    for e in exc.errors(include_url=False, include_input=False)
-                ]
-            ) from None
-        if any(d.config.get(k) != old.get(k) for k in CURSOR_SCOPES[d.provider]):
-            d.cursor = None
-    secret = getattr(body, secret_field) if secret_field else None
-    if secret is not None:
-        d.secret = secret
-    return d.provider == "ldap" and (secret is not None or any(d.config.get(k) != old.get(k) for k in LISTENER_SCOPE))
 
 
 @dataclass
@@ -461,3 +379,7 @@ def _delete_row(s: Session, directory_id: str) -> None:
     if d is not None:
         s.delete(d)
         s.commit()
+
+
+# Re-exported: routers import these with the service.
+__all__ = ["DirectoryService", "directory_out", "get_directory", "ref"]

@@ -1,6 +1,6 @@
 """A throwaway Samba Active Directory domain controller (Debian `samba`, `samba-ad-dc`,
 `samba-ad-provision`): provisioned once per test session into a temporary directory,
-listening on 127.0.0.1 (LDAP on 389). Facts in ../shared/peers.md.
+listening on 127.0.0.1 (LDAP on 389).
 
 Changes are made with `samba-tool` as an administrator would, against the DC's own
 database (`-H …/private/sam.ldb`): over LDAP, samba-tool wants Kerberos, which needs

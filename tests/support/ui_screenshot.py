@@ -4,7 +4,8 @@ directory, and that directory's sync with its (decrypted) summary and details.
     python -m tests.support.ui_screenshot --ui http://127.0.0.1:8233 --directory dir_… [--out ui-screenshots]
 
 Needs Debian's `chromium` (``scripts/install-test-services``). The UI is a single-page app,
-so Chromium runs with a virtual time budget (../shared/peers.md); each page is rendered
+so Chromium runs with a virtual time budget (headless Chromium prints before the app has
+rendered otherwise); each page is rendered
 twice, once to a PNG and once to its DOM, which the suite reads to check what the PNG shows.
 """
 

@@ -14,6 +14,7 @@ from dirhook.api.schemas import (
     DirectoryOut,
     DirectoryPatch,
     HeldDeletionsOut,
+    ObjectPage,
     Page,
     ScheduleOut,
     ScimTokenOut,
@@ -139,7 +140,7 @@ async def list_sync_runs(directory_id: str, service: Service, limit: Limit = 20)
     return await service.sync_runs(directory_id, limit)
 
 
-@router.get("/{directory_id}/users", response_model=Page[dict[str, Any]])
+@router.get("/{directory_id}/users", response_model=ObjectPage)
 async def list_users(
     directory_id: str, service: Service, limit: Limit = 100, after: str | None = None
 ) -> Page[dict[str, Any]]:
@@ -147,7 +148,7 @@ async def list_users(
     return await service.objects(directory_id, User, limit, after)
 
 
-@router.get("/{directory_id}/groups", response_model=Page[dict[str, Any]])
+@router.get("/{directory_id}/groups", response_model=ObjectPage)
 async def list_groups(
     directory_id: str, service: Service, limit: Limit = 100, after: str | None = None
 ) -> Page[dict[str, Any]]:

@@ -5,7 +5,7 @@ from fastapi import APIRouter, HTTPException, Query
 from sqlalchemy import select
 
 from dirhook.api.deps import SessionDep
-from dirhook.api.schemas import Page
+from dirhook.api.schemas import ObjectPage, Page
 from dirhook.db.schema import EventRow
 from dirhook.services.directories import get_directory
 from dirhook.services.scope import scoped
@@ -13,7 +13,7 @@ from dirhook.services.scope import scoped
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
 
-@router.get("", response_model=Page[dict[str, Any]])
+@router.get("", response_model=ObjectPage)
 def list_events(
     session: SessionDep,
     directory_id: str | None = None,

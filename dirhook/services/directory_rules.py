@@ -1,0 +1,104 @@
+"""A directory's own rules, apart from Temporal and threads: how it is shown, found, given a
+SCIM token, and how a PATCH of its source settings is validated and applied."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from dirhook import tokens
+from dirhook.api.schemas import DirectoryOut, DirectoryPatch
+from dirhook.db.schema import Directory
+from dirhook.errors import MappingError
+from dirhook.normalize import effective_mapping
+from dirhook.providers.entra import EntraConfig
+from dirhook.providers.ldap import LdapConfig
+from dirhook.services.errors import InvalidInput, NotFound
+from dirhook.services.scope import visible
+from dirhook.sync_control import DirectoryRef
+
+SCIM_TOKEN_PREFIX = "dhscim_"
+# What each provider's PATCH may carry besides the shared fields, and its settings' model.
+PROVIDER_FIELDS = {"ldap": ("ldap", "bind_password"), "entra": ("entra", "client_secret"), "scim": ()}
+SETTINGS_MODEL: dict[str, type[LdapConfig] | type[EntraConfig]] = {"ldap": LdapConfig, "entra": EntraConfig}
+# Changing any of these points the directory at other objects: the stored cursor no longer
+# describes them, so the next pass is a full one.
+CURSOR_SCOPES = {
+    "ldap": ("url", "user_base_dn", "group_base_dn", "user_filter", "group_filter", "flavour"),
+    "entra": ("tenant_id", "graph_base_url"),
+}
+# …and these, an LDAP live listener reconnects for.
+LISTENER_SCOPE = (*CURSOR_SCOPES["ldap"], "live", "bind_dn", "start_tls")
+
+
+def directory_out(d: Directory) -> DirectoryOut:
+    return DirectoryOut(
+        id=d.id,
+        organization_id=d.organization_id,
+        name=d.name,
+        provider=d.provider,
+        config=d.config,
+        has_bind_password=d.provider == "ldap" and bool(d.secret),
+        has_client_secret=d.provider == "entra" and bool(d.secret),
+        attribute_mapping=d.attribute_mapping,
+        cursor=d.cursor,
+        deletion_threshold_count=d.deletion_threshold_count,
+        deletion_threshold_percent=d.deletion_threshold_percent,
+        sync_interval_seconds=d.sync_interval_seconds,
+        scim_path=f"/scim/v2/{d.id}" if d.provider == "scim" else None,
+        created_at=d.created_at,
+    )
+
+
+def ref(d: Directory) -> DirectoryRef:
+    return DirectoryRef(id=d.id, organization_id=d.organization_id, name=d.name, provider=d.provider)
+
+
+def get_directory(session: Session, directory_id: str) -> Directory:
+    d = session.get(Directory, directory_id)
+    if d is None or not visible(session, d.organization_id):
+        raise NotFound(f"directory {directory_id} not found")
+    return d
+
+
+def new_scim_token(d: Directory) -> str:
+    token = SCIM_TOKEN_PREFIX + tokens.new_secret()
+    d.scim_token_digest = tokens.digest(token)
+    return token
+
+
+def check_mapping(flavour: str, mapping: dict[str, Any] | None) -> None:
+    try:
+        effective_mapping(flavour, mapping)
+    except MappingError as exc:
+        raise InvalidInput(f"attribute_mapping: {exc}") from None
+
+
+def apply_source_settings(d: Directory, body: DirectoryPatch) -> bool:
+    """Lays the PATCH's provider settings and secret over the directory's, validated whole
+    (InvalidInput, nothing applied, on error). True when the LDAP listener must start again."""
+    given = {name for name in ("ldap", "bind_password", "entra", "client_secret") if getattr(body, name) is not None}
+    foreign = given - set(PROVIDER_FIELDS[d.provider])
+    if foreign:
+        raise InvalidInput(f"this {d.provider} directory takes no {', '.join(sorted(foreign))}")
+    settings_field, secret_field = PROVIDER_FIELDS[d.provider] or (None, None)
+    old = d.config
+    patch = getattr(body, settings_field) if settings_field else None
+    if patch is not None:
+        try:
+            d.config = SETTINGS_MODEL[d.provider].model_validate({**old, **patch}).model_dump(mode="json")
+        except ValidationError as exc:
+            raise InvalidInput(
+                [
+                    {"loc": ["body", settings_field, *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                    for e in exc.errors(include_url=False, include_input=False)
+                ]
+            ) from None
+        if any(d.config.get(k) != old.get(k) for k in CURSOR_SCOPES[d.provider]):
+            d.cursor = None
+    secret = getattr(body, secret_field) if secret_field else None
+    if secret is not None:
+        d.secret = secret
+    return d.provider == "ldap" and (secret is not None or any(d.config.get(k) != old.get(k) for k in LISTENER_SCOPE))
