@@ -77,10 +77,12 @@ class DatabaseCollector(Collector):
             deliveries.add_metric([status.value], by_status.get(status.value, 0))
         yield deliveries
         yield GaugeMetricFamily(
-            "dirhook_retries_pending", "Deliveries waiting for a retry", value=by_status.get("retrying", 0)
+            "dirhook_retries_pending", "Deliveries waiting for a retry", value=by_status.get(DeliveryStatus.RETRYING, 0)
         )
         yield GaugeMetricFamily(
-            "dirhook_deliveries_held", "Deliveries held by an open circuit breaker", value=by_status.get("held", 0)
+            "dirhook_deliveries_held",
+            "Deliveries held by an open circuit breaker",
+            value=by_status.get(DeliveryStatus.HELD, 0),
         )
         yield GaugeMetricFamily(
             "dirhook_endpoints_circuit_open", "Endpoints whose circuit breaker is open", value=circuit_open or 0

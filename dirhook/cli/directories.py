@@ -18,6 +18,7 @@ from rich.progress import (
 
 from dirhook.cli.app import app
 from dirhook.cli.common import console, err, new_table, request
+from dirhook.contracts import SyncState
 
 directories_app = typer.Typer(help="Connect and inspect directories.", no_args_is_help=True)
 app.add_typer(directories_app, name="directories")
@@ -284,7 +285,7 @@ def sync(
             run = status.get("last_run") or {}
             if status.get("workflow_status") not in (None, "RUNNING") and run.get("workflow_id"):
                 break
-            if status.get("state") == "awaiting_approval":
+            if status.get("state") == SyncState.AWAITING_APPROVAL:
                 progress.stop()
                 err.print(
                     f"[yellow]{status.get('error')}[/yellow]\n"
@@ -296,7 +297,7 @@ def sync(
                 err.print("[yellow]still running; follow it with `dirhook directories show`[/yellow]")
                 raise typer.Exit(2)
             time.sleep(0.5)
-    if status["state"] == "failed":
+    if status["state"] == SyncState.FAILED:
         err.print(f"[red]sync failed[/red]: {status.get('error') or run.get('error')}")
         raise typer.Exit(1) from None
     counts = run.get("counts") or {}

@@ -11,6 +11,7 @@ import typer
 
 from dirhook.cli.app import app
 from dirhook.cli.common import console, new_table, request
+from dirhook.contracts import EndpointHealth
 
 endpoints_app = typer.Typer(help="Webhook endpoints and their deliveries.", no_args_is_help=True)
 app.add_typer(endpoints_app, name="endpoints")
@@ -67,9 +68,9 @@ def show_endpoint(endpoint_id: str) -> None:
     if not e["enabled"]:
         console.print(f"disabled: {e['disabled_reason']}")
     health = e["health"].replace("_", " ")
-    if e["health"] == "circuit_open":
+    if e["health"] == EndpointHealth.CIRCUIT_OPEN:
         health += f" since {e['breaker_opened_at']}, next probe {e['next_probe_at'] or 'with the next event'}"
-    elif e["health"] == "failing":
+    elif e["health"] == EndpointHealth.FAILING:
         health += f" since {e['failing_since']}"
     console.print(
         f"health: {health}; {e['consecutive_failures']} failed attempts since the last success "

@@ -23,6 +23,9 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from dirhook.contracts import RunStatus
+from dirhook.delivery.rules import DeliveryStatus
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -338,7 +341,7 @@ class Delivery(Base):
     # dirhook.delivery.rules.DeliveryStatus: pending -> succeeded | retrying (at
     # next_attempt_at) | held (by the circuit breaker) | failed; skipped: held back (endpoint
     # disabled, or skipped by an operator), kept for recovery.
-    status: Mapped[str] = mapped_column(String(20), default="pending")
+    status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
@@ -372,7 +375,7 @@ class SyncRun(Base):
     workflow_id: Mapped[str] = mapped_column(String(200))
     run_id: Mapped[str] = mapped_column(String(100))
     mode: Mapped[str] = mapped_column(String(20))
-    status: Mapped[str] = mapped_column(String(20), default="running")
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.RUNNING)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)

@@ -103,6 +103,8 @@ class EndpointOut(BaseModel):
     disabled_reason: str | None
     last_success_at: datetime | None
     failing_since: datetime | None
+    # The values of dirhook.contracts.EndpointHealth, spelled out: a Literal keeps the
+    # published OpenAPI schema as it is (an enum would become a component of its own).
     health: Literal["healthy", "failing", "circuit_open"] = Field(
         default="healthy", description="circuit_open: only a probe goes out, at next_probe_at; the rest is held"
     )
