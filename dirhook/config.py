@@ -77,6 +77,8 @@ class Settings(BaseSettings):
 
     # SCIM directories: the body and page size limits, and requests per second per directory.
     scim_max_body_bytes: int = 1024 * 1024
+    # Every other route's request bodies, refused with 413 before anything parses them.
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     scim_max_page_size: int = 1000
     scim_rate_limit_per_second: float = 100.0
     scim_rate_limit_burst: float = 200.0

@@ -16,6 +16,7 @@ from prometheus_client import (
 from sqlalchemy.exc import IntegrityError
 
 from dirhook import __version__
+from dirhook.api.body_limit import BodyLimit
 from dirhook.api.deps import TemporalConnector, authenticate
 from dirhook.api.routers import (
     codec,
@@ -52,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "(`dhk_…`, from `POST /v1/organizations/{id}/api-keys`), which sees that organization only.",
         lifespan=lifespan,
     )
+    # Outermost: a body over the limit is refused before FastAPI reads it (and before auth).
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes, exempt_prefixes=("/scim/",))
     app.state.settings = settings
     app.state.sessions = make_sessionmaker(engine)
     app.state.admin_token = settings.resolved_admin_token

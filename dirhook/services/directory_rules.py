@@ -29,6 +29,13 @@ CURSOR_SCOPES = {
     "ldap": ("url", "user_base_dn", "group_base_dn", "user_filter", "group_filter", "flavour"),
     "entra": ("tenant_id", "graph_base_url"),
 }
+# Where and how the stored secret is sent: changing one of these without sending the secret
+# again would let whoever may PATCH the directory (an organization key) point the next pass,
+# and the stored password, at a server of their own (issue 14, finding 2).
+SECRET_TARGETS = {
+    "ldap": ("url", "bind_dn", "start_tls", "verify_tls"),
+    "entra": ("tenant_id", "client_id", "authority_host", "graph_base_url"),
+}
 # …and these, an LDAP live listener reconnects for.
 LISTENER_SCOPE = (*CURSOR_SCOPES["ldap"], "live", "bind_dn", "start_tls")
 
@@ -96,6 +103,14 @@ def apply_source_settings(d: Directory, body: DirectoryPatch) -> bool:
                     for e in exc.errors(include_url=False, include_input=False)
                 ]
             ) from None
+        moved = [k for k in SECRET_TARGETS[d.provider] if d.config.get(k) != old.get(k)]
+        if moved and secret_field and getattr(body, secret_field) is None:
+            d.config = old
+            names = ", ".join(f"{settings_field}.{k}" for k in moved)
+            raise InvalidInput(
+                f"changing {names} changes where or how the stored {secret_field} is sent: "
+                f"send {secret_field} in the same request"
+            )
         if any(d.config.get(k) != old.get(k) for k in CURSOR_SCOPES[d.provider]):
             d.cursor = None
     secret = getattr(body, secret_field) if secret_field else None

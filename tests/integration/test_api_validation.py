@@ -157,6 +157,36 @@ async def test_bad_sync_mode_and_bad_patch_change_nothing(stack, slapd):
     assert (await stack.api.get(f"/v1/directories/{d['id']}")).status_code == 404
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"url": "ldap://attacker.example:389"},
+        {"bind_dn": "cn=someone-else,dc=example,dc=com"},
+        {"start_tls": True},
+        {"verify_tls": False},
+    ],
+)
+async def test_moving_where_the_bind_password_goes_needs_the_password(stack, change):
+    """Security (issue 14, finding 2): a caller who may PATCH but does not know the stored
+    password cannot point the next bind, with that password, at a server of its choosing."""
+    r = await stack.api.post(
+        "/v1/directories",
+        json={"name": "moved", "ldap": {**GOOD_LDAP, "live": False}, "bind_password": "pw-kept-here"},
+    )
+    assert r.status_code == 201, r.text
+    d = r.json()
+    path = f"/v1/directories/{d['id']}"
+    r = await stack.api.patch(path, json={"ldap": change})
+    field = next(iter(change))
+    assert r.status_code == 422 and f"ldap.{field}" in r.text and "bind_password" in r.text, r.text
+    assert (await stack.api.get(path)).json() == d  # nothing changed
+    # A change elsewhere needs no password; the same move with the password is fine.
+    assert (await stack.api.patch(path, json={"ldap": {"page_size": 100}})).status_code == 200
+    r = await stack.api.patch(path, json={"ldap": change, "bind_password": "pw-kept-here"})
+    assert r.status_code == 200 and r.json()["config"][field] == change[field], r.text
+    assert (await stack.api.delete(path)).status_code == 204
+
+
 async def test_endpoint_secret_is_shown_once(stack):
     r = await stack.api.post("/v1/endpoints", json={"url": "http://127.0.0.1:9/x", "event_types": ["user.*"]})
     assert r.status_code == 201

@@ -265,6 +265,11 @@ async def test_a_new_secret_by_patch_mends_a_refused_one(stack, graph, receiver)
         ({"entra": {"credential": "password"}}, "credential"),
         ({"ldap": {"url": "ldap://x"}}, "ldap"),
         ({"bind_password": "x"}, "bind_password"),
+        # Where the stored secret goes: each needs the secret in the same request.
+        ({"entra": {"tenant_id": "00000000-0000-0000-0000-00000000beef"}}, "client_secret"),
+        ({"entra": {"client_id": "00000000-0000-0000-0000-00000000beef"}}, "client_secret"),
+        ({"entra": {"authority_host": "https://login.attacker.example"}}, "client_secret"),
+        ({"entra": {"graph_base_url": "https://graph.attacker.example/v1.0"}}, "client_secret"),
     ):
         r = await stack.api.patch(path, json=patch)
         assert r.status_code == 422 and needle in r.text, r.text

@@ -200,7 +200,9 @@ async def test_source_failure_changes_nothing_and_is_reported(stack, slapd, rece
     else:
         from tests.support.ports import free_port
 
-        patch, expected = {"ldap": {"url": f"ldap://127.0.0.1:{free_port()}"}}, "cannot reach LDAP server"
+        # A new URL needs the bind password in the same request (it is where the password goes).
+        patch = {"ldap": {"url": f"ldap://127.0.0.1:{free_port()}"}, "bind_password": "slapd-test-secret"}
+        expected = "cannot reach LDAP server"
     r = await stack.api.patch(f"/v1/directories/{conn.id}", json=patch)
     assert r.status_code == 200, r.text
     assert "not-the-password" not in r.text
@@ -223,7 +225,9 @@ async def test_source_failure_changes_nothing_and_is_reported(stack, slapd, rece
     assert len(await all_events(stack, conn.id)) == delivered
 
     # Once fixed, the pending change flows.
-    undo = {"bind_password": "slapd-test-secret"} if failure == "wrong_password" else {"ldap": {"url": slapd.url}}
+    undo = {"bind_password": "slapd-test-secret"}
+    if failure != "wrong_password":
+        undo["ldap"] = {"url": slapd.url}
     assert (await stack.api.patch(f"/v1/directories/{conn.id}", json=undo)).status_code == 200
     await sync(stack, conn.id)
     new = (await wait_delivered(stack, conn))[delivered:]
