@@ -22,20 +22,16 @@ class Versioned(Protocol):
 
 
 def user_payload(row: Versioned, directory: Directory) -> dict[str, Any]:
-    return {
-        "object": "user",
-        "id": row.id,
-        "directory_id": directory.id,
-        "organization_id": directory.organization_id,
-        **row.state,
-        "updated_at": row.updated_at.isoformat().replace("+00:00", "Z"),
-        "version": row.version,
-    }
+    return _payload("user", row, directory)
 
 
 def group_payload(row: Versioned, directory: Directory) -> dict[str, Any]:
+    return _payload("group", row, directory)
+
+
+def _payload(kind: str, row: Versioned, directory: Directory) -> dict[str, Any]:
     return {
-        "object": "group",
+        "object": kind,
         "id": row.id,
         "directory_id": directory.id,
         "organization_id": directory.organization_id,

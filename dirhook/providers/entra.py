@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import uuid
 from collections.abc import Coroutine, Iterator
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlparse
@@ -83,6 +84,19 @@ class EntraConfig(BaseModel):
         if parsed.scheme != "https" or not parsed.hostname:
             raise ValueError("must be an https:// URL")
         return v.rstrip("/")
+
+    @field_validator("group_ids")
+    @classmethod
+    def _object_ids(cls, v: list[str]) -> list[str]:
+        # They go into Graph's OData $filter ("id eq '…'"): only GUIDs, in their canonical
+        # form, so no quote or operator can reach the filter (issue 14, finding 10).
+        out = []
+        for value in v:
+            try:
+                out.append(str(uuid.UUID(value)))
+            except (ValueError, AttributeError, TypeError):
+                raise ValueError(f"{value!r} is not a group object ID (a GUID)") from None
+        return out
 
     @field_validator("flavour")
     @classmethod

@@ -52,6 +52,21 @@ BAD_REQUESTS = [
         "org_nope",
     ),
     ("POST", "/v1/directories", {"json": {"name": "x", "provider": "scim", "ldap": GOOD_LDAP}}, 422, "SCIM"),
+    # Entra group IDs go into an OData $filter: only GUIDs (issue 14, finding 10).
+    (
+        "POST",
+        "/v1/directories",
+        {
+            "json": {
+                "name": "x",
+                "provider": "entra",
+                "client_secret": "s",
+                "entra": {"tenant_id": "t", "client_id": "c", "group_ids": ["x' or id ne 'y"]},
+            }
+        },
+        422,
+        "GUID",
+    ),
     ("POST", "/v1/directories", {"json": {"name": "x", "provider": "scim", "bind_password": "pw"}}, 422, "SCIM"),
     ("POST", "/v1/directories", {"json": {"name": "x", "provider": "okta"}}, 422, "provider"),
     ("POST", "/v1/directories", {"json": {"name": "x", "provider": "entra", "client_secret": "s"}}, 422, "entra"),

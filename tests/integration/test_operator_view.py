@@ -43,9 +43,13 @@ async def test_sync_and_failing_delivery_are_found_by_search_attributes(stack, s
     desc = await stack.client.get_workflow_handle(dispatchers[0].id).describe()
     summary = await desc.static_summary()
     assert summary and ep in summary
-    failed_once = [
-        d
-        for d in (await stack.api.get(f"/v1/endpoints/{ep}/deliveries", params={"limit": 1000})).json()["data"]
-        if d["event_type"] == "group.created"
-    ]
+
+    async def group_created_delivery():
+        # The receiver has the event before the dispatcher records that attempt (attempts are
+        # written in batches beside the sending): wait for the delivery's own row to succeed.
+        page = (await stack.api.get(f"/v1/endpoints/{ep}/deliveries", params={"limit": 1000})).json()["data"]
+        done = [d for d in page if d["event_type"] == "group.created" and d["status"] == "succeeded"]
+        return done
+
+    failed_once = await wait_for(group_created_delivery, 30, "the group.created delivery recorded as succeeded")
     assert [a["status_code"] for a in failed_once[0]["attempt_log"]] == [503, 503, 200]
