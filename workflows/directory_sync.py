@@ -51,15 +51,9 @@ class DirectorySyncWorkflow:
         if self._status is None or self._status.state != SyncState.AWAITING_APPROVAL:
             raise ValueError("no deletions are awaiting approval for this directory")
 
-    @workflow.signal
-    def approve_deletions(self) -> None:
-        if self._status is not None and self._status.state == SyncState.AWAITING_APPROVAL:
-            self._decision = True
-
-    @workflow.signal
-    def reject_deletions(self) -> None:
-        if self._status is not None and self._status.state == SyncState.AWAITING_APPROVAL:
-            self._decision = False
+    # No approve/reject *signals*: a signal is fire-and-forget and unvalidated, so anyone who
+    # can reach Temporal could approve a mass deletion unseen (issue 14, finding 1). The
+    # validated update above is the only way to decide; the recorded histories use it.
 
     @workflow.signal
     def request_sync(self, mode: SyncMode) -> None:
