@@ -28,7 +28,7 @@ from dirhook.api.routers import (
     roles,
 )
 from dirhook.config import Settings
-from dirhook.db.engine import make_engine, make_sessionmaker
+from dirhook.db.engine import check_schema, make_engine, make_sessionmaker
 from dirhook.metrics import DatabaseCollector
 from dirhook.scim.gateway import ScimGateway
 from dirhook.scim.projection import make_projector
@@ -38,6 +38,7 @@ from dirhook.services.errors import RequestError
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = make_engine(settings.sqlalchemy_url)
+    check_schema(engine)  # an unmigrated database would answer 500 on every route
     log = logging.getLogger("dirhook.api")
 
     @asynccontextmanager

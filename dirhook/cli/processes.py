@@ -40,6 +40,16 @@ def api(host: str | None = None, port: int | None = None) -> None:
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
+    from dirhook.db.engine import SchemaBehind, check_schema, make_engine
+
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        check_schema(engine)
+    except SchemaBehind as exc:
+        err.print(f"[red]error[/red] {exc}", soft_wrap=True)  # one line: a path or URL stays whole
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
     # log_config=None: uvicorn's loggers go through ours (JSON lines, secrets masked);
     # access logs stay off (one line per request is the proxy's job).
     uvicorn.run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +46,51 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def migrate(url: str) -> None:
-    """Bring the database to the newest Alembic revision."""
-    from alembic import command
+def _alembic_config(url: str) -> Any:
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    return cfg
+
+
+def migrate(url: str) -> None:
+    """Bring the database to the newest Alembic revision."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(url), "head")
+
+
+class SchemaBehind(RuntimeError):
+    """The database's schema is older than the code (or has none): `dirhook migrate` first."""
+
+
+@functools.cache
+def code_head() -> str | None:
+    """The newest revision among this code's migrations (read once: /healthz asks often)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head()
+
+
+def schema_revisions(engine: Engine) -> tuple[str | None, str | None]:
+    """(the database's Alembic revision, or None if it has none; the code's newest)."""
+    from alembic.runtime.migration import MigrationContext
+
+    head = code_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    return current, head
+
+
+def check_schema(engine: Engine) -> None:
+    """Refuse to serve a database the code's queries do not match: every route would answer
+    500 (issue 14, finding 11). Raises SchemaBehind with what to run."""
+    current, head = schema_revisions(engine)
+    if current != head:
+        found = f"is at revision {current}" if current else "has no dirhook schema"
+        raise SchemaBehind(
+            f"the database {engine.url.render_as_string(hide_password=True)} {found}; this "
+            f"dirhook needs revision {head}: run `dirhook migrate` (or `dirhook setup`) first"
+        )

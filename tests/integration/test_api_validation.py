@@ -223,5 +223,6 @@ async def test_admin_routes_need_the_token(stack, headers):
             assert r.status_code == 401, (path, r.text)
         health = await anonymous.get("/healthz")
         assert health.status_code == 200 and health.json()["status"] == "ok"
+        assert health.json()["database_schema"] == "ok"
         docs = await anonymous.get("/openapi.json")
         assert docs.status_code == 200 and "/v1/directories/{directory_id}/sync" in docs.json()["paths"]

@@ -20,7 +20,7 @@ def test_dev_comes_up_serves_and_stops_cleanly(tmp_path):
     proc = start_dev(env, log)
     try:
         health = wait_http(f"{api}/healthz", 120, proc, log)
-        assert health.json() == {"status": "ok", "database": "ok", "temporal": "ok"}
+        assert health.json() == {"status": "ok", "database": "ok", "temporal": "ok", "database_schema": "ok"}
         ui = wait_http(f"http://127.0.0.1:{ports['TEMPORAL_UI_PORT']}/", 30, proc, log)
         assert "<html" in ui.text.lower()
         token = (tmp_path / "data" / "admin_token").read_text().strip()

@@ -19,6 +19,9 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: str
     temporal: str
+    database_schema: str = Field(
+        default="ok", description="ok, or how the database's schema differs from the code's (run `dirhook migrate`)"
+    )
 
 
 # Pages of users, groups and events as receivers see them. Spelled ``Page[dict]`` so the
