@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     worker_metrics_port: int = 0
     temporal_sdk_metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
+    # /metrics of the API: a bearer token it then requires (the admin token works too), and
+    # how long the database's counts are kept between scrapes.
+    metrics_token: SecretStr | None = Field(default=None, min_length=16)
+    metrics_cache_seconds: float = Field(default=15.0, ge=0)
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -8,7 +8,10 @@ scrape time by the API so every replica reports the same numbers.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -54,15 +57,28 @@ def attempt_outcome(status_code: int | None, succeeded: bool) -> str:
     return f"http_{status_code // 100}xx"
 
 
+@dataclass(frozen=True)
+class _Counts:
+    by_status: dict[str, int]
+    disabled: int
+    circuit_open: int
+    endpoints: int
+    by_type: dict[str, int]
+
+
 class DatabaseCollector(Collector):
-    """Gauges read from the database at scrape time."""
+    """Gauges read from the database, at most once per ``cache_seconds``: the counts scan the
+    deliveries and events tables, and scrapes (several Prometheus servers, or anyone who can
+    reach /metrics) must not turn into a full-table scan each (issue 14, finding 5)."""
 
-    def __init__(self, sessions: sessionmaker[Session]):
+    def __init__(self, sessions: sessionmaker[Session], cache_seconds: float = 15.0):
         self.sessions = sessions
+        self.cache_seconds = cache_seconds
+        self._lock = threading.Lock()
+        self._cached: tuple[float, _Counts] | None = None
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def _read(self) -> _Counts:
         from dirhook.db.schema import Delivery, Endpoint, EventRow
-        from dirhook.delivery.rules import DeliveryStatus
 
         with self.sessions() as s:
             by_status = dict(s.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
@@ -72,6 +88,26 @@ class DatabaseCollector(Collector):
             )
             endpoints = s.scalar(select(func.count()).select_from(Endpoint))
             by_type = dict(s.execute(select(EventRow.type, func.count()).group_by(EventRow.type)).all())
+        return _Counts(by_status, disabled or 0, circuit_open or 0, endpoints or 0, by_type)
+
+    def counts(self) -> _Counts:
+        with self._lock:  # concurrent scrapes share one read
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] >= self.cache_seconds:
+                self._cached = (now, self._read())
+            return self._cached[1]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from dirhook.delivery.rules import DeliveryStatus
+
+        c = self.counts()
+        by_status, disabled, circuit_open, endpoints, by_type = (
+            c.by_status,
+            c.disabled,
+            c.circuit_open,
+            c.endpoints,
+            c.by_type,
+        )
         deliveries = GaugeMetricFamily("dirhook_deliveries", "Deliveries by status, as stored", labels=["status"])
         for status in DeliveryStatus:
             deliveries.add_metric([status.value], by_status.get(status.value, 0))
@@ -85,10 +121,10 @@ class DatabaseCollector(Collector):
             value=by_status.get(DeliveryStatus.HELD, 0),
         )
         yield GaugeMetricFamily(
-            "dirhook_endpoints_circuit_open", "Endpoints whose circuit breaker is open", value=circuit_open or 0
+            "dirhook_endpoints_circuit_open", "Endpoints whose circuit breaker is open", value=circuit_open
         )
-        yield GaugeMetricFamily("dirhook_endpoints_disabled", "Endpoints currently disabled", value=disabled or 0)
-        yield GaugeMetricFamily("dirhook_endpoints", "Endpoints", value=endpoints or 0)
+        yield GaugeMetricFamily("dirhook_endpoints_disabled", "Endpoints currently disabled", value=disabled)
+        yield GaugeMetricFamily("dirhook_endpoints", "Endpoints", value=endpoints)
         stored = GaugeMetricFamily("dirhook_events_stored", "Events in the outbox by type", labels=["type"])
         for type_, n in sorted(by_type.items()):
             stored.add_metric([type_], n)

@@ -188,6 +188,9 @@ async def stack(request, temporal_env, tmp_path_factory, graph):
         # The shared stacks do not test the SCIM rate limit (test_scim_input does, with its own
         # settings): scim2-tester's compliance run, at over 100 requests a second on a fast
         # machine, must not be cut short by it.
+        # Gauges read fresh at each scrape: tests assert them right after the state changes
+        # (the cache itself is tested in tests/unit/test_metrics_endpoint.py).
+        metrics_cache_seconds=0,
         scim_rate_limit_per_second=1000.0,
         scim_rate_limit_burst=2000.0,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from contextlib import asynccontextmanager
 
@@ -88,11 +89,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ScimGateway(app.state.sessions, settings, make_projector(app.state.sessions, settings, app.state.temporal.get)),
     )
     app.state.metrics = CollectorRegistry()
-    app.state.metrics.register(DatabaseCollector(app.state.sessions))
+    app.state.metrics.register(DatabaseCollector(app.state.sessions, settings.metrics_cache_seconds))
+    metrics_tokens = [
+        t.encode()
+        for t in (settings.metrics_token and settings.metrics_token.get_secret_value(), app.state.admin_token)
+        if t
+    ]
 
-    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
-    def metrics() -> PlainTextResponse:
-        """Prometheus exposition: this process's counters and the database's gauges."""
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=PlainTextResponse,
+        responses={401: {"description": "DIRHOOK_METRICS_TOKEN is set and the bearer token is not it"}},
+    )
+    def metrics(request: Request) -> PlainTextResponse:
+        """Prometheus exposition: this process's counters and the database's gauges (counted
+        at most once per DIRHOOK_METRICS_CACHE_SECONDS). With DIRHOOK_METRICS_TOKEN set, it
+        needs `Authorization: Bearer <that token>` (or the admin token)."""
+        if settings.metrics_token is not None:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not any(hmac.compare_digest(token.encode(), t) for t in metrics_tokens):
+                return PlainTextResponse(
+                    "missing or invalid bearer token\n", status_code=401, headers={"WWW-Authenticate": "Bearer"}
+                )
         body = generate_latest(REGISTRY) + generate_latest(app.state.metrics)
         return PlainTextResponse(body.decode(), media_type=CONTENT_TYPE_LATEST)
 
