@@ -160,7 +160,8 @@ async def bare_http(info: dict) -> float:
 def dirhook_round(db_url: str, info: dict, cursor: dict | None, full: bool, out: mp.Queue) -> None:
     from dirhook.db.engine import make_engine, make_sessionmaker
     from dirhook.db.schema import Directory
-    from dirhook.providers.entra import EntraConfig, EntraSource
+    from dirhook.providers.entra import EntraSource
+    from dirhook.providers.entra_config import EntraConfig
     from dirhook.sync import SyncEngine
 
     sessions = make_sessionmaker(make_engine(db_url))

@@ -40,21 +40,18 @@ def api(host: str | None = None, port: int | None = None) -> None:
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    from dirhook.db.engine import SchemaBehind, check_schema, make_engine
+    from dirhook.api.app import create_app
+    from dirhook.db.engine import SchemaBehind
 
-    engine = make_engine(settings.sqlalchemy_url)
-    try:
-        check_schema(engine)
+    try:  # the app checks the database's schema as it is made: once, here
+        application = create_app(settings)
     except SchemaBehind as exc:
         err.print(f"[red]error[/red] {exc}", soft_wrap=True)  # one line: a path or URL stays whole
         raise typer.Exit(2) from None
-    finally:
-        engine.dispose()
     # log_config=None: uvicorn's loggers go through ours (JSON lines, secrets masked);
     # access logs stay off (one line per request is the proxy's job).
     uvicorn.run(
-        "dirhook.api.app:create_app",
-        factory=True,
+        application,
         host=host or settings.api_host,
         port=port or settings.api_port,
         log_config=None,

@@ -32,7 +32,8 @@ def build_source(
             timestamp_overlap_seconds=settings.ldap_timestamp_overlap_seconds,
         )
     if directory.provider == "entra":
-        from dirhook.providers.entra import EntraConfig, EntraSource
+        from dirhook.providers.entra import EntraSource
+        from dirhook.providers.entra_config import EntraConfig
 
         return EntraSource(
             EntraConfig.model_validate(directory.config),

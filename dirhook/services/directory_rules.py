@@ -13,7 +13,7 @@ from dirhook.api.schemas import DirectoryOut, DirectoryPatch
 from dirhook.db.schema import Directory
 from dirhook.errors import MappingError
 from dirhook.normalize import effective_mapping
-from dirhook.providers.entra import EntraConfig
+from dirhook.providers.entra_config import EntraConfig
 from dirhook.providers.ldap import LdapConfig
 from dirhook.services.errors import InvalidInput, NotFound
 from dirhook.services.scope import visible

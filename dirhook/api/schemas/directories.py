@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from dirhook.providers.entra import EntraConfig
+from dirhook.providers.entra_config import EntraConfig
 from dirhook.providers.ldap import LdapConfig
 
 
