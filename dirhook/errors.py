@@ -8,9 +8,10 @@ error that cannot be fixed by retrying is declared once, here, with ``retryable 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from temporalio.exceptions import ApplicationError
+if TYPE_CHECKING:
+    from temporalio.exceptions import ApplicationError
 
 
 class DirhookError(Exception):
@@ -64,4 +65,8 @@ NON_RETRYABLE: list[str] = sorted(_non_retryable(DirhookError))
 
 def as_application_error(exc: DirhookError) -> ApplicationError:
     """What an activity raises for ``exc``: its type name, its message, and whether Temporal retries."""
+    # Imported here: the LDAP reader's child process imports these errors, and Temporal's SDK
+    # would add its start-up time and memory to every full pass.
+    from temporalio.exceptions import ApplicationError
+
     return ApplicationError(str(exc), type=type(exc).__name__, non_retryable=not exc.retryable)
