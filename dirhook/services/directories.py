@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from temporalio.client import (
     Client,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
@@ -230,6 +231,15 @@ class DirectoryService:
             ).first()
             return d, last, last_failed
 
+        # Temporal first, the database second: a pass records its run before its workflow
+        # closes, so a closed workflow is never shown with the run row it had not yet finished.
+        handle = (await self.client()).get_workflow_handle(t.sync_workflow_id(directory_id))
+        try:
+            desc: WorkflowExecutionDescription | None = await handle.describe()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            desc = None
         d, last, last_failed = await self.scope.run(load)
         out = SyncStatusOut(
             directory_id=d.id,
@@ -238,13 +248,8 @@ class DirectoryService:
             state=None,
             last_run=SyncRunOut.model_validate(last, from_attributes=True) if last else None,
         )
-        handle = (await self.client()).get_workflow_handle(t.sync_workflow_id(d.id))
-        try:
-            desc = await handle.describe()
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                return out
-            raise
+        if desc is None:
+            return out
         out.workflow_status = desc.status.name if desc.status else None
         if desc.status == WorkflowExecutionStatus.RUNNING:
             status = await handle.query(DirectorySyncWorkflow.status)
