@@ -48,6 +48,7 @@ from tests.support.delivery_stack import wait_port  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 
 CHUNK = 500
+BENCH_ADMIN_TOKEN = "bench-admin-token-" + "b" * 32  # the API refuses one under 32 characters
 
 
 def pct(values: list[float], p: float) -> float:
@@ -304,7 +305,7 @@ def main() -> None:
             database_url=db_url,
             temporal_address=f"127.0.0.1:{ports['temporal']}",
             allow_private_endpoints=True,
-            admin_token="bench",
+            admin_token=BENCH_ADMIN_TOKEN,
         )
         env = {
             **os.environ,
@@ -312,7 +313,7 @@ def main() -> None:
             "DIRHOOK_DATABASE_URL": db_url,
             "DIRHOOK_TEMPORAL_ADDRESS": settings.temporal_address,
             "DIRHOOK_ALLOW_PRIVATE_ENDPOINTS": "true",
-            "DIRHOOK_ADMIN_TOKEN": "bench",
+            "DIRHOOK_ADMIN_TOKEN": BENCH_ADMIN_TOKEN,
             "DIRHOOK_LOG_LEVEL": "ERROR",
         }
         procs.append(subprocess.Popen([sys.executable, "-m", "workers", "--queues", "delivery"], env=env, cwd=ROOT))

@@ -8,8 +8,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The admin token and the codec URL's secret: shorter is refused at start-up.
+MIN_SECRET_LENGTH = 32
 
 # Svix's retry schedule (README, "Delivery"): the first attempt is immediate,
 # then these waits between attempts, about three days in all.
@@ -30,8 +33,9 @@ class Settings(BaseSettings):
     encryption_key_id: str | None = Field(default=None, description="the key that encrypts; default: the only one")
     # Origins of the Temporal UI allowed to call the API's codec endpoint (/codec).
     codec_cors_origins: list[str] = Field(default_factory=list)
-    # The embedded stack only: its UI (loopback, no login) may decode without credentials.
-    codec_trust_local_ui: bool = False
+    # The embedded stack only: a secret `dirhook dev` makes at each start and gives its UI in
+    # the codec URL (/codec/<secret>/decode); with it, loopback callers decode without a login.
+    codec_url_secret: SecretStr | None = None
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
@@ -132,6 +136,18 @@ class Settings(BaseSettings):
     @property
     def api_url(self) -> str:
         return f"http://{self.api_host}:{self.api_port}"
+
+    @field_validator("admin_token", "codec_url_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None, info: Any) -> SecretStr | None:
+        # The admin token opens every organization and the codec: a short one is guessable.
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            name = f"DIRHOOK_{info.field_name.upper()}"
+            raise ValueError(
+                f"{name} must be at least {MIN_SECRET_LENGTH} characters "
+                "(e.g. `openssl rand -hex 32`); unset, the embedded stack makes one"
+            )
+        return value
 
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -103,6 +104,10 @@ def _wait(what: str, check, timeout: float, child: Child) -> None:
 class DevStack:
     def __init__(self, settings: Settings, out=print):
         self.settings = settings
+        # Made at each start, known only to this UI and API: the UI's codec URL carries it.
+        # (It is on the Temporal server's command line, which local users can read: the
+        # embedded stack is one developer's machine; shared hosts run the production shape.)
+        self.codec_url_secret = "dhcodec_" + secrets.token_urlsafe(32)
         self.out = out
         self.stopping = False
         data = settings.ensure_data_dir().resolve()
@@ -133,7 +138,7 @@ class DevStack:
                 "warn",
                 *dev_server_search_attribute_args(),
                 "--ui-codec-endpoint",
-                f"http://{s.api_host}:{s.api_port}/codec",
+                f"http://{s.api_host}:{s.api_port}/codec/{self.codec_url_secret}",
             ],
             self.logs / "temporal.log",
             stop_timeout=15,
@@ -171,7 +176,7 @@ class DevStack:
                 "PYTHONUNBUFFERED": "1",
                 # The UI decodes the encrypted payloads through the API's codec endpoint.
                 "DIRHOOK_CODEC_CORS_ORIGINS": json.dumps(self.ui_origins()),
-                "DIRHOOK_CODEC_TRUST_LOCAL_UI": "true",
+                "DIRHOOK_CODEC_URL_SECRET": self.codec_url_secret,
             }
         )
         return env

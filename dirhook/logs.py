@@ -21,6 +21,7 @@ SECRET_PATTERNS = [
     (re.compile(r"dh_admin_[A-Za-z0-9_\-]+"), "dh_admin_***"),
     (re.compile(r"(dhk_key_[a-z0-9]+\.)[A-Za-z0-9_\-]+"), r"\1***"),  # an API key: its ID stays readable
     (re.compile(r"dhscim_[A-Za-z0-9_\-]+"), "dhscim_***"),
+    (re.compile(r"dhcodec_[A-Za-z0-9_\-]+"), "dhcodec_***"),  # the embedded UI's codec URL
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=\-]+"), r"\1***"),
     (re.compile(r"(?i)(password[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"), r"\1***"),
 ]

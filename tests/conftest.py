@@ -39,7 +39,7 @@ from workers import build_workers, close_all
 # was closing (CI saw it as httpx.ReadError).
 API_CLIENT_LIMITS = httpx.Limits(keepalive_expiry=2.0)
 
-ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN_TOKEN = "test-admin-token-0123456789abcdefghij"
 TEST_ENCRYPTION_KEY = "q3NxlMSd0UeCmbS1ZUs3KZp8yXo0f2pVwcPp3Ahb0nM="  # 32 bytes, base64
 UI_ORIGIN = "http://127.0.0.1:8233"
 

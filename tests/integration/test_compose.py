@@ -13,7 +13,7 @@ from dirhook.config import Settings
 
 
 def _config() -> dict:
-    env = {**os.environ, "DIRHOOK_ADMIN_TOKEN": "compose-check", "DIRHOOK_ENCRYPTION_KEYS": '{"k1": "x"}'}
+    env = {**os.environ, "DIRHOOK_ADMIN_TOKEN": "compose-check-" + "c" * 32, "DIRHOOK_ENCRYPTION_KEYS": '{"k1": "x"}'}
     out = subprocess.run(["docker-compose", "config"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return yaml.safe_load(out.stdout)

@@ -125,7 +125,7 @@ async def test_limits_page_size_and_rate(stack):
     settings = Settings(
         data_dir=stack.settings.data_dir,
         database_url=stack.settings.sqlalchemy_url,
-        admin_token="t" * 20,
+        admin_token="t" * 32,
         scim_max_page_size=2,
         scim_rate_limit_per_second=0.1,
         scim_rate_limit_burst=5,

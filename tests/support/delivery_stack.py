@@ -49,7 +49,7 @@ class DeliveryStack:
         self.settings = Settings(
             data_dir=work,
             database_url=self.db_url,
-            admin_token="delivery-stack-token-0123456789",
+            admin_token="delivery-stack-token-0123456789abcdef",
             temporal_address=f"127.0.0.1:{self.temporal_port}",
             task_queue=task_queue,
             allow_private_endpoints=True,

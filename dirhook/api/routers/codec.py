@@ -5,15 +5,19 @@ allowed to see them. Protocol: temporalio samples-go ``codec-server/protocol.md`
 
 Who may decode: the admin token (``Authorization: Bearer``: scripts, the CLI, a UI set to
 pass an access token), or a browser holding the session cookie of ``/codec/login`` (a UI
-set to include cross-origin credentials), or — the embedded stack only, where the UI has
-no login and everything listens on loopback — the configured UI origin itself. An
-organization's API key may not: payloads of every organization pass through here.
+set to include cross-origin credentials; it expires), or — the embedded stack only, where
+the UI has no login — a loopback caller of ``/codec/<secret>/…``, the secret being made by
+`dirhook dev` at each start and given to its UI alone (``--ui-codec-endpoint``). An
+``Origin`` header proves nothing (any local process can send one): it only selects CORS
+headers. An organization's API key may not decode: every organization's payloads pass here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import time
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -28,12 +32,33 @@ from dirhook.config import Settings
 router = APIRouter(prefix="/codec", tags=["temporal codec"])
 
 COOKIE = "dirhook_codec"
+SESSION_SECONDS = 12 * 3600
 MAX_BODY = 8 * 1024 * 1024
 
 
-def _session_value(admin_token: str) -> str:
-    # Derived, not the token itself: the cookie opens the codec and nothing else.
-    return hmac.new(admin_token.encode(), b"dirhook codec session", hashlib.sha256).hexdigest()
+def _session_mac(admin_token: str, expires: int) -> str:
+    return hmac.new(admin_token.encode(), f"dirhook codec session|{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def session_cookie(admin_token: str, now: float | None = None) -> str:
+    """``<expiry>.<mac>``: derived from the admin token, not the token itself (the cookie opens
+    the codec and nothing else), and refused after its expiry whatever the browser keeps."""
+    expires = int(now if now is not None else time.time()) + SESSION_SECONDS
+    return f"{expires}.{_session_mac(admin_token, expires)}"
+
+
+def valid_session(cookie: str, admin_token: str, now: float | None = None) -> bool:
+    expires, _, mac = cookie.partition(".")
+    if not expires.isdigit() or int(expires) < (now if now is not None else time.time()):
+        return False
+    return hmac.compare_digest(mac.encode(), _session_mac(admin_token, int(expires)).encode())
+
+
+def _from_loopback(request: Request) -> bool:
+    try:
+        return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:
+        return False
 
 
 def _cors_headers(request: Request) -> dict[str, str]:
@@ -49,21 +74,26 @@ def _cors_headers(request: Request) -> dict[str, str]:
     return {}
 
 
-def _authorized(request: Request) -> bool:
+def _authorized(request: Request, url_secret: str | None) -> bool:
     admin = request.app.state.admin_token
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer ") and hmac.compare_digest(auth[7:].strip().encode(), admin.encode()):
         return True
     cookie = request.cookies.get(COOKIE, "")
-    if cookie and hmac.compare_digest(cookie.encode(), _session_value(admin).encode()):
+    if cookie and valid_session(cookie, admin):
         return True
-    settings = request.app.state.settings
-    return settings.codec_trust_local_ui and request.headers.get("origin") in request.app.state.codec_origins
+    expected = request.app.state.settings.codec_url_secret
+    return (
+        url_secret is not None
+        and expected is not None
+        and hmac.compare_digest(url_secret.encode(), expected.get_secret_value().encode())
+        and _from_loopback(request)
+    )
 
 
-async def _apply(request: Request, encode: bool) -> Response:
+async def _apply(request: Request, encode: bool, url_secret: str | None = None) -> Response:
     cors = _cors_headers(request)
-    if not _authorized(request):
+    if not _authorized(request, url_secret):
         return JSONResponse(
             {"detail": "decoding needs the admin token (or a /codec/login session)"},
             status_code=401,
@@ -100,8 +130,21 @@ async def decode(request: Request) -> Response:
     return await _apply(request, encode=False)
 
 
+# The embedded stack's UI calls these: the codec URL `dirhook dev` gives it ends in its secret.
+@router.post("/{url_secret}/encode", include_in_schema=False)
+async def encode_with_url_secret(url_secret: str, request: Request) -> Response:
+    return await _apply(request, encode=True, url_secret=url_secret)
+
+
+@router.post("/{url_secret}/decode", include_in_schema=False)
+async def decode_with_url_secret(url_secret: str, request: Request) -> Response:
+    return await _apply(request, encode=False, url_secret=url_secret)
+
+
 @router.options("/encode", include_in_schema=False)
 @router.options("/decode", include_in_schema=False)
+@router.options("/{url_secret}/encode", include_in_schema=False)
+@router.options("/{url_secret}/decode", include_in_schema=False)
 async def preflight(request: Request) -> Response:
     return Response(status_code=204, headers=_cors_headers(request))
 
@@ -124,7 +167,16 @@ async def login(request: Request) -> Response:
     if not hmac.compare_digest(token.encode(), admin.encode()):
         return HTMLResponse("<p>Wrong token.</p>" + LOGIN_FORM, status_code=401)
     response = HTMLResponse("<p>This browser may now decode dirhook's payloads in the Temporal UI.</p>")
-    response.set_cookie(COOKIE, _session_value(admin), httponly=True, samesite="lax", path="/codec", max_age=12 * 3600)
+    response.set_cookie(
+        COOKIE,
+        session_cookie(admin),
+        httponly=True,
+        # Behind TLS (uvicorn's proxy headers give the scheme) the cookie never travels in clear.
+        secure=request.url.scheme == "https",
+        samesite="lax",
+        path="/codec",
+        max_age=SESSION_SECONDS,
+    )
     return response
 
 
