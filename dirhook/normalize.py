@@ -19,27 +19,10 @@ from dirhook.jsonenc import dumps_bytes
 from dirhook.models import PROFILE_FIELDS, Email, NormalizedGroup, NormalizedUser
 from dirhook.providers.entra_records import ENTRA_MAPPING
 from dirhook.scim.records import SCIM_MAPPING
+from dirhook.secret_attributes import is_secret
 
 SourceRecord = Mapping[str, list[Any]]
 
-# Never copied into raw_attributes, whatever the mapping says: receivers must not get hashes.
-SECRET_ATTRIBUTES = frozenset(
-    a.lower()
-    for a in (
-        "userPassword",
-        "unicodePwd",
-        "dBCSPwd",
-        "ntPwdHistory",
-        "lmPwdHistory",
-        "supplementalCredentials",
-        "sambaNTPassword",
-        "sambaLMPassword",
-        "sambaPasswordHistory",
-        "krbPrincipalKey",
-        "authPassword",
-        "password",
-    )
-)
 # Bookkeeping the provider asks for that is not data about the person.
 OPERATIONAL_ATTRIBUTES = frozenset(
     a.lower()
@@ -248,6 +231,12 @@ def validate_mapping(mapping: Mapping[str, Any], kind: str) -> None:
             )
         if not isinstance(spec, Mapping) or "source" not in spec:
             raise MappingError(f"{kind} mapping for {target!r} needs a 'source'")
+        sources = [spec["source"]] if isinstance(spec["source"], str) else spec["source"]
+        for source in sources:
+            if isinstance(source, str) and is_secret(source):
+                raise MappingError(
+                    f"{kind} mapping for {target!r}: {source!r} holds credentials; dirhook never reads it"
+                )
         transform = spec.get("transform", "first")
         if transform not in TRANSFORMS:
             raise MappingError(
@@ -304,19 +293,23 @@ def reference_key(value: str | None) -> str | None:
     return dn_key(value) if value else None
 
 
-def source_record(record: SourceRecord) -> dict[str, list[str]]:
-    """The record as stored for a later re-normalization: text values, secrets left out.
-    Normalizing it gives what normalizing the source's own record gives."""
-    out = {}
-    for name, values in record.items():
-        low = name.lower()
-        if low not in SECRET_ATTRIBUTES:
-            out[name] = _texts(low, values)
-    return out
+# A stored source record (kept for re-normalization after a mapping change) stays under this:
+# a directory's photos and certificate chains must not make every row megabytes. A bound for
+# safety rather than a tuning knob; raw_attributes_max_bytes is what receivers see.
+SOURCE_RECORD_MAX_BYTES = 256 * 1024
+
+
+def source_record(record: SourceRecord, max_bytes: int = SOURCE_RECORD_MAX_BYTES) -> dict[str, Any]:
+    """The record as stored for a later re-normalization: text values, credentials left out
+    (``dirhook.secret_attributes``), the largest attributes dropped past ``max_bytes`` (named
+    in ``_truncated``). Normalizing it gives what normalizing the source's own record gives."""
+    out = {name: _texts(name.lower(), values) for name, values in record.items() if not is_secret(name)}
+    return cap_raw_attributes(out, max_bytes)
 
 
 def _lower_keys(record: SourceRecord) -> dict[str, tuple[str, list[Any]]]:
-    return {k.lower(): (k, v) for k, v in record.items()}
+    # Credentials are not even visible to a mapping: whatever it names, it cannot read them.
+    return {k.lower(): (k, v) for k, v in record.items() if not is_secret(k)}
 
 
 def _apply(mapping: Mapping[str, Any], record: SourceRecord) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -341,7 +334,7 @@ def _apply(mapping: Mapping[str, Any], record: SourceRecord) -> tuple[dict[str, 
     raw = {
         name: _texts(low, values)
         for low, (name, values) in sorted(lowered.items())
-        if low not in used and low not in SECRET_ATTRIBUTES and low not in OPERATIONAL_ATTRIBUTES
+        if low not in used and low not in OPERATIONAL_ATTRIBUTES
     }
     return fields, custom, raw
 

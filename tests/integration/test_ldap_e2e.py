@@ -243,3 +243,36 @@ async def test_source_failure_changes_nothing_and_is_reported(stack, slapd, rece
         stack.settings.resolved_admin_token,
     ):
         assert secret not in logged
+
+
+async def test_credential_attributes_of_a_real_server_go_nowhere(stack, slapd, receiver):
+    """Issue 14, finding 9: slapd hands a bind account that may read them the hashes and the
+    private key (inetOrgPerson's userPassword and userPKCS12); none reaches an event, the API
+    or the stored record."""
+    import base64
+
+    from sqlalchemy import select
+
+    from dirhook.db.schema import User
+
+    conn = await connect_directory(stack, slapd, receiver, 3, 1)
+    pkcs12 = b"0\x82PKCS12-private-key-material"
+    await asyncio.to_thread(
+        ldap_tool,
+        "ldapmodify",
+        slapd,
+        f"dn: {conn.user_dn(0)}\nchangetype: modify\nadd: userPKCS12\n"
+        f"userPKCS12:: {base64.b64encode(pkcs12).decode()}\n",
+    )
+    await sync(stack, conn.id, "full")
+    events = await wait_delivered(stack, conn)
+    assert len([e for e in events if e["type"] == "user.created"]) == 3
+    bodies = [r.body for r in conn.route.accepted]
+    users = (await stack.api.get(f"/v1/directories/{conn.id}/users")).text
+    with stack.sessions() as s:
+        stored = [repr(r) for r in s.scalars(select(User.source_record).where(User.directory_id == conn.id))]
+    assert len(stored) == 3 and any("employeeNumber" in r for r in stored)
+    for where, texts in (("events", bodies), ("API", [users]), ("stored record", stored)):
+        for text in texts:
+            for leaked in ("pw-user0", "PKCS12-private", base64.b64encode(pkcs12).decode(), "userPKCS12"):
+                assert leaked not in text, (where, leaked)
