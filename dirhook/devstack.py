@@ -22,9 +22,9 @@ from pathlib import Path
 
 import httpx
 
-from dirhook.codec import ensure_dev_keyring
 from dirhook.config import Settings
 from dirhook.db.engine import migrate
+from dirhook.keyring import ensure_dev_keyring, load_keyring
 from dirhook.temporal import dev_server_search_attribute_args
 
 PR_SET_PDEATHSIG = 1
@@ -192,8 +192,8 @@ class DevStack:
                 return 1
         signal.signal(signal.SIGINT, self._request_stop)
         signal.signal(signal.SIGTERM, self._request_stop)
-        migrate(s.sqlalchemy_url)
         ensure_dev_keyring(s)
+        migrate(s.sqlalchemy_url, load_keyring(s))  # the stored secrets are sealed with its key
         env = self.env()
         try:
             self.temporal.start(env)

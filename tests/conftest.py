@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from dirhook.api.app import create_app
 from dirhook.codec import data_converter
 from dirhook.config import Settings
-from dirhook.db.engine import make_engine, make_sessionmaker, migrate
+from dirhook.db.engine import make_sessionmaker, migrate, open_database
 from dirhook.devstack import temporal_cli
 from dirhook.logs import JsonFormatter
 from dirhook.temporal import SEARCH_ATTRIBUTES
@@ -216,7 +216,7 @@ async def stack(request, temporal_env, tmp_path_factory, graph):
         async with httpx.AsyncClient(
             base_url=api_url, timeout=30, limits=API_CLIENT_LIMITS, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
         ) as api:
-            engine = make_engine(url)
+            engine = open_database(settings)
             yield Stack(request.param, settings, api, api_url, make_sessionmaker(engine), client)
             engine.dispose()
         server.should_exit = True

@@ -17,7 +17,8 @@ from temporalio.worker import Worker
 from activities.delivery import DeliveryActivities
 from activities.sync import SyncActivities
 from dirhook.config import Settings
-from dirhook.db.engine import make_engine, make_sessionmaker
+from dirhook.db import secrets
+from dirhook.db.engine import make_sessionmaker, open_database
 from dirhook.delivery.sender import WebhookSender
 from workflows.delivery_sweep import DeliverySweepWorkflow
 from workflows.directory_sync import DirectorySyncWorkflow
@@ -50,7 +51,8 @@ def build_workers(
     unknown = set(queues) - set(QUEUES)
     if unknown:
         raise ValueError(f"unknown queue(s) {', '.join(sorted(unknown))}; choose among {', '.join(QUEUES)}")
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = open_database(settings)
+    secrets.check_readable(engine)  # SecretsLocked: a key is missing; every pass would fail
     sessions = make_sessionmaker(engine)
     workers: list[Worker] = []
     closers: list[Closer] = [engine.dispose]

@@ -29,7 +29,8 @@ from dirhook.api.routers import (
     roles,
 )
 from dirhook.config import Settings
-from dirhook.db.engine import check_schema, make_engine, make_sessionmaker
+from dirhook.db import secrets
+from dirhook.db.engine import check_schema, make_sessionmaker, open_database
 from dirhook.metrics import DatabaseCollector
 from dirhook.scim.gateway import ScimGateway
 from dirhook.scim.projection import make_projector
@@ -38,9 +39,15 @@ from dirhook.services.errors import RequestError
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    engine = make_engine(settings.sqlalchemy_url)
+    engine = open_database(settings)
     check_schema(engine)  # an unmigrated database would answer 500 on every route
     log = logging.getLogger("dirhook.api")
+    # Secrets it could not open would fail every pass and delivery: refuse to start instead.
+    clear = secrets.check_readable(engine)
+    if secrets.box_of(engine.dialect) is None:
+        log.warning("no keyring (DIRHOOK_ENCRYPTION_KEYS): stored secrets and Temporal payloads are not encrypted")
+    elif clear:
+        log.warning("%d stored secrets are not sealed yet: run `dirhook secrets reencrypt`", clear)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

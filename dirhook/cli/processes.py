@@ -42,10 +42,11 @@ def api(host: str | None = None, port: int | None = None) -> None:
     configure_logging(settings.log_level, settings.log_format)
     from dirhook.api.app import create_app
     from dirhook.db.engine import SchemaBehind
+    from dirhook.db.secrets import SecretsLocked
 
-    try:  # the app checks the database's schema as it is made: once, here
+    try:  # the app checks the database's schema and secrets as it is made: once, here
         application = create_app(settings)
-    except SchemaBehind as exc:
+    except (SchemaBehind, SecretsLocked) as exc:
         err.print(f"[red]error[/red] {exc}", soft_wrap=True)  # one line: a path or URL stays whole
         raise typer.Exit(2) from None
     # log_config=None: uvicorn's loggers go through ours (JSON lines, secrets masked);
@@ -62,23 +63,32 @@ def api(host: str | None = None, port: int | None = None) -> None:
 @app.command()
 def migrate() -> None:
     """Bring the database schema up to date."""
-    from dirhook.db.engine import migrate as run_migrate
-
     settings = Settings()
-    settings.ensure_data_dir()
-    run_migrate(settings.sqlalchemy_url)
+    _migrate(settings)
     console.print("database is up to date")
+
+
+def _migrate(settings: Settings) -> None:
+    """Migrations, then the secrets still in clear sealed with the keyring (if one is set)."""
+    from dirhook.db.engine import migrate as run_migrate
+    from dirhook.keyring import load_keyring
+
+    settings.ensure_data_dir()
+    keyring = load_keyring(settings)
+    sealed = sum(run_migrate(settings.sqlalchemy_url, keyring).values())
+    if keyring is None:
+        err.print("[yellow]no keyring (DIRHOOK_ENCRYPTION_KEYS): secrets are stored in clear[/yellow]")
+    elif sealed:
+        console.print(f"{sealed} secrets stored in clear are now sealed under key {keyring.active!r}")
 
 
 @app.command()
 def setup() -> None:
     """Prepare a deployment: database migrations, and dirhook's search attributes on the Temporal cluster."""
     from dirhook import temporal as t
-    from dirhook.db.engine import migrate as run_migrate
 
     settings = Settings()
-    settings.ensure_data_dir()
-    run_migrate(settings.sqlalchemy_url)
+    _migrate(settings)
 
     async def register() -> None:
         client = await t.connect(settings)

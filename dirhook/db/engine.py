@@ -9,7 +9,10 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from dirhook.config import Settings
+from dirhook.db import secrets
 from dirhook.jsonenc import dumps, loads
+from dirhook.keyring import Keyring, load_keyring
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -21,8 +24,19 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
-    url = normalize_url(url)
+def make_engine(url: str, keyring: Keyring | None = None) -> Engine:
+    """An engine whose sealed columns (``dirhook.db.secrets``) seal and open with ``keyring``."""
+    engine = _create(normalize_url(url))
+    secrets.attach(engine, keyring)
+    return engine
+
+
+def open_database(settings: Settings) -> Engine:
+    """The deployment's database, with the deployment's keyring."""
+    return make_engine(settings.sqlalchemy_url, load_keyring(settings))
+
+
+def _create(url: str) -> Engine:
     # JSON columns through orjson (dirhook/jsonenc.py): a full pass writes three per user.
     codec = {"json_serializer": dumps, "json_deserializer": loads}
     if url.startswith("sqlite"):
@@ -55,11 +69,20 @@ def _alembic_config(url: str) -> Any:
     return cfg
 
 
-def migrate(url: str) -> None:
-    """Bring the database to the newest Alembic revision."""
+def migrate(url: str, keyring: Keyring | None = None) -> dict[str, int]:
+    """Bring the database to the newest Alembic revision; with a keyring, seal the secrets
+    still stored in clear (rows from before encryption at rest, or before keys were set).
+    Returns how many secrets of each table were sealed."""
     from alembic import command
 
     command.upgrade(_alembic_config(url), "head")
+    if keyring is None:
+        return {}
+    engine = make_engine(url, keyring)
+    try:
+        return secrets.reencrypt(engine, keyring, only_clear=True)
+    finally:
+        engine.dispose()
 
 
 class SchemaBehind(RuntimeError):

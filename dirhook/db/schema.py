@@ -24,6 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from dirhook.contracts import RunStatus
+from dirhook.db.secrets import SealedText
 from dirhook.delivery.rules import DeliveryStatus
 
 
@@ -100,7 +101,7 @@ class Directory(Base):
     # Connection settings without secrets; the secret (LDAP bind password…) is kept apart
     # so that no serializer of ``config`` can ever leak it.
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    secret: Mapped[str | None] = mapped_column(Text, default=None)
+    secret: Mapped[str | None] = mapped_column(SealedText("directories.secret"), default=None)
     attribute_mapping: Mapped[dict[str, Any]] = mapped_column(default=dict)
     cursor: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     last_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -278,7 +279,7 @@ class Endpoint(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(500), default=None)
     # The current signing secret; rotated-out ones live in endpoint_secrets until they expire.
-    secret: Mapped[str] = mapped_column(String(200))
+    secret: Mapped[str] = mapped_column(SealedText("endpoints.secret"))
     # Limits and modes; None means the deployment's default (Settings).
     rate_limit_per_second: Mapped[float | None] = mapped_column(Float, default=None)
     max_concurrency: Mapped[int | None] = mapped_column(Integer, default=None)
@@ -306,7 +307,7 @@ class EndpointSecret(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"), index=True)
-    secret: Mapped[str] = mapped_column(String(200))
+    secret: Mapped[str] = mapped_column(SealedText("endpoint_secrets.secret"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
 

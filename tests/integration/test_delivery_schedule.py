@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from dirhook import temporal as t
 from dirhook.config import Settings
-from dirhook.db.engine import make_engine, make_sessionmaker, migrate
+from dirhook.db.engine import make_sessionmaker, migrate, open_database
 from dirhook.db.schema import Delivery, DeliveryAttempt, Directory, Endpoint, Organization
 from dirhook.outbox import Outbox
 from dirhook.signing import generate_secret
@@ -53,7 +53,7 @@ async def skipping(tmp_path):
     async with AsyncExitStack() as stack:
         for w in workers:
             await stack.enter_async_context(w)
-        yield env, settings, make_sessionmaker(make_engine(url))
+        yield env, settings, make_sessionmaker(open_database(settings))
     await close_all(closers)
     await env.shutdown()
 

@@ -318,7 +318,7 @@ async def test_a_worker_serving_ldap_directories_never_imports_msgraph(stack, sl
     script = f"""
 import asyncio, sys
 from dirhook.config import Settings
-from dirhook.db.engine import make_engine, make_sessionmaker
+from dirhook.db.engine import make_sessionmaker, open_database
 from dirhook.db.schema import Directory
 from dirhook.providers.factory import build_source
 from dirhook.sync import SyncEngine
@@ -327,10 +327,10 @@ from workers import build_workers, close_all
 
 async def main():
     settings = Settings(database_url={stack.settings.sqlalchemy_url!r}, temporal_address={stack.settings.temporal_address!r},
-                        task_queue="no-msgraph-check", encryption_keys={{"k": {stack.settings.encryption_keys["test-k1"].get_secret_value()!r}}})
+                        task_queue="no-msgraph-check", encryption_keys={{"test-k1": {stack.settings.encryption_keys["test-k1"].get_secret_value()!r}}})
     client = await t.connect(settings)
     workers, closers = build_workers(client, settings)
-    sessions = make_sessionmaker(make_engine(settings.sqlalchemy_url))
+    sessions = make_sessionmaker(open_database(settings))
     with sessions() as s:
         directory = s.get(Directory, {conn.id!r})
         source = build_source(directory, settings, sessions)

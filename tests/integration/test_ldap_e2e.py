@@ -21,7 +21,7 @@ from tests.support.e2e_helpers import (
     sync,
     wait_delivered,
 )
-from tests.support.slapd import expected_memberships, ldap_tool
+from tests.support.slapd import ROOT_PW, expected_memberships, ldap_tool
 from workflows.directory_sync import DirectorySyncWorkflow
 
 
@@ -251,7 +251,7 @@ async def test_credential_attributes_of_a_real_server_go_nowhere(stack, slapd, r
     or the stored record."""
     import base64
 
-    from sqlalchemy import select
+    from sqlalchemy import select, text
 
     from dirhook.db.schema import User
 
@@ -271,8 +271,15 @@ async def test_credential_attributes_of_a_real_server_go_nowhere(stack, slapd, r
     users = (await stack.api.get(f"/v1/directories/{conn.id}/users")).text
     with stack.sessions() as s:
         stored = [repr(r) for r in s.scalars(select(User.source_record).where(User.directory_id == conn.id))]
+        # Finding 3: the bind password and the signing secret are sealed in the database.
+        sealed = s.execute(
+            text("select d.secret, e.secret from directories d, endpoints e where d.id = :d and e.id = :e"),
+            {"d": conn.id, "e": conn.endpoint["id"]},
+        ).one()
+    assert all(v.startswith("dhenc1:test-k1:") for v in sealed), sealed
+    assert ROOT_PW not in repr(sealed) and conn.endpoint["secret"] not in repr(sealed)
     assert len(stored) == 3 and any("employeeNumber" in r for r in stored)
     for where, texts in (("events", bodies), ("API", [users]), ("stored record", stored)):
-        for text in texts:
+        for body in texts:
             for leaked in ("pw-user0", "PKCS12-private", base64.b64encode(pkcs12).decode(), "userPKCS12"):
-                assert leaked not in text, (where, leaked)
+                assert leaked not in body, (where, leaked)

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from dirhook.codec import data_converter
 from dirhook.config import Settings
-from dirhook.db.engine import make_engine, make_sessionmaker, migrate
+from dirhook.db.engine import make_sessionmaker, migrate, open_database
 from dirhook.db.schema import Delivery, DeliveryAttempt, Directory, Endpoint, Organization
 from dirhook.devstack import temporal_cli
 from dirhook.outbox import Outbox
@@ -60,7 +60,7 @@ class DeliveryStack:
         self.workers: list[subprocess.Popen] = []
         self.client = None
         migrate(self.db_url)
-        self.engine = make_engine(self.db_url)
+        self.engine = open_database(self.settings)
         self.sessions = make_sessionmaker(self.engine)
         with self.sessions.begin() as s:
             s.add(Organization(id="org_f", name="faults"))

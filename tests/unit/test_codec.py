@@ -3,7 +3,8 @@
 import pytest
 from temporalio.api.common.v1 import Payload
 
-from dirhook.codec import EncryptionCodec, Keyring, KeyringError, UndecryptablePayload, new_key
+from dirhook.codec import EncryptionCodec, UndecryptablePayload
+from dirhook.keyring import Keyring, KeyringError, new_key
 
 PAYLOAD = Payload(metadata={"encoding": b"json/plain"}, data=b'{"mail":"ada@example.com"}')
 

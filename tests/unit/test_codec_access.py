@@ -13,9 +13,9 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from dirhook.api.app import create_app
 from dirhook.api.routers.codec import SESSION_SECONDS, session_cookie, valid_session
-from dirhook.codec import new_key
 from dirhook.config import Settings
 from dirhook.db.engine import migrate
+from dirhook.keyring import new_key
 
 ADMIN = "admin-" + "a" * 32
 URL_SECRET = "dhcodec_" + "s" * 40

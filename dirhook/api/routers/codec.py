@@ -26,8 +26,9 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payloads
 
-from dirhook.codec import EncryptionCodec, UndecryptablePayload, load_keyring
+from dirhook.codec import EncryptionCodec, UndecryptablePayload
 from dirhook.config import Settings
+from dirhook.keyring import load_keyring
 
 router = APIRouter(prefix="/codec", tags=["temporal codec"])
 
