@@ -305,6 +305,7 @@ def main() -> None:
             database_url=db_url,
             temporal_address=f"127.0.0.1:{ports['temporal']}",
             allow_private_endpoints=True,
+            allow_http_endpoints=True,
             admin_token=BENCH_ADMIN_TOKEN,
         )
         env = {
@@ -313,6 +314,7 @@ def main() -> None:
             "DIRHOOK_DATABASE_URL": db_url,
             "DIRHOOK_TEMPORAL_ADDRESS": settings.temporal_address,
             "DIRHOOK_ALLOW_PRIVATE_ENDPOINTS": "true",
+            "DIRHOOK_ALLOW_HTTP_ENDPOINTS": "true",
             "DIRHOOK_ADMIN_TOKEN": BENCH_ADMIN_TOKEN,
             "DIRHOOK_LOG_LEVEL": "ERROR",
         }

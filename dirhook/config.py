@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     temporal_metrics_port: int = 7244
 
     allow_private_endpoints: bool = False
+    # Plain http:// endpoints: refused at creation and update unless allowed (`dirhook dev`
+    # allows them: a laptop's receiver is http://localhost).
+    allow_http_endpoints: bool = False
+    # A CA bundle endpoints' certificates may chain to besides the system's (a private PKI).
+    endpoint_ca_bundle: str | None = None
     delivery_timeout_seconds: float = 15.0
     delivery_batch_size: int = 500
     delivery_concurrency: int = 10

@@ -171,6 +171,7 @@ class DevStack:
                 "DIRHOOK_ADMIN_TOKEN": s.resolved_admin_token,
                 # The embedded stack is for a laptop: receivers on localhost are the point.
                 "DIRHOOK_ALLOW_PRIVATE_ENDPOINTS": "true",
+                "DIRHOOK_ALLOW_HTTP_ENDPOINTS": "true",
                 "DIRHOOK_WORKER_METRICS_PORT": str(s.worker_metrics_port or DEV_WORKER_METRICS_PORT),
                 "DIRHOOK_TEMPORAL_SDK_METRICS_PORT": str(s.temporal_sdk_metrics_port or DEV_WORKER_METRICS_PORT + 1),
                 "PYTHONUNBUFFERED": "1",

@@ -179,12 +179,14 @@ async def stack(request, temporal_env, tmp_path_factory, graph):
         temporal_address=temporal_env.client.service_client.config.target_host,
         task_queue=f"dirhook-{request.param}",
         allow_private_endpoints=True,
+        allow_http_endpoints=True,
         api_port=api_port,
         ldap_timestamp_overlap_seconds=0,
         # Every end-to-end test runs with encrypted payloads, as `dirhook dev` does.
         encryption_keys={"test-k1": TEST_ENCRYPTION_KEY},
         codec_cors_origins=[UI_ORIGIN],
         entra_ca_bundle=str(graph.ca_bundle),
+        endpoint_ca_bundle=str(graph.ca_bundle),  # HTTPS receivers' certificates come from the same CA
         # The shared stacks do not test the SCIM rate limit (test_scim_input does, with its own
         # settings): scim2-tester's compliance run, at over 100 requests a second on a fast
         # machine, must not be cut short by it.

@@ -97,7 +97,9 @@ def build_workers(
         )
     if "delivery" in queues:
         sender = WebhookSender(
-            timeout_seconds=settings.delivery_timeout_seconds, allow_private=settings.allow_private_endpoints
+            timeout_seconds=settings.delivery_timeout_seconds,
+            allow_private=settings.allow_private_endpoints,
+            ca_bundle=settings.endpoint_ca_bundle,
         )
         closers.append(sender.close)
         delivery = DeliveryActivities(sessions, settings, client, sender)

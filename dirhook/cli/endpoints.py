@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -15,6 +16,11 @@ from dirhook.contracts import EndpointHealth
 
 endpoints_app = typer.Typer(help="Webhook endpoints and their deliveries.", no_args_is_help=True)
 app.add_typer(endpoints_app, name="endpoints")
+
+# Files, not arguments: an API key or a private key on a command line is in the shell's
+# history and in every local user's process list.
+HEADERS_HELP = "a JSON file of request headers to send besides the signature (an API key)"
+CERTIFICATE_HELP = "a PEM file: client certificate and its private key, for mutual TLS"
 
 
 @endpoints_app.command("add")
@@ -30,9 +36,11 @@ def add_endpoint(
     timeout: float | None = typer.Option(None, help="seconds for a 2xx (default 15)"),
     fifo: bool = typer.Option(False, "--fifo", help="strict order per directory"),
     retry_schedule: str | None = typer.Option(None, help="comma-separated waits in seconds"),
+    headers_file: Path | None = typer.Option(None, help=HEADERS_HELP),
+    client_certificate: Path | None = typer.Option(None, help=CERTIFICATE_HELP),
 ) -> None:
     """Subscribe a URL; prints its signing secret once."""
-    body: dict[str, Any] = {"url": url, "fifo": fifo}
+    body: dict[str, Any] = {"url": url, "fifo": fifo, **receiver_auth(headers_file, client_certificate)}
     optional = {
         "event_types": event_type or None,
         "directory_ids": directory or None,
@@ -48,6 +56,52 @@ def add_endpoint(
     e = request("POST", "/v1/endpoints", json=body)
     console.print(f"endpoint [bold]{e['id']}[/bold] -> {e['url']}")
     console.print(f"signing secret (shown once): [bold]{e['secret']}[/bold]")
+
+
+def receiver_auth(headers_file: Path | None, client_certificate: Path | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if headers_file is not None:
+        try:
+            out["headers"] = json.loads(headers_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise typer.BadParameter(f"{headers_file}: {exc}", param_hint="--headers-file") from None
+    if client_certificate is not None:
+        try:
+            out["client_certificate"] = client_certificate.read_text()
+        except OSError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--client-certificate") from None
+    return out
+
+
+@endpoints_app.command("auth")
+def set_receiver_auth(
+    endpoint_id: str,
+    headers_file: Path | None = typer.Option(None, help=HEADERS_HELP),
+    client_certificate: Path | None = typer.Option(None, help=CERTIFICATE_HELP),
+    no_headers: bool = typer.Option(False, "--no-headers", help="remove the custom headers"),
+    no_client_certificate: bool = typer.Option(False, "--no-client-certificate", help="remove the certificate"),
+) -> None:
+    """Set or remove what the receiver asks for besides the signature (write-only)."""
+    body = receiver_auth(headers_file, client_certificate)
+    if no_headers:
+        body["headers"] = {}
+    if no_client_certificate:
+        body["client_certificate"] = None
+    if not body:
+        raise typer.BadParameter("nothing to change: give a file or a --no-… option")
+    e = request("PATCH", f"/v1/endpoints/{endpoint_id}", json=body)
+    print_receiver_auth(e)
+
+
+def print_receiver_auth(e: dict[str, Any]) -> None:
+    names = e.get("header_names") or []
+    cert = e.get("client_certificate")
+    console.print(f"custom headers: {', '.join(names) if names else 'none'}")
+    console.print(
+        f"client certificate: {cert['subject']}, until {cert['not_valid_after']}"
+        if cert
+        else "client certificate: none"
+    )
 
 
 @endpoints_app.command("list")
@@ -76,6 +130,7 @@ def show_endpoint(endpoint_id: str) -> None:
         f"health: {health}; {e['consecutive_failures']} failed attempts since the last success "
         f"({e['last_success_at'] or 'none yet'})"
     )
+    print_receiver_auth(e)
     counts = e.get("delivery_counts") or {}
     console.print("deliveries: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
 

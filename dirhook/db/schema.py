@@ -280,6 +280,10 @@ class Endpoint(Base):
     disabled_reason: Mapped[str | None] = mapped_column(String(500), default=None)
     # The current signing secret; rotated-out ones live in endpoint_secrets until they expire.
     secret: Mapped[str] = mapped_column(SealedText("endpoints.secret"))
+    # What the receiver asks for besides the signature (dirhook/endpoint_auth.py), write-only:
+    # custom headers as JSON, and a client certificate with its key (PEM) for mutual TLS.
+    headers: Mapped[str | None] = mapped_column(SealedText("endpoints.headers"), default=None)
+    client_certificate: Mapped[str | None] = mapped_column(SealedText("endpoints.client_certificate"), default=None)
     # Limits and modes; None means the deployment's default (Settings).
     rate_limit_per_second: Mapped[float | None] = mapped_column(Float, default=None)
     max_concurrency: Mapped[int | None] = mapped_column(Integer, default=None)

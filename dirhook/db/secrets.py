@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 SEALED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("directories", "id", "secret"),
     ("endpoints", "id", "secret"),
+    ("endpoints", "id", "headers"),
+    ("endpoints", "id", "client_certificate"),
     ("endpoint_secrets", "id", "secret"),
 )
 

@@ -131,7 +131,7 @@ class DeliveryEngine:
         if d is None:  # nothing to probe with: the next event will be the probe
             return BatchResult(0, 0, False, pacer.next_slot or None, health=ep.health.state)
         await pacer.wait()
-        r = await self.sender.post(ep.url, Signer(ep.secrets).headers(d.event_id, d.body), d.body, ep.timeout)
+        r = await self._post(ep, Signer(ep.secrets), d)
         rec = await asyncio.to_thread(self.store.record, ep.id, [(d, r)], clock.now(), self.rng)
         log.info(
             "probe of endpoint %s with delivery %s: %s",
@@ -156,6 +156,12 @@ class DeliveryEngine:
                 held=await asyncio.to_thread(self.store.count, ep.id, DeliveryStatus.HELD),
             )
         return None
+
+    async def _post(self, ep: EndpointSnapshot, signer: Signer, d: Pending) -> AttemptResult:
+        """One attempt: the endpoint's custom headers, then the signature's (which no custom
+        header may replace), with its client certificate if it has one."""
+        headers = {**ep.headers, **signer.headers(d.event_id, d.body)}
+        return await self.sender.post(ep.url, headers, d.body, ep.timeout, client_certificate=ep.client_certificate)
 
     # -- first attempts and retries, streamed ------------------------------------------------
     async def _stream(self, ep: EndpointSnapshot, pacer: Pacer, clock: Clock) -> BatchResult:
@@ -186,9 +192,7 @@ class DeliveryEngine:
                 counts["busy"] += 1
                 try:
                     await pacer.wait()
-                    done.append(
-                        (d, await self.sender.post(ep.url, signer.headers(d.event_id, d.body), d.body, ep.timeout))
-                    )
+                    done.append((d, await self._post(ep, signer, d)))
                 finally:
                     counts["busy"] -= 1
 
@@ -329,7 +333,7 @@ class DeliveryEngine:
                         return False
                     async with limit:
                         await pacer.wait()
-                        r = await self.sender.post(ep.url, signer.headers(d.event_id, d.body), d.body, ep.timeout)
+                        r = await self._post(ep, signer, d)
                     rec = await asyncio.to_thread(self.store.record, ep.id, [(d, r)], clock.now(), self.rng)
                     if rec is None:
                         stopped.append("endpoint deleted")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import ssl
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -10,11 +13,13 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 
 from dirhook import __version__
+from dirhook.endpoint_auth import client_context, trust_context
 from dirhook.metrics import DELIVERY_ATTEMPTS, DELIVERY_LATENCY, attempt_outcome
 from dirhook.ssrf import GuardedResolver, literal_address_refusal
 
 RESPONSE_BODY_KEEP = 1024
 MAX_RETRY_AFTER_SECONDS = 24 * 3600
+MAX_CLIENT_CONTEXTS = 256
 
 
 @dataclass
@@ -61,11 +66,36 @@ class WebhookSender:
     measures the sending path as it is now).
     """
 
-    def __init__(self, timeout_seconds: float = 15.0, limit: int = 200, allow_private: bool = False):
+    def __init__(
+        self,
+        timeout_seconds: float = 15.0,
+        limit: int = 200,
+        allow_private: bool = False,
+        ca_bundle: str | None = None,
+    ):
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._limit = limit
         self.allow_private = allow_private
         self._session: aiohttp.ClientSession | None = None
+        self._ca_bundle = ca_bundle
+        self._trust = trust_context(ca_bundle)
+        # Client certificates' contexts by the PEM's digest: made once, not per request. A
+        # context is part of aiohttp's connection key, so a connection made with one
+        # endpoint's certificate is never reused for another's.
+        self._client_contexts: OrderedDict[bytes, ssl.SSLContext] = OrderedDict()
+
+    def _tls(self, client_certificate: str | None) -> ssl.SSLContext:
+        if client_certificate is None:
+            return self._trust
+        digest = hashlib.sha256(client_certificate.encode()).digest()
+        context = self._client_contexts.get(digest)
+        if context is None:
+            context = client_context(client_certificate, self._ca_bundle)
+            self._client_contexts[digest] = context
+            while len(self._client_contexts) > MAX_CLIENT_CONTEXTS:
+                self._client_contexts.popitem(last=False)
+        self._client_contexts.move_to_end(digest)
+        return context
 
     async def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -78,7 +108,14 @@ class WebhookSender:
             )
         return self._session
 
-    async def post(self, url: str, headers: dict[str, str], body: str, timeout: float | None = None) -> AttemptResult:
+    async def post(
+        self,
+        url: str,
+        headers: dict[str, str],
+        body: str,
+        timeout: float | None = None,
+        client_certificate: str | None = None,
+    ) -> AttemptResult:
         started = datetime.now(UTC)
         t0 = time.perf_counter()
         refusal = None if self.allow_private else literal_address_refusal(url)
@@ -88,8 +125,18 @@ class WebhookSender:
         session = await self.session()
         request_timeout = aiohttp.ClientTimeout(total=timeout) if timeout else None
         try:
+            tls = self._tls(client_certificate) if url[:6].lower() == "https:" else None
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            DELIVERY_ATTEMPTS.labels("network_error").inc()
+            return AttemptResult(started, None, 0.0, None, f"the client certificate cannot be used: {exc}")
+        try:
             async with session.post(
-                url, data=body.encode(), headers=headers, allow_redirects=False, timeout=request_timeout
+                url,
+                data=body.encode(),
+                headers=headers,
+                allow_redirects=False,
+                timeout=request_timeout,
+                ssl=tls if tls is not None else True,
             ) as resp:
                 text = (await resp.content.read(RESPONSE_BODY_KEEP)).decode("utf-8", "replace")
                 retry_after = None

@@ -28,6 +28,7 @@ from dirhook.delivery.rules import (
     next_health,
 )
 from dirhook.delivery.sender import AttemptResult
+from dirhook.endpoint_auth import decode_headers
 from dirhook.endpoint_state import GONE_REASON, disable_if_failing_too_long, release_held, set_enabled, signing_secrets
 from dirhook.metrics import BREAKER_TRANSITIONS
 
@@ -47,6 +48,9 @@ class EndpointSnapshot:
     health: Health
     secrets: list[str] = field(repr=False, default_factory=list)
     disabled_reason: str | None = None
+    # What the receiver asks for besides the signature (dirhook/endpoint_auth.py).
+    headers: dict[str, str] = field(repr=False, default_factory=dict)
+    client_certificate: str | None = field(repr=False, default=None)
 
 
 @dataclass
@@ -119,6 +123,8 @@ class DeliveryStore:
                 health=health_of(e),
                 secrets=signing_secrets(s, e),
                 disabled_reason=e.disabled_reason,
+                headers=decode_headers(e.headers),
+                client_certificate=e.client_certificate,
             )
 
     def schedule_of(self, e: Endpoint) -> list[float]:

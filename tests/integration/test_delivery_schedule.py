@@ -47,6 +47,7 @@ async def skipping(tmp_path):
         database_url=url,
         task_queue="skipping",
         allow_private_endpoints=True,
+        allow_http_endpoints=True,
         admin_token="unused-here-" + "u" * 32,
     )
     workers, closers = build_workers(env.client, settings, ["delivery"])

@@ -63,6 +63,7 @@ async def replicas(postgres, temporal_env, tmp_path_factory):
             "DIRHOOK_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
             "DIRHOOK_TASK_QUEUE": unique("scaled-"),
             "DIRHOOK_ALLOW_PRIVATE_ENDPOINTS": "true",
+            "DIRHOOK_ALLOW_HTTP_ENDPOINTS": "true",
             "DIRHOOK_ENCRYPTION_KEYS": json.dumps({"test-k1": TEST_ENCRYPTION_KEY}),
             "DIRHOOK_LOG_LEVEL": "WARNING",
             "DIRHOOK_DELIVERY_SWEEP_SECONDS": str(SWEEP_SECONDS),

@@ -53,6 +53,7 @@ class DeliveryStack:
             temporal_address=f"127.0.0.1:{self.temporal_port}",
             task_queue=task_queue,
             allow_private_endpoints=True,
+            allow_http_endpoints=True,
             encryption_keys={"k1": ENCRYPTION_KEY},
             delivery_sweep_seconds=sweep_seconds,
         )
@@ -115,6 +116,7 @@ class DeliveryStack:
                 "DIRHOOK_TEMPORAL_ADDRESS": self.settings.temporal_address,
                 "DIRHOOK_TASK_QUEUE": self.settings.task_queue,
                 "DIRHOOK_ALLOW_PRIVATE_ENDPOINTS": "true",
+                "DIRHOOK_ALLOW_HTTP_ENDPOINTS": "true",
                 "DIRHOOK_ADMIN_TOKEN": self.settings.resolved_admin_token,
                 "DIRHOOK_LOG_LEVEL": log_level,
                 "DIRHOOK_ENCRYPTION_KEYS": json.dumps({"k1": ENCRYPTION_KEY}),

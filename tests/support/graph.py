@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import base64
 import datetime
-import ipaddress
 import json
 import re
 import secrets
-import ssl
 import tempfile
 import time
 import uuid
@@ -42,10 +40,11 @@ from urllib.parse import parse_qs
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from tests.support.ports import free_port
+from tests.support.tls import TestPKI
 
 USER_PROPERTIES = (
     "id",
@@ -61,67 +60,6 @@ USER_PROPERTIES = (
     "otherMails",
     "onPremisesExtensionAttributes",
 )
-
-
-def make_tls(directory: Path) -> tuple[Path, ssl.SSLContext]:
-    """A CA and a certificate for 127.0.0.1 signed by it: (CA bundle path, server context)."""
-
-    def key():
-        return ec.generate_private_key(ec.SECP256R1())
-
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key, server_key = key(), key()
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dirhook test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    server = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(server_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_path, cert_path, key_path = directory / "ca.pem", directory / "server.pem", directory / "server.key"
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_path.write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        server_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_path, key_path)
-    return ca_path, context
 
 
 def _token(data: dict) -> str:
@@ -321,7 +259,9 @@ class GraphServer:
         self.page_size = page_size
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="graph-"))
-        self.ca_bundle, self._ssl = make_tls(self.dir)
+        # The CA also signs the tests' HTTPS webhook receivers (tests/integration/test_endpoint_auth.py).
+        self.pki = TestPKI(self.dir)
+        self.ca_bundle, self._ssl = self.pki.ca_bundle, self.pki.server_context()
         self._runner: web.AppRunner | None = None
 
     def new_tenant(self) -> Tenant:

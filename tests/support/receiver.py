@@ -4,6 +4,7 @@ and ``svix``, records what arrived, and fails on demand."""
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ class Route:
     # False: record requests without checking signatures (the test checks them itself).
     verify: bool = True
     raw: list[Received] = field(default_factory=list)
+    # Headers a request must carry (an API key), else 401 (recorded in ``unauthorized``).
+    require_headers: dict[str, str] = field(default_factory=dict)
+    unauthorized: list[Received] = field(default_factory=list)
 
     def events(self, type_: str | None = None) -> list[dict]:
         """Accepted events, deduplicated by webhook-id (as a receiver must)."""
@@ -50,13 +54,17 @@ class Route:
 
 
 class Receiver:
-    def __init__(self):
+    """Plain HTTP, or HTTPS with ``ssl_context`` (which may require a client certificate:
+    the subject of the one presented is in ``Received.headers["x-test-client-subject"]``)."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None):
         self.port = free_port()
         self.routes: dict[str, Route] = {}
         self._runner: web.AppRunner | None = None
+        self.ssl_context = ssl_context
 
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks/{name}"
+        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}/hooks/{name}"
 
     def route(
         self, name: str, secret: str, respond: Callable[[dict, int], int] | None = None, verify: bool = True
@@ -73,6 +81,12 @@ class Receiver:
             return web.Response(status=404)
         body = await request.text()
         headers = {k.lower(): v for k, v in request.headers.items()}
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
+        if peer:
+            headers["x-test-client-subject"] = ",".join(f"{k}={v}" for rdn in peer["subject"] for k, v in rdn)
+        if any(headers.get(k.lower()) != v for k, v in route.require_headers.items()):
+            route.unauthorized.append(Received(headers, body, {}, 401))
+            return web.Response(status=401, text="missing or wrong API key")
         if route.verify:
             try:
                 StdWebhook(route.secret).verify(body, headers)
@@ -95,7 +109,7 @@ class Receiver:
         app.router.add_post("/hooks/{name}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context).start()
 
     async def stop(self) -> None:
         if self._runner:

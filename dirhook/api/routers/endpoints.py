@@ -6,7 +6,7 @@ to the loop through ``in_loop``.
 """
 
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response
 from sqlalchemy import func, insert, select, update
@@ -17,6 +17,7 @@ from dirhook import temporal as t
 from dirhook.api.deps import SessionDep, SettingsDep, TemporalDep, in_loop, visible
 from dirhook.api.schemas import (
     AttemptOut,
+    ClientCertificateOut,
     DeliveryOut,
     DisableIn,
     EndpointCreated,
@@ -44,6 +45,7 @@ from dirhook.db.schema import (
 )
 from dirhook.delivery.rules import OPEN_STATUSES, DeliveryStatus
 from dirhook.delivery.store import health_of
+from dirhook.endpoint_auth import describe_certificate, encode_headers, header_names
 from dirhook.endpoint_state import rotate_secret, set_enabled
 from dirhook.ids import new_id
 from dirhook.services.scope import resolve_organization, scoped
@@ -56,9 +58,35 @@ router = APIRouter(prefix="/v1/endpoints", tags=["endpoints"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
+# Not columns: computed from the row (the write-only fields show only what is safe to show).
+_COMPUTED = frozenset({"health", "header_names", "client_certificate", "delivery_counts"})
+
+
 def endpoint_out(e: Endpoint) -> EndpointOut:
-    out = EndpointOut.model_validate(e, from_attributes=True)
-    return out.model_copy(update={"health": health_of(e).state})
+    columns = {name: getattr(e, name) for name in EndpointOut.model_fields if name not in _COMPUTED}
+    certificate = describe_certificate(e.client_certificate) if e.client_certificate else None
+    return EndpointOut(
+        **columns,
+        health=health_of(e).state,
+        header_names=header_names(e.headers),
+        client_certificate=ClientCertificateOut(**vars(certificate)) if certificate else None,
+    )
+
+
+def check_scheme(url: str, settings: Settings) -> None:
+    if url.lower().startswith("http://") and not settings.allow_http_endpoints:
+        raise HTTPException(
+            422,
+            "url: http:// endpoints are refused (events, signatures and custom headers would travel "
+            "in clear); use https://, or set DIRHOOK_ALLOW_HTTP_ENDPOINTS=true",
+        )
+
+
+def write_only(values: dict[str, Any]) -> dict[str, Any]:
+    """The write-only fields as they are stored: headers as JSON ({} and null: none)."""
+    if "headers" in values:
+        values["headers"] = encode_headers(values["headers"]) if values["headers"] else None
+    return values
 
 
 def get_endpoint(session: Session, endpoint_id: str) -> Endpoint:
@@ -98,10 +126,11 @@ async def wake(client: Client, settings: Settings, endpoint_id: str) -> None:
 @router.post("", response_model=EndpointCreated, status_code=201)
 def create_endpoint(body: EndpointIn, session: SessionDep, settings: SettingsDep):
     """Subscribes a URL. The response carries the signing secret: it is never shown again."""
+    check_scheme(body.url, settings)
     in_loop(guard_url, body.url, settings)
     org = resolve_organization(session, body.organization_id)
     check_directories(session, org.id, body.directory_ids)
-    values = body.model_dump(exclude={"organization_id"})
+    values = write_only(body.model_dump(exclude={"organization_id"}))
     values["fifo"] = bool(values["fifo"])
     e = Endpoint(id=new_id("ep"), organization_id=org.id, enabled=True, secret=generate_secret(), **values)
     session.add(e)
@@ -131,8 +160,9 @@ def read_endpoint(endpoint_id: str, session: SessionDep):
 def update_endpoint(endpoint_id: str, body: EndpointPatch, session: SessionDep, settings: SettingsDep):
     """Changes what the endpoint receives and how; fields left out stay as they are."""
     e = get_endpoint(session, endpoint_id)
-    changes = body.model_dump(exclude_unset=True)
+    changes = write_only(body.model_dump(exclude_unset=True))
     if "url" in changes:
+        check_scheme(changes["url"], settings)
         in_loop(guard_url, changes["url"], settings)
     if "directory_ids" in changes:
         check_directories(session, e.organization_id, changes["directory_ids"])

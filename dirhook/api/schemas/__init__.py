@@ -16,6 +16,7 @@ from dirhook.api.schemas.directories import (
 )
 from dirhook.api.schemas.endpoints import (
     AttemptOut,
+    ClientCertificateOut,
     DeliveryOut,
     DisableIn,
     EndpointCreated,
@@ -38,6 +39,7 @@ __all__ = [
     "ApiKeyIn",
     "ApiKeyOut",
     "AttemptOut",
+    "ClientCertificateOut",
     "DeletionDecision",
     "DeliveryOut",
     "DirectoryCreated",

@@ -40,6 +40,35 @@ class EndpointSettings(BaseModel):
     fifo: bool | None = Field(
         default=None, description="strict sequence order per directory; a failing event blocks later ones"
     )
+    headers: dict[str, str] | None = Field(
+        default=None,
+        description="write-only: request headers sent with every delivery besides the signature "
+        "(e.g. Authorization or X-Api-Key), at most 20; sealed at rest, never returned (only "
+        "header_names), never logged. A PATCH replaces the whole set; {} removes them",
+        max_length=20,
+    )
+    client_certificate: str | None = Field(
+        default=None,
+        description="write-only: a PEM client certificate (then any intermediates) with its "
+        "unencrypted private key, presented for mutual TLS; sealed at rest. null in a PATCH removes it",
+        max_length=64 * 1024,
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str] | None) -> dict[str, str] | None:
+        from dirhook.endpoint_auth import validate_headers
+
+        return validate_headers(v) if v is not None else None
+
+    @field_validator("client_certificate")
+    @classmethod
+    def _certificate(cls, v: str | None) -> str | None:
+        from dirhook.endpoint_auth import check_client_certificate
+
+        if v is not None:
+            check_client_certificate(v)
+        return v
 
     @field_validator("event_types")
     @classmethod
@@ -85,6 +114,11 @@ class EndpointPatch(EndpointSettings):
         return _http_url(v) if v is not None else None
 
 
+class ClientCertificateOut(BaseModel):
+    subject: str
+    not_valid_after: datetime
+
+
 class EndpointOut(BaseModel):
     id: str
     organization_id: str
@@ -111,6 +145,12 @@ class EndpointOut(BaseModel):
     consecutive_failures: int = Field(default=0, description="failed attempts since the last success")
     breaker_opened_at: datetime | None = None
     next_probe_at: datetime | None = None
+    header_names: list[str] = Field(
+        default_factory=list, description="names of the custom headers (values are write-only)"
+    )
+    client_certificate: ClientCertificateOut | None = Field(
+        default=None, description="the mutual-TLS certificate, if any"
+    )
     delivery_counts: dict[str, int] | None = Field(
         default=None, description="deliveries by status (GET of one endpoint only)"
     )
