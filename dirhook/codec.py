@@ -7,6 +7,12 @@ configured key decrypts, found by the ``encryption-key-id`` each payload carries
 rotate: add a new key, make it active, keep the old one until the histories encrypted
 with it are gone (the namespace's retention).
 
+With a keyring configured, a payload that is *not* encrypted is refused: only a holder of
+a key can write a payload a worker will act on, so someone who reaches Temporal (its
+frontend, its UI, its CLI) cannot start a pass, forge an activity result or feed a
+workflow data of their own. `DIRHOOK_ACCEPT_UNENCRYPTED_PAYLOADS` lets workers read
+histories written before encryption was turned on, until those have finished.
+
 Shaped like temporalio's samples-python ``encryption`` sample; the key ID is also the
 AES-GCM associated data, so a payload relabelled with another key ID fails to decrypt.
 """
@@ -34,8 +40,9 @@ class UndecryptablePayload(ValueError):
 
 
 class EncryptionCodec(PayloadCodec):
-    def __init__(self, keyring: Keyring):
+    def __init__(self, keyring: Keyring, accept_unencrypted: bool = False):
         self.keyring = keyring
+        self.accept_unencrypted = accept_unencrypted
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keyring.keys.items()}
 
     async def encode(self, payloads: Iterable[Payload]) -> list[Payload]:
@@ -52,7 +59,13 @@ class EncryptionCodec(PayloadCodec):
 
     def decrypt(self, payload: Payload) -> Payload:
         if payload.metadata.get("encoding") != ENCODING:
-            return payload  # written before encryption was turned on
+            if self.accept_unencrypted:
+                return payload  # written before encryption was turned on
+            raise UndecryptablePayload(
+                "payload is not encrypted, and this process has encryption keys: it was not written "
+                "by dirhook (set DIRHOOK_ACCEPT_UNENCRYPTED_PAYLOADS=true only to finish histories "
+                "started before encryption was turned on)"
+            )
         key_id = payload.metadata.get(KEY_ID, b"").decode()
         cipher = self._ciphers.get(key_id)
         if cipher is None:
@@ -73,6 +86,6 @@ def data_converter(settings: Settings, keyring: Keyring | None = None) -> DataCo
         return DataConverter.default
     return dataclasses.replace(
         DataConverter.default,
-        payload_codec=EncryptionCodec(keyring),
+        payload_codec=EncryptionCodec(keyring, accept_unencrypted=settings.accept_unencrypted_payloads),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )

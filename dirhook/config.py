@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The admin token and the codec URL's secret: shorter is refused at start-up.
@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     # Payload encryption (dirhook/codec.py): {"key id": "base64 of 32 bytes"}, JSON.
     encryption_keys: dict[str, SecretStr] = Field(default_factory=dict)
     encryption_key_id: str | None = Field(default=None, description="the key that encrypts; default: the only one")
+    # Workers and clients with keys refuse payloads that are not encrypted (dirhook/codec.py);
+    # true only while histories started before encryption was turned on are finishing.
+    accept_unencrypted_payloads: bool = False
     # Origins of the Temporal UI allowed to call the API's codec endpoint (/codec).
     codec_cors_origins: list[str] = Field(default_factory=list)
     # The embedded stack only: a secret `dirhook dev` makes at each start and gives its UI in
@@ -39,6 +42,16 @@ class Settings(BaseSettings):
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
+    # TLS to Temporal's frontend (dirhook/temporal.py, tls_config): on with the system's
+    # roots, or with this CA; a client certificate and key (PEM files) for mTLS; the name
+    # the server's certificate carries when it is not the address's host.
+    temporal_tls: bool = False
+    temporal_tls_ca: Path | None = None
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_tls_server_name: str | None = None
+    # Temporal Cloud's API keys (sent as a bearer token, over TLS only).
+    temporal_api_key: SecretStr | None = None
     task_queue: str = "dirhook"
 
     # Ports of the embedded stack (``dirhook dev``).
@@ -50,6 +63,11 @@ class Settings(BaseSettings):
     temporal_metrics_port: int = 7244
 
     allow_private_endpoints: bool = False
+    # Where directory sources may point (dirhook/source_policy.py): LDAP/AD servers on private
+    # addresses (on premises, by nature: allowed); Entra's login and Graph hosts on private
+    # ones (cloud services: refused, but for a test Graph or a proxy).
+    allow_private_directories: bool = True
+    allow_private_entra_hosts: bool = False
     # Plain http:// endpoints: refused at creation and update unless allowed (`dirhook dev`
     # allows them: a laptop's receiver is http://localhost).
     allow_http_endpoints: bool = False
@@ -153,6 +171,12 @@ class Settings(BaseSettings):
                 "(e.g. `openssl rand -hex 32`); unset, the embedded stack makes one"
             )
         return value
+
+    @model_validator(mode="after")
+    def _temporal_client_certificate_whole(self) -> Settings:
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError("DIRHOOK_TEMPORAL_TLS_CERT and DIRHOOK_TEMPORAL_TLS_KEY go together (mTLS needs both)")
+        return self
 
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.runtime import Runtime
+from temporalio.service import TLSConfig
 
 from dirhook.config import Settings
 
@@ -50,14 +51,48 @@ def dev_server_search_attribute_args() -> list[str]:
     return args
 
 
+class TemporalTLSError(ValueError):
+    """A TLS setting names a file that cannot be read."""
+
+
+def tls_config(settings: Settings) -> TLSConfig | bool:
+    """How the workers and the API reach Temporal: plain (the embedded stack, a compose
+    network), TLS with the system's roots, or TLS with a private CA and a client
+    certificate (mTLS: Temporal then admits only holders of a certificate its CA signed)."""
+    files = {
+        "DIRHOOK_TEMPORAL_TLS_CA": settings.temporal_tls_ca,
+        "DIRHOOK_TEMPORAL_TLS_CERT": settings.temporal_tls_cert,
+        "DIRHOOK_TEMPORAL_TLS_KEY": settings.temporal_tls_key,
+    }
+    # An API key goes over TLS only, as Temporal Cloud requires.
+    wanted = settings.temporal_tls or settings.temporal_tls_server_name or settings.temporal_api_key
+    if not (wanted or any(files.values())):
+        return False
+    read: dict[str, bytes | None] = {}
+    for name, path in files.items():
+        try:
+            read[name] = path.read_bytes() if path is not None else None
+        except OSError as exc:
+            raise TemporalTLSError(f"{name}: cannot read {path}: {exc.strerror}") from None
+    return TLSConfig(
+        server_root_ca_cert=read["DIRHOOK_TEMPORAL_TLS_CA"],
+        domain=settings.temporal_tls_server_name,
+        client_cert=read["DIRHOOK_TEMPORAL_TLS_CERT"],
+        client_private_key=read["DIRHOOK_TEMPORAL_TLS_KEY"],
+    )
+
+
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     from dirhook.codec import data_converter
 
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
         runtime=runtime,
+        tls=tls_config(settings),
+        api_key=api_key,
     )
 
 

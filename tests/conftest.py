@@ -186,6 +186,7 @@ async def stack(request, temporal_env, tmp_path_factory, graph):
         encryption_keys={"test-k1": TEST_ENCRYPTION_KEY},
         codec_cors_origins=[UI_ORIGIN],
         entra_ca_bundle=str(graph.ca_bundle),
+        allow_private_entra_hosts=True,  # the local Graph listens on 127.0.0.1
         endpoint_ca_bundle=str(graph.ca_bundle),  # HTTPS receivers' certificates come from the same CA
         # The shared stacks do not test the SCIM rate limit (test_scim_input does, with its own
         # settings): scim2-tester's compliance run, at over 100 requests a second on a fast

@@ -35,12 +35,14 @@ from dirhook.metrics import DatabaseCollector
 from dirhook.scim.gateway import ScimGateway
 from dirhook.scim.projection import make_projector
 from dirhook.services.errors import RequestError
+from dirhook.temporal import tls_config
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = open_database(settings)
     check_schema(engine)  # an unmigrated database would answer 500 on every route
+    tls_config(settings)  # TemporalTLSError now, not a 500 at the first request that needs Temporal
     log = logging.getLogger("dirhook.api")
     # Secrets it could not open would fail every pass and delivery: refuse to start instead.
     clear = secrets.check_readable(engine)

@@ -28,7 +28,14 @@ def worker(queues: str = typer.Option("sync,delivery", help="task queues to serv
     from dirhook.logs import configure_logging
 
     configure_logging(settings.log_level, settings.log_format)
-    asyncio.run(run_workers(settings, [q.strip() for q in queues.split(",") if q.strip()]))
+    from dirhook.db.secrets import SecretsLocked
+    from dirhook.temporal import TemporalTLSError
+
+    try:
+        asyncio.run(run_workers(settings, [q.strip() for q in queues.split(",") if q.strip()]))
+    except (SecretsLocked, TemporalTLSError) as exc:
+        err.print(f"[red]error[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -43,10 +50,11 @@ def api(host: str | None = None, port: int | None = None) -> None:
     from dirhook.api.app import create_app
     from dirhook.db.engine import SchemaBehind
     from dirhook.db.secrets import SecretsLocked
+    from dirhook.temporal import TemporalTLSError
 
-    try:  # the app checks the database's schema and secrets as it is made: once, here
+    try:  # the app checks the database's schema, secrets and Temporal TLS files as it is made
         application = create_app(settings)
-    except (SchemaBehind, SecretsLocked) as exc:
+    except (SchemaBehind, SecretsLocked, TemporalTLSError) as exc:
         err.print(f"[red]error[/red] {exc}", soft_wrap=True)  # one line: a path or URL stays whole
         raise typer.Exit(2) from None
     # log_config=None: uvicorn's loggers go through ours (JSON lines, secrets masked);

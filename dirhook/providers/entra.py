@@ -69,6 +69,7 @@ class EntraSource:
         sessions: sessionmaker[Session],
         directory_id: str,
         ca_bundle: str | None = None,
+        allow_private_hosts: bool = False,
     ):
         self.config = config
         self.client_secret = client_secret
@@ -76,6 +77,7 @@ class EntraSource:
         self.sessions = sessions
         self.directory_id = directory_id
         self.ca_bundle = ca_bundle
+        self.allow_private_hosts = allow_private_hosts
         self._loop: asyncio.AbstractEventLoop | None = None
         self.resynced = False
 
@@ -83,6 +85,12 @@ class EntraSource:
     def connect(self) -> None:
         if not self.client_secret:
             raise SourceConfigError(f"the directory has no client {self.config.credential}")
+        from dirhook.source_policy import SourceTargetRefused, check_source_targets
+
+        try:  # where the secret goes, on what its hosts resolve to now
+            check_source_targets("entra", self.config.model_dump(), True, self.allow_private_hosts)
+        except SourceTargetRefused as exc:
+            raise SourceConfigError(f"the directory's Entra host {exc}") from None
         self._loop = asyncio.new_event_loop()
         self._run(self._build())
 

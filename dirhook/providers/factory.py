@@ -30,6 +30,7 @@ def build_source(
             directory.secret,
             directory.attribute_mapping or None,
             timestamp_overlap_seconds=settings.ldap_timestamp_overlap_seconds,
+            allow_private=settings.allow_private_directories,
         )
     if directory.provider == "entra":
         from dirhook.providers.entra import EntraSource
@@ -42,6 +43,7 @@ def build_source(
             _sessions(sessions),
             directory.id,
             ca_bundle=settings.entra_ca_bundle,
+            allow_private_hosts=settings.allow_private_entra_hosts,
         )
     if directory.provider == "scim":
         from dirhook.scim.source import ScimStoreSource

@@ -45,10 +45,12 @@ from dirhook.payloads import group_payload, user_payload
 from dirhook.services.directory_rules import (
     apply_source_settings,
     check_mapping,
+    check_source_targets,
     directory_out,
     get_directory,
     new_scim_token,
     ref,
+    target_hosts,
 )
 from dirhook.services.errors import Conflict, Unavailable
 from dirhook.services.scope import Scope, resolve_organization, scoped
@@ -102,6 +104,8 @@ class DirectoryService:
         source_settings = body.ldap or body.entra
 
         def insert(s: Session) -> tuple[Directory, str | None]:
+            if source_settings is not None:  # resolves names: in this thread, off the event loop
+                check_source_targets(body.provider, source_settings.model_dump(mode="json"), self.settings)
             org = resolve_organization(s, body.organization_id)
             d = Directory(
                 id=new_id("dir"),
@@ -145,7 +149,10 @@ class DirectoryService:
 
         def change(s: Session) -> Updated:
             d = get_directory(s, directory_id)
+            hosts = target_hosts(d.config)
             relisten = apply_source_settings(d, body)
+            if target_hosts(d.config) != hosts:
+                check_source_targets(d.provider, d.config, self.settings)
             mapping = body.attribute_mapping if body.attribute_mapping is not None else d.attribute_mapping
             check_mapping(d.config.get("flavour", d.provider), mapping)
             remap = (mapping or {}) != (d.attribute_mapping or {})

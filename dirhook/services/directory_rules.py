@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from dirhook import tokens
 from dirhook.api.schemas import DirectoryOut, DirectoryPatch
+from dirhook.config import Settings
 from dirhook.db.schema import Directory
 from dirhook.errors import MappingError
 from dirhook.normalize import effective_mapping
@@ -17,6 +18,7 @@ from dirhook.providers.entra_config import EntraConfig
 from dirhook.providers.ldap import LdapConfig
 from dirhook.services.errors import InvalidInput, NotFound
 from dirhook.services.scope import visible
+from dirhook.source_policy import ENTRA_HOST_FIELDS
 from dirhook.sync_control import DirectoryRef
 
 SCIM_TOKEN_PREFIX = "dhscim_"
@@ -81,6 +83,25 @@ def check_mapping(flavour: str, mapping: dict[str, Any] | None) -> None:
         effective_mapping(flavour, mapping)
     except MappingError as exc:
         raise InvalidInput(f"attribute_mapping: {exc}") from None
+
+
+def check_source_targets(provider: str, config: dict[str, Any], settings: Settings) -> None:
+    """The hosts a directory's secret goes to, under the directory source policy (InvalidInput)."""
+    from dirhook import source_policy
+
+    try:
+        source_policy.check_source_targets(
+            provider, config, settings.allow_private_directories, settings.allow_private_entra_hosts
+        )
+    except source_policy.SourceTargetRefused as exc:
+        raise InvalidInput(f"{provider} source: {exc}") from None
+
+
+def target_hosts(config: dict[str, Any]) -> tuple[str | None, ...]:
+    """The hosts a directory's settings name (its LDAP URL's, or Entra's login and Graph)."""
+    from urllib.parse import urlparse
+
+    return tuple(urlparse(config[k]).hostname if config.get(k) else None for k in ("url", *ENTRA_HOST_FIELDS))
 
 
 def apply_source_settings(d: Directory, body: DirectoryPatch) -> bool:

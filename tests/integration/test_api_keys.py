@@ -48,6 +48,13 @@ async def _organization_with_everything(stack, receiver) -> dict[str, str]:
     key = (await api.post(f"/v1/organizations/{org['id']}/api-keys", json={"name": "hr portal"})).json()
     await emit(stack, directory["id"], 1)
     await wait_for(lambda: len(route.events()) == 1, 30, "the organization's first delivery")
+
+    async def settled() -> bool:
+        # The receiver has the event before the sender records the success on the endpoint;
+        # the snapshots compared below must not catch the endpoint between the two writes.
+        return (await api.get(f"/v1/endpoints/{endpoint['id']}")).json()["last_success_at"] is not None
+
+    await wait_for(settled, 30, "the delivery's success recorded on the endpoint")
     delivery = (await api.get(f"/v1/endpoints/{endpoint['id']}/deliveries")).json()["data"][0]
     return {
         "organization_id": org["id"],

@@ -21,6 +21,28 @@ BAD_REQUESTS = [
     ("POST", "/v1/directories", {"json": {"name": "x"}}, 422, "ldap"),
     ("POST", "/v1/directories", {"json": {"name": "x", "ldap": {**GOOD_LDAP, "url": "http://x"}}}, 422, "ldap://"),
     ("POST", "/v1/directories", {"json": {"name": "x", "ldap": {**GOOD_LDAP, "user_filter": "(uid=a"}}}, 422, "filter"),
+    # The directory source policy (issue 14, finding 2): never where a password is stolen.
+    (
+        "POST",
+        "/v1/directories",
+        {"json": {"name": "x", "ldap": {**GOOD_LDAP, "url": "ldap://169.254.169.254"}, "bind_password": "p"}},
+        422,
+        "cloud metadata",
+    ),
+    (
+        "POST",
+        "/v1/directories",
+        {"json": {"name": "x", "ldap": {**GOOD_LDAP, "url": "ldap://2130706433"}}},
+        422,
+        "numeric",
+    ),
+    (
+        "POST",
+        "/v1/directories",
+        {"json": {"name": "x", "ldap": {**GOOD_LDAP, "url": "ldap://[fe80::1]"}}},
+        422,
+        "link-local",
+    ),
     ("POST", "/v1/directories", {"json": {"name": "x", "ldap": {**GOOD_LDAP, "flavour": "novell"}}}, 422, "flavour"),
     ("POST", "/v1/directories", {"json": {"name": "x", "ldap": GOOD_LDAP, "colour": "red"}}, 422, "colour"),
     ("POST", "/v1/directories", {"json": {"name": "", "ldap": GOOD_LDAP}}, 422, "name"),
@@ -162,6 +184,7 @@ async def test_bad_sync_mode_and_bad_patch_change_nothing(stack, slapd):
         ({"ldap": {"page_size": 0}}, "page_size"),
         ({"attribute_mapping": {"group": {"name": {"transform": "first"}}}}, "source"),
         ({"owner": "me"}, "owner"),
+        ({"ldap": {"url": "ldaps://[fd00:ec2::254]"}, "bind_password": "pw-secret-value"}, "metadata"),
     ):
         r = await stack.api.patch(f"/v1/directories/{d['id']}", json=patch)
         assert r.status_code == 422 and needle in r.text, r.text

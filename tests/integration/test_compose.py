@@ -32,6 +32,22 @@ def test_compose_file_is_valid_and_wires_dirhook():
     assert services["api"]["depends_on"]["setup"]["condition"] == "service_completed_successfully"
 
 
+def _host_ip(port: dict | str) -> str:
+    """The address a published port binds (docker-compose 1.x writes `ip:host:container/tcp`)."""
+    if isinstance(port, dict):
+        return port.get("host_ip") or "0.0.0.0"
+    parts = str(port).split(":")
+    return parts[0] if len(parts) == 3 else "0.0.0.0"
+
+
+def test_only_the_api_is_published_beyond_this_host():
+    """Whoever reaches Temporal's frontend or its UI can start, signal or terminate any
+    workflow: they stay on the compose network or this host's loopback."""
+    ports = {(name, _host_ip(p)) for name, service in _config()["services"].items() for p in service.get("ports", [])}
+    assert "temporal" not in {name for name, _ in ports} and "postgresql" not in {name for name, _ in ports}
+    assert {name for name, ip in ports if ip != "127.0.0.1"} == {"api"}, ports
+
+
 # -- the README's commands, checked against the file ------------------------------------------
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import Client
 
-from tests.conftest import UI_ORIGIN
+from tests.conftest import UI_ORIGIN, unique
 from tests.support.e2e_helpers import connect_directory, sync
 from tests.support.slapd import ROOT_PW
 from tests.support.wait import wait_for
@@ -196,3 +196,28 @@ async def test_the_codec_endpoint_guards_itself(stack):
             "/codec/decode", content=encoded.content, headers={"content-type": "application/json", "origin": UI_ORIGIN}
         )
         assert with_cookie.status_code == 200
+
+
+async def test_a_workflow_written_without_the_key_is_refused(stack):
+    """Someone who reaches Temporal (not dirhook) starts a pass with a payload of their own:
+    the worker, which holds the keyring, refuses to act on a payload it did not encrypt."""
+    raw = Client(stack.client.service_client, namespace=stack.client.namespace)  # no codec
+    handle = await raw.start_workflow(
+        "DirectorySyncWorkflow",
+        {"directory_id": "dir_forged", "mode": "full"},
+        id=f"dirsync/{unique('dir_forged')}",
+        task_queue=stack.settings.sync_task_queue,
+    )
+    try:
+
+        async def refused():
+            events = [e async for e in handle.fetch_history_events()]
+            failed = [e for e in events if e.HasField("workflow_task_failed_event_attributes")]
+            return (events, failed) if failed else None
+
+        events, failed = await wait_for(refused, 30, "the worker to refuse the forged workflow's input")
+        info = failed[0].workflow_task_failed_event_attributes.failure.application_failure_info
+        assert info.type == "UndecryptablePayload"
+        assert not any(e.HasField("activity_task_scheduled_event_attributes") for e in events)
+    finally:
+        await handle.terminate(reason="test over")

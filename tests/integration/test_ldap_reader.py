@@ -102,3 +102,14 @@ def test_a_pass_that_stops_early_stops_its_reader(slapd, people, monkeypatch):
     assert ROOT_PW.encode() not in seen and b"DIRHOOK_" not in seen and b"admin-token" not in seen
     users.close()  # what the engine's failure does to the stream (GeneratorExit)
     assert reader.process.returncode is not None  # ended and reaped
+
+
+def test_a_worker_refuses_to_bind_where_the_source_policy_forbids(slapd, people):
+    """Checked again when the pass connects, on what the host resolves to then (a directory
+    stored before the rule, or a name whose address changed): no bind, no password sent."""
+    cfg = _config(slapd, people)
+    with pytest.raises(SourceConfigError, match="DIRHOOK_ALLOW_PRIVATE_DIRECTORIES is false"):
+        LdapSource(cfg, ROOT_PW, None, allow_private=False).connect()
+    metadata = _config(slapd, people, url="ldap://169.254.169.254:389")
+    with pytest.raises(SourceConfigError, match="cloud metadata"):
+        LdapSource(metadata, ROOT_PW, None).connect()

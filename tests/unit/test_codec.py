@@ -3,7 +3,8 @@
 import pytest
 from temporalio.api.common.v1 import Payload
 
-from dirhook.codec import EncryptionCodec, UndecryptablePayload
+from dirhook.codec import EncryptionCodec, UndecryptablePayload, data_converter
+from dirhook.config import Settings
 from dirhook.keyring import Keyring, KeyringError, new_key
 
 PAYLOAD = Payload(metadata={"encoding": b"json/plain"}, data=b'{"mail":"ada@example.com"}')
@@ -41,9 +42,22 @@ async def test_a_relabelled_or_altered_payload_does_not_decrypt():
         await codec.decode([sealed])
 
 
-async def test_unencrypted_payloads_pass_through():
+async def test_unencrypted_payloads_are_refused_once_keys_are_configured():
+    # Anyone who reaches Temporal can write a plain payload; only a key holder an encrypted one.
     codec = EncryptionCodec(Keyring.parse({"k1": new_key()}, None))
+    with pytest.raises(UndecryptablePayload, match="not encrypted"):
+        await codec.decode([PAYLOAD])
+
+
+async def test_unencrypted_payloads_pass_only_when_legacy_histories_are_allowed():
+    settings = Settings(encryption_keys={"k1": new_key()}, accept_unencrypted_payloads=True)
+    codec = data_converter(settings).payload_codec
+    assert codec is not None
     assert await codec.decode([PAYLOAD]) == [PAYLOAD]
+    strict = data_converter(Settings(encryption_keys={"k1": new_key()})).payload_codec
+    assert strict is not None
+    with pytest.raises(UndecryptablePayload):
+        await strict.decode([PAYLOAD])
 
 
 @pytest.mark.parametrize(

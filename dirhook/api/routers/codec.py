@@ -183,5 +183,7 @@ async def login(request: Request) -> Response:
 
 def setup(app: FastAPI, settings: Settings) -> None:
     keyring = load_keyring(settings)
-    app.state.codec = EncryptionCodec(keyring) if keyring else None
+    # The UI shows whatever a history holds: a payload someone wrote unencrypted is shown as
+    # it is (the workers refuse to act on it; an operator should see what was sent).
+    app.state.codec = EncryptionCodec(keyring, accept_unencrypted=True) if keyring else None
     app.state.codec_origins = set(settings.codec_cors_origins)

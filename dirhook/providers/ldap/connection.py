@@ -32,14 +32,21 @@ def values(raw: Mapping[str, list[Any]], name: str) -> list[Any]:
     return next((v for k, v in raw.items() if k.lower() == low), [])
 
 
-def open_connection(config: LdapConfig, password: str | None) -> Any:
-    """A bound, read-only ldap3 connection (synchronous strategy, fast entry decoding)."""
+def open_connection(config: LdapConfig, password: str | None, allow_private: bool = True) -> Any:
+    """A bound, read-only ldap3 connection (synchronous strategy, fast entry decoding), to a
+    host the directory source policy allows (checked on what it resolves to now)."""
     import ssl
 
     import ldap3
     from ldap3.core.exceptions import LDAPException
 
+    from dirhook.source_policy import SourceTargetRefused, check_source_host
+
     parsed = urlparse(config.url)
+    try:
+        check_source_host(parsed.hostname or "", allow_private, "DIRHOOK_ALLOW_PRIVATE_DIRECTORIES")
+    except SourceTargetRefused as exc:
+        raise SourceConfigError(f"the directory's LDAP server {exc}") from None
     use_ssl = parsed.scheme == "ldaps"
     tls = ldap3.Tls(validate=ssl.CERT_REQUIRED if config.verify_tls else ssl.CERT_NONE)
     server = ldap3.Server(

@@ -31,8 +31,10 @@ class LdapSource:
         password: str | None,
         mapping_overrides: dict[str, Any] | None,
         timestamp_overlap_seconds: int = 300,
+        allow_private: bool = True,
     ):
         self.config = config
+        self.allow_private = allow_private
         self._password = password
         self._mapping_overrides = mapping_overrides
         self.mapping = effective_mapping(config.flavour, mapping_overrides)
@@ -41,7 +43,7 @@ class LdapSource:
         self.syncrepl = self.dirsync = self.notifications = False  # what the server offers (connect)
 
     def connect(self) -> None:
-        self._conn = open_connection(self.config, self._password)
+        self._conn = open_connection(self.config, self._password, self.allow_private)
         controls = supported_controls(self._conn)
         ad = self.config.active_directory
         self.syncrepl = not ad and codec.SYNC_REQUEST_OID in controls
