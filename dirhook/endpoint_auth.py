@@ -24,10 +24,12 @@ MAX_HEADERS = 20
 MAX_HEADER_VALUE = 4096
 MAX_CERTIFICATE_PEM = 64 * 1024
 # RFC 9110 5.6.2: a header name is a token.
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$")
+HEADER_NAME_PATTERN = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}$"
+_TOKEN = re.compile(HEADER_NAME_PATTERN)
 # Visible ASCII, spaces and tabs inside (RFC 9110 5.5, without obs-text): no CR or LF can
 # smuggle a header or a request of its own.
-_VALUE = re.compile(r"^[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?$")
+HEADER_VALUE_PATTERN = r"^[\x21-\x7e]([\x20-\x7e\t]*[\x21-\x7e])?$"
+_VALUE = re.compile(HEADER_VALUE_PATTERN)
 # What dirhook itself sends, or what the HTTP connection owns: a custom header may not
 # replace the signature, change how the body is framed, or redirect the request.
 RESERVED_HEADERS = frozenset(

@@ -15,10 +15,12 @@ from prometheus_client import (
     generate_latest,
 )
 from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dirhook import __version__
 from dirhook.api.body_limit import BodyLimit
-from dirhook.api.deps import TemporalConnector, authenticate
+from dirhook.api.deps import TemporalConnector, authenticate, get_temporal, require_admin
+from dirhook.api.responses import allowed_methods, document_errors
 from dirhook.api.routers import (
     codec,
     directories,
@@ -84,6 +86,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # What a service refused, and why (dirhook.services.errors).
         return JSONResponse(status_code=exc.status, content={"detail": exc.detail}, headers=exc.headers)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            headers["allow"] = ", ".join(allowed_methods(app.openapi(), request.url.path))
+        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail}, headers=headers)
+
     @app.exception_handler(IntegrityError)
     async def _conflict(_request: Request, exc: IntegrityError):
         # A unique or foreign key constraint caught what validation could not (a race).
@@ -126,10 +135,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # Every resource route: the admin token, or an organization's API key confined to it.
     admin = [Depends(authenticate)]
-    app.include_router(organizations.router, dependencies=admin)
-    app.include_router(directories.router, dependencies=admin)
-    app.include_router(endpoints.router, dependencies=admin)
-    app.include_router(events.router, dependencies=admin)
-    app.include_router(roles.roles_router, dependencies=admin)
-    app.include_router(roles.mappings_router, dependencies=admin)
+    resources = [
+        organizations.router,
+        directories.router,
+        endpoints.router,
+        events.router,
+        roles.roles_router,
+        roles.mappings_router,
+    ]
+    for router in resources:
+        app.include_router(router, dependencies=admin)
+    document_errors(app, resources, require_admin, (get_temporal, directories.directory_service))
     return app

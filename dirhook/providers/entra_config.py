@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from dirhook.strict_json import StrictJsonModel
+
+# A group's object ID as Graph gives it (the validator below also takes it braced or upper case).
+GUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 
-class EntraConfig(BaseModel):
+class EntraConfig(StrictJsonModel):
     """An Entra tenant and the app registration dirhook reads it as (the client secret is
     stored apart). The app needs the application permissions User.Read.All and
     GroupMember.Read.All, nothing more."""
@@ -28,14 +33,16 @@ class EntraConfig(BaseModel):
         default="secret", description="how the app proves itself: a client secret, or a certificate (PEM with its key)"
     )
     only_enabled: bool = Field(default=False, description="leave out users whose accountEnabled is false")
-    group_ids: list[str] = Field(
+    group_ids: list[Annotated[str, Field(json_schema_extra={"pattern": GUID_PATTERN})]] = Field(
         default_factory=list,
         max_length=50,
         description="only these groups (object IDs) and their direct members; empty: the whole tenant",
     )
     page_size: int = Field(default=999, ge=1, le=999, description="objects per Graph page (odata.maxpagesize)")
     timeout_seconds: float = Field(default=30, gt=0, le=300)
-    flavour: str = Field(default="entra", description="attribute defaults: always 'entra'")
+    flavour: str = Field(
+        default="entra", description="attribute defaults: always 'entra'", json_schema_extra={"enum": ["entra"]}
+    )
 
     @field_validator("authority_host", "graph_base_url")
     @classmethod

@@ -10,13 +10,14 @@ from sqlalchemy.orm import Session
 
 from dirhook import tokens
 from dirhook.api.schemas import DirectoryOut, DirectoryPatch
+from dirhook.api.schemas.directories import ENTRA_SECRET_TARGETS, LDAP_SECRET_TARGETS
 from dirhook.config import Settings
 from dirhook.db.schema import Directory
 from dirhook.errors import MappingError
 from dirhook.normalize import effective_mapping
 from dirhook.providers.entra_config import EntraConfig
 from dirhook.providers.ldap import LdapConfig
-from dirhook.services.errors import InvalidInput, NotFound
+from dirhook.services.errors import Conflict, InvalidInput, NotFound
 from dirhook.services.scope import visible
 from dirhook.source_policy import ENTRA_HOST_FIELDS
 from dirhook.sync_control import DirectoryRef
@@ -34,10 +35,7 @@ CURSOR_SCOPES = {
 # Where and how the stored secret is sent: changing one of these without sending the secret
 # again would let whoever may PATCH the directory (an organization key) point the next pass,
 # and the stored password, at a server of their own (issue 14, finding 2).
-SECRET_TARGETS = {
-    "ldap": ("url", "bind_dn", "start_tls", "verify_tls"),
-    "entra": ("tenant_id", "client_id", "authority_host", "graph_base_url"),
-}
+SECRET_TARGETS = {"ldap": LDAP_SECRET_TARGETS, "entra": ENTRA_SECRET_TARGETS}
 # …and these, an LDAP live listener reconnects for.
 LISTENER_SCOPE = (*CURSOR_SCOPES["ldap"], "live", "bind_dn", "start_tls")
 
@@ -110,11 +108,15 @@ def apply_source_settings(d: Directory, body: DirectoryPatch) -> bool:
     given = {name for name in ("ldap", "bind_password", "entra", "client_secret") if getattr(body, name) is not None}
     foreign = given - set(PROVIDER_FIELDS[d.provider])
     if foreign:
-        raise InvalidInput(f"this {d.provider} directory takes no {', '.join(sorted(foreign))}")
+        # Well-formed, but not for this directory's provider: a conflict with the resource.
+        raise Conflict(f"this {d.provider} directory takes no {', '.join(sorted(foreign))}")
     settings_field, secret_field = PROVIDER_FIELDS[d.provider] or (None, None)
     old = d.config
     patch = getattr(body, settings_field) if settings_field else None
     if patch is not None:
+        unknown = sorted(set(patch) - set(SETTINGS_MODEL[d.provider].model_fields))
+        if unknown:
+            raise InvalidInput(f"{settings_field}: no setting named {', '.join(map(repr, unknown))}")
         try:
             d.config = SETTINGS_MODEL[d.provider].model_validate({**old, **patch}).model_dump(mode="json")
         except ValidationError as exc:

@@ -260,19 +260,20 @@ async def test_a_new_secret_by_patch_mends_a_refused_one(stack, graph, receiver)
     graph_user(tenant, 1)
     directory, _endpoint, _route = await entra_directory(stack, graph, receiver, tenant, secret="wrong")
     path = f"/v1/directories/{directory['id']}"
-    for patch, needle in (
-        ({"entra": {"graph_base_url": "http://graph.example/v1.0"}}, "https"),
-        ({"entra": {"credential": "password"}}, "credential"),
-        ({"ldap": {"url": "ldap://x"}}, "ldap"),
-        ({"bind_password": "x"}, "bind_password"),
+    for patch, status, needle in (
+        ({"entra": {"graph_base_url": "http://graph.example/v1.0"}}, 422, "https"),
+        ({"entra": {"credential": "password"}}, 422, "credential"),
+        # Well-formed, but for another provider: a conflict with this directory.
+        ({"ldap": {"url": "ldap://x"}}, 409, "ldap"),
+        ({"bind_password": "x"}, 409, "bind_password"),
         # Where the stored secret goes: each needs the secret in the same request.
-        ({"entra": {"tenant_id": "00000000-0000-0000-0000-00000000beef"}}, "client_secret"),
-        ({"entra": {"client_id": "00000000-0000-0000-0000-00000000beef"}}, "client_secret"),
-        ({"entra": {"authority_host": "https://login.attacker.example"}}, "client_secret"),
-        ({"entra": {"graph_base_url": "https://graph.attacker.example/v1.0"}}, "client_secret"),
+        ({"entra": {"tenant_id": "00000000-0000-0000-0000-00000000beef"}}, 422, "client_secret"),
+        ({"entra": {"client_id": "00000000-0000-0000-0000-00000000beef"}}, 422, "client_secret"),
+        ({"entra": {"authority_host": "https://login.attacker.example"}}, 422, "client_secret"),
+        ({"entra": {"graph_base_url": "https://graph.attacker.example/v1.0"}}, 422, "client_secret"),
     ):
         r = await stack.api.patch(path, json=patch)
-        assert r.status_code == 422 and needle in r.text, r.text
+        assert r.status_code == status and needle in r.text, r.text
     r = await stack.api.patch(path, json={"client_secret": tenant.client_secret, "entra": {"only_enabled": True}})
     assert r.status_code == 200 and r.json()["config"]["only_enabled"] is True
     assert tenant.client_secret not in r.text

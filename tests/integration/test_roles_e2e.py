@@ -197,7 +197,7 @@ async def test_invalid_role_and_mapping_input_changes_nothing(stack, slapd, rece
             "POST",
             f"/v1/directories/{conn.id}/role-mappings",
             {"role": "no-such-role", "match": "name", "pattern": "x"},
-            422,
+            404,
             "no role",
         ),
         (

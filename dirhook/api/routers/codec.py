@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import json
 import time
+from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -105,8 +107,13 @@ async def _apply(request: Request, encode: bool, url_secret: str | None = None) 
     if len(body) > MAX_BODY:
         return JSONResponse({"detail": f"body over {MAX_BODY} bytes"}, status_code=413, headers=cors)
     try:
+        # protobuf's parser reads `{"payloads": null}` as no payloads: the protocol says a list.
+        if not isinstance(parsed := json.loads(body), dict) or not isinstance(parsed.get("payloads", []), list):
+            raise json_format.ParseError('expected {"payloads": [...]}')
+        if any(isinstance(p, dict) and "externalPayloads" in p for p in parsed.get("payloads", [])):
+            raise json_format.ParseError("externalPayloads: dirhook never stores payloads elsewhere")
         payloads = json_format.Parse(body, Payloads())
-    except (json_format.ParseError, DecodeError, UnicodeDecodeError) as exc:
+    except (json_format.ParseError, DecodeError, ValueError) as exc:  # ValueError: json's, UTF-8's
         return JSONResponse(
             {"detail": f"not a Payloads message in protobuf JSON: {exc}"}, status_code=400, headers=cors
         )
@@ -119,13 +126,53 @@ async def _apply(request: Request, encode: bool, url_secret: str | None = None) 
     return Response(json_format.MessageToJson(Payloads(payloads=out)), media_type="application/json", headers=cors)
 
 
-@router.post("/encode")
+# Temporal's codec protocol: a protobuf-JSON `Payloads` in, the same shape out. The body is
+# read raw (not by FastAPI), so the document states it here.
+_PAYLOADS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "payloads": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                # No externalPayloads: dirhook never writes payloads stored elsewhere.
+                "additionalProperties": False,
+                "properties": {
+                    # protobuf's JSON reads null as the field left out
+                    "metadata": {
+                        "type": ["object", "null"],
+                        "additionalProperties": {"type": "string", "format": "byte"},
+                    },
+                    "data": {"type": ["string", "null"], "format": "byte"},
+                },
+            },
+        }
+    },
+}
+_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+CODEC_OPENAPI: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": _PAYLOADS}}},
+    "responses": {
+        "200": {
+            "description": "The payloads, encoded or decoded",
+            "content": {"application/json": {"schema": _PAYLOADS}},
+        },
+        "400": {"description": "Not a protobuf-JSON Payloads message.", "content": _ERROR},
+        "401": {"description": "Needs the admin token or a /codec/login session.", "content": _ERROR},
+        "413": {"description": "The body is over 8 MiB.", "content": _ERROR},
+        "422": {"description": "A payload does not decrypt with the configured keys.", "content": _ERROR},
+    },
+}
+
+
+@router.post("/encode", openapi_extra=CODEC_OPENAPI)
 async def encode(request: Request) -> Response:
     """Encrypt a protobuf-JSON `Payloads` with the active key."""
     return await _apply(request, encode=True)
 
 
-@router.post("/decode")
+@router.post("/decode", openapi_extra=CODEC_OPENAPI)
 async def decode(request: Request) -> Response:
     """Decrypt a protobuf-JSON `Payloads` (payloads that are not encrypted pass through)."""
     return await _apply(request, encode=False)

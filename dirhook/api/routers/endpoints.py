@@ -8,7 +8,7 @@ to the loop through ``in_loop``.
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 from temporalio.client import Client
@@ -54,6 +54,8 @@ from dirhook.ssrf import UnsafeURL, check_url
 from dirhook.subscriptions import endpoint_wants
 
 router = APIRouter(prefix="/v1/endpoints", tags=["endpoints"])
+# A delivery's ID: a database row ID, so at most what a 64-bit integer column holds.
+DeliveryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the delivery's id")]
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
@@ -114,8 +116,8 @@ def check_directories(session: Session, organization_id: str, directory_ids: lis
     for directory_id in directory_ids or ():
         d = session.get(Directory, directory_id)
         if d is None or d.organization_id != organization_id:
-            raise HTTPException(
-                422, f"directory_ids: {directory_id} is not a directory of organization {organization_id}"
+            raise HTTPException(  # a resource the body names, missing: 404, as for the path
+                404, f"directory_ids: {directory_id} is not a directory of organization {organization_id}"
             )
 
 
@@ -346,7 +348,7 @@ def list_deliveries(
     endpoint_id: str,
     session: SessionDep,
     limit: Limit = 100,
-    after: int | None = None,
+    after: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="next_cursor of the previous page")] = None,
     status: DeliveryStatus | None = None,
     event_id: str | None = None,
 ):
@@ -371,7 +373,7 @@ def list_deliveries(
 
 
 @router.post("/{endpoint_id}/deliveries/{delivery_id}/resend", response_model=DeliveryOut)
-def resend(endpoint_id: str, delivery_id: int, session: SessionDep, settings: SettingsDep, client: TemporalDep):
+def resend(endpoint_id: str, delivery_id: DeliveryId, session: SessionDep, settings: SettingsDep, client: TemporalDep):
     """Sends one delivery again (whatever its status), with the same `webhook-id`."""
     e = get_endpoint(session, endpoint_id)
     d = get_delivery(session, e, delivery_id)
@@ -382,7 +384,7 @@ def resend(endpoint_id: str, delivery_id: int, session: SessionDep, settings: Se
 
 
 @router.post("/{endpoint_id}/deliveries/{delivery_id}/skip", response_model=DeliveryOut)
-def skip(endpoint_id: str, delivery_id: int, session: SessionDep, settings: SettingsDep, client: TemporalDep):
+def skip(endpoint_id: str, delivery_id: DeliveryId, session: SessionDep, settings: SettingsDep, client: TemporalDep):
     """Gives up on one delivery (it stays recoverable): in FIFO mode, unblocks the events after it."""
     e = get_endpoint(session, endpoint_id)
     d = get_delivery(session, e, delivery_id)

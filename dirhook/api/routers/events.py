@@ -1,4 +1,5 @@
 import json
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
@@ -11,6 +12,7 @@ from dirhook.services.directories import get_directory
 from dirhook.services.scope import scoped
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
+CURSOR = re.compile(r"[0-9]{1,18}")
 
 
 @router.get("", response_model=ObjectPage)
@@ -18,7 +20,11 @@ def list_events(
     session: SessionDep,
     directory_id: str | None = None,
     organization_id: str | None = None,
-    after: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    after: Annotated[
+        str | None,
+        # The pattern is published; the route itself refuses anything else with its own message.
+        Query(description="next_cursor of the previous page", json_schema_extra={"pattern": f"^{CURSOR.pattern}$"}),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     type: Annotated[str | None, Query(description="only this event type")] = None,
 ):
@@ -30,8 +36,8 @@ def list_events(
     q = scoped(session, q, EventRow.organization_id, organization_id)
     if type:
         q = q.where(EventRow.type == type)
-    if after:
-        if not after.isdigit():
+    if after is not None:
+        if not CURSOR.fullmatch(after):  # ASCII digits, within a 64-bit row ID
             raise HTTPException(422, "after: not a cursor returned by this API")
         q = q.where(EventRow.pk > int(after))
     rows = session.execute(q).all()

@@ -125,7 +125,8 @@ def create_mapping(
     d = get_directory(session, directory_id)
     role = session.scalar(select(Role).where(Role.organization_id == d.organization_id, Role.slug == body.role))
     if role is None:
-        raise HTTPException(422, f"role: no role {body.role!r} in organization {d.organization_id}")
+        # A resource the body names, missing: 404, as for one the path names.
+        raise HTTPException(404, f"role: no role {body.role!r} in organization {d.organization_id}")
     if session.scalar(
         select(RoleMappingRow.id).where(
             RoleMappingRow.directory_id == d.id,

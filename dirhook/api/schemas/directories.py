@@ -5,14 +5,85 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
+from dirhook.normalize import GROUP_FIELDS, READ_ONLY_FIELDS, TRANSFORMS, USER_FIELDS
 from dirhook.providers.entra_config import EntraConfig
 from dirhook.providers.ldap import LdapConfig
+from dirhook.strict_json import StrictJsonModel
+
+# Where and how a stored secret is sent (dirhook.services.directory_rules.SECRET_TARGETS).
+LDAP_SECRET_TARGETS = ("url", "bind_dn", "start_tls", "verify_tls")
+ENTRA_SECRET_TARGETS = ("tenant_id", "client_id", "authority_host", "graph_base_url")
+
+_ABSENT: JsonValue = {"type": "null"}
+_GIVEN: JsonValue = {"not": {"type": "null"}}
+# The provider rule of _provider_settings, in the published schema (so a client, or a
+# fuzzer, knows which settings go with which provider).
+PROVIDER_SHAPES: list[JsonValue] = [
+    {
+        "title": "LDAP or Active Directory",
+        "required": ["ldap"],
+        "properties": {"provider": {"const": "ldap"}, "ldap": _GIVEN, "entra": _ABSENT, "client_secret": _ABSENT},
+    },
+    {
+        "title": "Microsoft Entra ID",
+        "required": ["provider", "entra", "client_secret"],
+        "properties": {
+            "provider": {"const": "entra"},
+            "entra": _GIVEN,
+            "client_secret": {"type": "string", "minLength": 1},
+            "ldap": _ABSENT,
+            "bind_password": _ABSENT,
+        },
+    },
+    {
+        "title": "SCIM (the IdP pushes)",
+        "required": ["provider"],
+        "properties": {
+            "provider": {"const": "scim"},
+            "ldap": _ABSENT,
+            "bind_password": _ABSENT,
+            "entra": _ABSENT,
+            "client_secret": _ABSENT,
+        },
+    },
+]
 
 
-class DirectoryIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _mapping_kind(fields: tuple[str, ...]) -> JsonValue:
+    targets: list[JsonValue] = [f for f in fields if f not in READ_ONLY_FIELDS]
+    transforms: list[JsonValue] = [*sorted(TRANSFORMS)]
+    return {
+        "type": "object",
+        "propertyNames": {"anyOf": [{"enum": targets}, {"pattern": r"^custom_attributes\..+"}]},
+        "additionalProperties": {
+            "type": "object",
+            "required": ["source"],
+            "additionalProperties": False,
+            "properties": {
+                "source": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                "transform": {"enum": transforms},
+            },
+        },
+    }
+
+
+# validate_mapping's rules (dirhook/normalize.py), published: per kind, which targets and transforms.
+MAPPING_SCHEMA: dict[str, JsonValue] = {
+    "additionalProperties": False,
+    "properties": {"user": _mapping_kind(USER_FIELDS), "group": _mapping_kind(GROUP_FIELDS)},
+}
+
+
+def _partial(model: type[BaseModel]) -> dict[str, JsonValue]:
+    """A PATCH of a provider's settings: any of its fields, none required."""
+    properties: JsonValue = model.model_json_schema()["properties"]
+    return {"additionalProperties": False, "properties": properties}
+
+
+class DirectoryIn(StrictJsonModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": PROVIDER_SHAPES})
 
     name: str = Field(min_length=1, max_length=200)
     organization_id: str | None = Field(default=None, description="defaults to the 'default' organization")
@@ -30,7 +101,9 @@ class DirectoryIn(BaseModel):
         "entra.credential 'certificate' its PEM (key and certificate); write-only",
     )
     attribute_mapping: dict[str, dict[str, Any]] | None = Field(
-        default=None, description="per kind (user/group): target field -> {source, transform}; laid over the defaults"
+        default=None,
+        json_schema_extra=MAPPING_SCHEMA,
+        description="per kind (user/group): target field -> {source, transform}; laid over the defaults",
     )
     sync_interval_seconds: int | None = Field(
         default=None,
@@ -58,16 +131,45 @@ class DirectoryIn(BaseModel):
         return self
 
 
-class DirectoryPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _secret_follows(settings: str, secret: str, moves: tuple[str, ...]) -> JsonValue:
+    # JSON Schema's if/then: naming one of these settings requires the secret.
+    named: list[JsonValue] = [{"required": [m]} for m in moves]
+    return {
+        "if": {"required": [settings], "properties": {settings: {"type": "object", "anyOf": named}}},
+        "then": {"required": [secret], "properties": {secret: {"type": "string"}}},
+    }
+
+
+class DirectoryPatch(StrictJsonModel):
+    # Stricter than the rule (which asks for the secret only when the value changes), so a
+    # request valid by the schema is never refused for it.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "allOf": [
+                _secret_follows("ldap", "bind_password", LDAP_SECRET_TARGETS),
+                _secret_follows("entra", "client_secret", ENTRA_SECRET_TARGETS),
+            ]
+        },
+    )
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    ldap: dict[str, Any] | None = Field(default=None, description="fields to change; the result is validated whole")
+    ldap: dict[str, Any] | None = Field(
+        default=None,
+        description="fields to change; the result is validated whole",
+        json_schema_extra=_partial(LdapConfig),
+    )
     bind_password: str | None = Field(default=None, description="write-only: never returned")
-    entra: dict[str, Any] | None = Field(default=None, description="Entra settings to change; validated whole")
+    entra: dict[str, Any] | None = Field(
+        default=None,
+        description="Entra settings to change; validated whole",
+        json_schema_extra=_partial(EntraConfig),
+    )
     client_secret: str | None = Field(default=None, description="a new Entra client secret; write-only")
-    attribute_mapping: dict[str, dict[str, Any]] | None = None
-    deletion_threshold_count: int | None = Field(default=None, ge=0, description="hold a pass deleting more (500)")
+    attribute_mapping: dict[str, dict[str, Any]] | None = Field(default=None, json_schema_extra=MAPPING_SCHEMA)
+    deletion_threshold_count: int | None = Field(
+        default=None, ge=0, le=2**31 - 1, description="hold a pass deleting more (500)"
+    )
     deletion_threshold_percent: float | None = Field(
         default=None, ge=0, le=100, description="… or more than this % of the directory (10)"
     )

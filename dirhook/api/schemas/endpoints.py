@@ -3,28 +3,50 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from dirhook.delivery.rules import DeliveryStatus
+from dirhook.endpoint_auth import HEADER_NAME_PATTERN, HEADER_VALUE_PATTERN, MAX_HEADER_VALUE, RESERVED_HEADERS
+from dirhook.models import EVENT_TYPES
+from dirhook.strict_json import StrictJsonModel
 from dirhook.subscriptions import validate_event_type_patterns
 
+# Published for clients; the validators refuse with messages of their own (scheme, host).
+URL_SCHEMA: dict[str, JsonValue] = {"pattern": r"^https?://[^\s/?#]+"}
+_RESERVED: list[JsonValue] = [*sorted(RESERVED_HEADERS)]
+HEADERS_SCHEMA: dict[str, JsonValue] = {
+    "propertyNames": {
+        "pattern": HEADER_NAME_PATTERN,
+        "not": {"anyOf": [{"enum": _RESERVED}, {"pattern": "^[Ww][Ee][Bb][Hh][Oo][Oo][Kk]-"}]},
+    },
+    "additionalProperties": {"type": "string", "pattern": HEADER_VALUE_PATTERN, "maxLength": MAX_HEADER_VALUE},
+}
 
-class EndpointSettings(BaseModel):
+# Exact types, a family (`user.*`) or everything: the patterns that match at least one type.
+EVENT_TYPE_PATTERNS = sorted({*EVENT_TYPES, *{t.split(".", 1)[0] + ".*" for t in EVENT_TYPES}, "*"})
+EventTypePattern = Annotated[str, Field(json_schema_extra={"enum": EVENT_TYPE_PATTERNS})]
+
+
+class EndpointSettings(StrictJsonModel):
     """What an endpoint receives and how; shared by creation and PATCH."""
 
     model_config = ConfigDict(extra="forbid")
 
     description: str | None = Field(default=None, max_length=500)
-    event_types: list[str] | None = Field(
+    event_types: list[EventTypePattern] | None = Field(
         default=None, description="exact types or wildcards like user.*; all when empty"
     )
     directory_ids: list[str] | None = Field(
         default=None, description="only these directories; all of the organization when empty"
     )
-    retry_schedule: list[float] | None = Field(
-        default=None, description="seconds to wait before each retry; default: 5s, 5m, 30m, 2h, 5h, 10h, 10h"
+    retry_schedule: list[Annotated[float, Field(ge=0, le=7 * 86400)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="seconds to wait before each retry; default: 5s, 5m, 30m, 2h, 5h, 10h, 10h",
     )
     rate_limit_per_second: float | None = Field(
         default=None, gt=0, le=10_000, description="messages per second at most"
@@ -46,6 +68,9 @@ class EndpointSettings(BaseModel):
         "(e.g. Authorization or X-Api-Key), at most 20; sealed at rest, never returned (only "
         "header_names), never logged. A PATCH replaces the whole set; {} removes them",
         max_length=20,
+        # validate_headers' rules, for clients (names reserved by dirhook are listed lowercase;
+        # names compare case-insensitively).
+        json_schema_extra=HEADERS_SCHEMA,
     )
     client_certificate: str | None = Field(
         default=None,
@@ -96,7 +121,7 @@ def _http_url(v: str) -> str:
 
 
 class EndpointIn(EndpointSettings):
-    url: str = Field(max_length=2048)
+    url: str = Field(max_length=2048, description="where deliveries go", json_schema_extra=URL_SCHEMA)
     organization_id: str | None = None
 
     @field_validator("url")
@@ -106,12 +131,15 @@ class EndpointIn(EndpointSettings):
 
 
 class EndpointPatch(EndpointSettings):
-    url: str | None = Field(default=None, max_length=2048)
+    # Absent: unchanged; an endpoint always has a URL, so null is refused (and not published).
+    url: Annotated[str, Field(max_length=2048, json_schema_extra=URL_SCHEMA)] | SkipJsonSchema[None] = None
 
     @field_validator("url")
     @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        return _http_url(v) if v is not None else None
+    def _url(cls, v: str | None) -> str:
+        if v is None:
+            raise ValueError("an endpoint always has a URL: leave url out to keep it")
+        return _http_url(v)
 
 
 class ClientCertificateOut(BaseModel):
@@ -167,14 +195,14 @@ class SecretRotated(BaseModel):
     previous_secret_expires_at: datetime = Field(description="until then, requests carry both signatures")
 
 
-class RotateIn(BaseModel):
+class RotateIn(StrictJsonModel):
     model_config = ConfigDict(extra="forbid")
     overlap_seconds: float | None = Field(
         default=None, ge=0, le=7 * 86400, description="how long the old secret keeps signing (24 h)"
     )
 
 
-class DisableIn(BaseModel):
+class DisableIn(StrictJsonModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(default="disabled by an operator", min_length=1, max_length=500)
 
@@ -185,19 +213,40 @@ class StateChangeOut(BaseModel):
     reason: str
 
 
-class RecoverIn(BaseModel):
+def _iso_text(value: object) -> object:
+    # JSON carries a time as an ISO 8601 string; a number is refused, not read as a Unix time.
+    if not isinstance(value, str | datetime):
+        raise ValueError("an ISO 8601 date and time, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+IsoDatetime = Annotated[datetime, Field(strict=False), BeforeValidator(_iso_text)]
+
+
+class RecoverIn(StrictJsonModel):
     model_config = ConfigDict(extra="forbid")
-    since: datetime = Field(
+    since: IsoDatetime = Field(
         description="requeue every delivery not yet succeeded (failed, skipped, retrying, "
-        "held) created since then, to be sent now"
+        "held) created since then, to be sent now",
     )
 
 
-class ReplayIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ReplayIn(StrictJsonModel):
+    # since_sequence or since (the route refuses neither), in the published schema too.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["since_sequence"], "properties": {"since_sequence": {"type": "integer"}}},
+                {"required": ["since"], "properties": {"since": {"type": "string"}}},
+            ]
+        },
+    )
     directory_id: str
-    since_sequence: int | None = Field(default=None, ge=0, description="events with a sequence at least this")
-    since: datetime | None = Field(default=None, description="events created at or after this")
+    since_sequence: int | None = Field(
+        default=None, ge=0, le=2**63 - 1, description="events with a sequence at least this"
+    )
+    since: IsoDatetime | None = Field(default=None, description="events created at or after this")
 
 
 class Requeued(BaseModel):

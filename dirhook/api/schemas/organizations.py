@@ -6,8 +6,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dirhook.strict_json import StrictJsonModel
 
-class OrganizationIn(BaseModel):
+
+class OrganizationIn(StrictJsonModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
 
@@ -18,7 +20,7 @@ class OrganizationOut(BaseModel):
     created_at: datetime
 
 
-class ApiKeyIn(BaseModel):
+class ApiKeyIn(StrictJsonModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200, description="what the key is for, e.g. 'HR portal'")
 

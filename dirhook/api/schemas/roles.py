@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from dirhook.strict_json import StrictJsonModel
 
 
-class RoleIn(BaseModel):
+class RoleIn(StrictJsonModel):
     model_config = ConfigDict(extra="forbid")
 
     slug: str = Field(pattern=r"^[a-z0-9][a-z0-9_.:-]{0,99}$", description="what receivers get, e.g. `admin`")
@@ -21,13 +24,15 @@ class RoleIn(BaseModel):
     organization_id: str | None = None
 
 
-class RolePatch(BaseModel):
+class RolePatch(StrictJsonModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    # Absent: unchanged. null is no value for these three (the route says so with 422), so the
+    # published schema does not offer it (SkipJsonSchema); description may be cleared with null.
+    name: Annotated[str, Field(min_length=1, max_length=200)] | SkipJsonSchema[None] = None
     description: str | None = Field(default=None, max_length=1000)
-    priority: int | None = Field(default=None, ge=-1000, le=1000)
-    is_default: bool | None = None
+    priority: Annotated[int, Field(ge=-1000, le=1000)] | SkipJsonSchema[None] = None
+    is_default: bool | SkipJsonSchema[None] = None
 
 
 class RoleOut(BaseModel):
@@ -41,7 +46,7 @@ class RoleOut(BaseModel):
     created_at: datetime
 
 
-class RoleMappingIn(BaseModel):
+class RoleMappingIn(StrictJsonModel):
     model_config = ConfigDict(extra="forbid")
 
     role: str = Field(description="the role's slug")

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
+
+from dirhook.strict_json import StrictJsonModel
 
 
-class LdapConfig(BaseModel):
+class LdapConfig(StrictJsonModel):
     """Connection settings of an LDAP or AD directory (the bind password is stored apart)."""
 
-    url: str = Field(description="ldap://host:port or ldaps://host:port")
+    url: str = Field(
+        description="ldap://host:port or ldaps://host:port", json_schema_extra={"pattern": r"^ldaps?://[^\s/?#]+/?$"}
+    )
     bind_dn: str = Field(description="DN (or user@domain on AD) to bind as")
     start_tls: bool = False
     verify_tls: bool = True
@@ -18,7 +22,11 @@ class LdapConfig(BaseModel):
     user_filter: str = "(objectClass=inetOrgPerson)"
     group_base_dn: str | None = Field(default=None, description="defaults to user_base_dn")
     group_filter: str = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"
-    flavour: str = Field(default="openldap", description="openldap | active_directory (attribute defaults)")
+    flavour: str = Field(
+        default="openldap",
+        description="openldap | active_directory (attribute defaults)",
+        json_schema_extra={"enum": ["openldap", "active_directory"]},
+    )
     live: bool = Field(
         default=True,
         description="a listener starts a pass on every change the server announces "
