@@ -57,7 +57,7 @@ def test_schemathesis_finds_nothing_against_the_embedded_stack(tmp_path):
                 "--no-color",
             ],
             env={**os.environ, "PYTHONPATH": str(ROOT), "SCHEMATHESIS_HOOKS": "tests.support.schemathesis_hooks"},
-            cwd=ROOT,
+            cwd=tmp_path,  # schemathesis keeps its cache in the working directory
             capture_output=True,
             text=True,
             timeout=1000,

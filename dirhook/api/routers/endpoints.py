@@ -54,8 +54,9 @@ from dirhook.ssrf import UnsafeURL, check_url
 from dirhook.subscriptions import endpoint_wants
 
 router = APIRouter(prefix="/v1/endpoints", tags=["endpoints"])
-# A delivery's ID: a database row ID, so at most what a 64-bit integer column holds.
-DeliveryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the delivery's id")]
+# A delivery's ID: a row ID, bounded by 2**53 (the largest integer a JSON number holds exactly;
+# 2**63 - 1 would be published as a float that rounds above it).
+DeliveryId = Annotated[int, Path(ge=1, le=2**53, description="the delivery's id")]
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
@@ -348,7 +349,7 @@ def list_deliveries(
     endpoint_id: str,
     session: SessionDep,
     limit: Limit = 100,
-    after: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="next_cursor of the previous page")] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**53, description="next_cursor of the previous page")] = None,
     status: DeliveryStatus | None = None,
     event_id: str | None = None,
 ):

@@ -243,9 +243,7 @@ class ReplayIn(StrictJsonModel):
         },
     )
     directory_id: str
-    since_sequence: int | None = Field(
-        default=None, ge=0, le=2**63 - 1, description="events with a sequence at least this"
-    )
+    since_sequence: int | None = Field(default=None, ge=0, le=2**53, description="events with a sequence at least this")
     since: IsoDatetime | None = Field(default=None, description="events created at or after this")
 
 
