@@ -54,8 +54,7 @@ from dirhook.ssrf import UnsafeURL, check_url
 from dirhook.subscriptions import endpoint_wants
 
 router = APIRouter(prefix="/v1/endpoints", tags=["endpoints"])
-# A delivery's ID: a row ID, bounded by 2**53 (the largest integer a JSON number holds exactly;
-# 2**63 - 1 would be published as a float that rounds above it).
+# A row ID, at most 2**53: the largest integer a JSON number holds exactly (2**63 - 1 is not).
 DeliveryId = Annotated[int, Path(ge=1, le=2**53, description="the delivery's id")]
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
