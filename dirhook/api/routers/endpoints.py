@@ -6,7 +6,7 @@ to the loop through ``in_loop``.
 """
 
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from sqlalchemy import func, insert, select, update
@@ -45,12 +45,12 @@ from dirhook.db.schema import (
 )
 from dirhook.delivery.rules import OPEN_STATUSES, DeliveryStatus
 from dirhook.delivery.store import health_of
-from dirhook.endpoint_auth import describe_certificate, encode_headers, header_names
+from dirhook.endpoint_auth import describe_certificate, header_names
 from dirhook.endpoint_state import rotate_secret, set_enabled
 from dirhook.ids import new_id
+from dirhook.services.endpoint_rules import check_directories, check_scheme, guard_url, write_only
 from dirhook.services.scope import resolve_organization, scoped
 from dirhook.signing import generate_secret
-from dirhook.ssrf import UnsafeURL, check_url
 from dirhook.subscriptions import endpoint_wants
 
 router = APIRouter(prefix="/v1/endpoints", tags=["endpoints"])
@@ -75,22 +75,6 @@ def endpoint_out(e: Endpoint) -> EndpointOut:
     )
 
 
-def check_scheme(url: str, settings: Settings) -> None:
-    if url.lower().startswith("http://") and not settings.allow_http_endpoints:
-        raise HTTPException(
-            422,
-            "url: http:// endpoints are refused (events, signatures and custom headers would travel "
-            "in clear); use https://, or set DIRHOOK_ALLOW_HTTP_ENDPOINTS=true",
-        )
-
-
-def write_only(values: dict[str, Any]) -> dict[str, Any]:
-    """The write-only fields as they are stored: headers as JSON ({} and null: none)."""
-    if "headers" in values:
-        values["headers"] = encode_headers(values["headers"]) if values["headers"] else None
-    return values
-
-
 def get_endpoint(session: Session, endpoint_id: str) -> Endpoint:
     e = session.get(Endpoint, endpoint_id)
     if e is None or not visible(session, e.organization_id):
@@ -103,22 +87,6 @@ def get_delivery(session: Session, endpoint: Endpoint, delivery_id: int) -> Deli
     if d is None or d.endpoint_id != endpoint.id:
         raise HTTPException(404, f"delivery {delivery_id} of endpoint {endpoint.id} not found")
     return d
-
-
-async def guard_url(url: str, settings: Settings) -> None:
-    try:
-        await check_url(url, settings.allow_private_endpoints)
-    except UnsafeURL as exc:
-        raise HTTPException(422, f"url: {exc}") from None
-
-
-def check_directories(session: Session, organization_id: str, directory_ids: list[str] | None) -> None:
-    for directory_id in directory_ids or ():
-        d = session.get(Directory, directory_id)
-        if d is None or d.organization_id != organization_id:
-            raise HTTPException(  # a resource the body names, missing: 404, as for the path
-                404, f"directory_ids: {directory_id} is not a directory of organization {organization_id}"
-            )
 
 
 async def wake(client: Client, settings: Settings, endpoint_id: str) -> None:
