@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     scim_max_page_size: int = 1000
     scim_rate_limit_per_second: float = 100.0
     scim_rate_limit_burst: float = 200.0
+    # Operations one /Bulk request may carry (announced as bulk.maxOperations); each counts
+    # against the rate limit like a request of its own.
+    scim_bulk_max_operations: int = Field(default=100, ge=1)
+    # Resources scim2-models may evaluate for a filter or sortBy dirhook's SQL cannot answer
+    # (dirhook/scim/query.py); beyond, the search answers 400 tooMany (RFC 7644 §3.12).
+    scim_filter_scan_limit: int = Field(default=10_000, ge=1)
 
     # A SCIM write waits at most this long for its directory (a sync pass holding it) before
     # it answers 503 with Retry-After; passes wait as long as it takes.

@@ -172,33 +172,6 @@ class Group(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class ScimResource(Base):
-    """What an IdP pushed to a SCIM directory, as SCIM resources: the storage of the SCIM
-    protocol (dirhook/scim). The normalized users and groups are derived from these by
-    the sync engine, like from any other source."""
-
-    __tablename__ = "scim_resources"
-    __table_args__ = (
-        UniqueConstraint("directory_id", "resource_type", "unique_key"),
-        Index("ix_scim_resources_match", "directory_id", "resource_type", "match_key"),
-        Index("ix_scim_resources_external", "directory_id", "resource_type", "external_id"),
-    )
-
-    directory_id: Mapped[str] = mapped_column(ForeignKey("directories.id", ondelete="CASCADE"), primary_key=True)
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    resource_type: Mapped[str] = mapped_column(String(20))
-    # userName (User) or displayName (Group), as SCIM compares it (case-folded): the
-    # IdPs' existence checks (`userName eq "…"`) read this index.
-    match_key: Mapped[str | None] = mapped_column(String(512), default=None)
-    # The same for attributes whose uniqueness is "server" (userName); NULL for groups.
-    unique_key: Mapped[str | None] = mapped_column(String(512), default=None)
-    external_id: Mapped[str | None] = mapped_column(String(255), default=None)
-    body: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    version: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
 class Membership(Base):
     __tablename__ = "memberships"
     __table_args__ = (Index("ix_memberships_user", "user_id"),)

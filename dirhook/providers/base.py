@@ -42,6 +42,10 @@ class Changes:
     # deletion detection (None when the source reports deletions itself).
     user_ids: Any = None
     group_ids: Any = None
+    # Sources told of single membership changes (a SCIM PATCH of a group's members): by
+    # group reference, the member references (added, removed). Only those members are
+    # recomputed; the group's other members are not read.
+    member_changes: dict[str, tuple[set[str], set[str]]] = field(default_factory=dict)
     # Sources that are told of deletions (SCIM DELETE, Graph's @removed, syncrepl's
     # syncIdSet) name them: external ids.
     deleted_user_ids: set[str] = field(default_factory=set)

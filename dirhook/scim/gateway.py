@@ -35,6 +35,7 @@ from dirhook.config import Settings
 from dirhook.db.schema import Directory
 from dirhook.directory_lock import DirectoryBusy, DirectoryLocks
 from dirhook.providers.base import Changes
+from dirhook.scim.handler import DirectoryScimHandler
 from dirhook.scim.storage import DirectoryScimStorage
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def build_provider(settings: Settings) -> ScimProvider:
     config.change_password.supported = False  # passwords are never stored, so never changed
     config.filter.max_results = settings.scim_max_page_size
     config.bulk.max_payload_size = settings.scim_max_body_bytes
+    config.bulk.max_operations = settings.scim_bulk_max_operations
     config.authentication_schemes = [BEARER]
     config.documentation_uri = None
     return ScimProvider.from_discovery(
@@ -73,6 +75,7 @@ class DirectoryScimApplication(ASGIApplication):
 
     def __init__(self, base_path: str, storage: DirectoryScimStorage, provider: ScimProvider, service: ScimService):
         super().__init__(storage, provider, service)
+        self.handler = DirectoryScimHandler(self.service, storage)
         self.base_path = base_path
 
     # Static in the library; here each directory's application has its own base path, and the
@@ -127,15 +130,15 @@ class TokenBucket:
         self.rate, self.burst = rate, burst
         self.tokens, self.stamp = burst, time.monotonic()
 
-    def take(self) -> float:
-        """0 if the request may go, else the seconds until it could."""
+    def take(self, cost: float = 1) -> float:
+        """0 if the request may go (its cost is taken), else the seconds until it could."""
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
+        if self.tokens >= cost:
+            self.tokens -= cost
             return 0.0
-        return (1 - self.tokens) / self.rate
+        return (cost - self.tokens) / self.rate
 
 
 async def send_error(
@@ -158,6 +161,17 @@ async def send_error(
         }
     )
     await send({"type": "http.response.body", "body": raw})
+
+
+def bulk_operations(body: bytes) -> int:
+    """How many operations a /Bulk body carries (0 when it is not one: scim2-server then
+    answers the malformed body)."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return 0
+    operations = parsed.get("Operations") if isinstance(parsed, dict) else None
+    return len(operations) if isinstance(operations, list) else 0
 
 
 class ScimGateway:
@@ -191,6 +205,7 @@ class ScimGateway:
                 project,
                 self.locks,
                 self.settings.directory_write_wait_seconds,
+                self.settings.scim_filter_scan_limit,
             )
             app = self.apps[directory_id] = DirectoryScimApplication(
                 f"{root}/v2/{directory_id}", storage, self.provider, self.service
@@ -243,6 +258,29 @@ class ScimGateway:
         if len(body) > limit:
             await send_error(send, 413, f"the body is over {limit} bytes")
             return
+
+        if scope["method"] == "POST" and rest.rstrip("/").endswith("/Bulk"):
+            operations = bulk_operations(body)
+            if operations > self.settings.scim_bulk_max_operations:
+                await send_error(
+                    send,
+                    413,
+                    f"the bulk request has {operations} operations, more than the maxOperations "
+                    f"({self.settings.scim_bulk_max_operations}) this service announces; nothing was done",
+                    "tooMany",
+                )
+                return
+            # Each operation is a request against the directory's rate limit (the first was taken).
+            wait = bucket.take(operations - 1) if operations > 1 else 0.0
+            if wait:
+                await send_error(
+                    send,
+                    429,
+                    f"a bulk request of {operations} operations is over this directory's rate limit "
+                    f"({self.settings.scim_rate_limit_per_second:g} operations per second); nothing was done",
+                    headers={"retry-after": str(max(1, round(wait)))},
+                )
+                return
 
         async def replay() -> dict[str, Any]:
             return {"type": "http.request", "body": body, "more_body": False}

@@ -83,12 +83,3 @@ def group_record(body: Mapping[str, Any]) -> dict[str, list[Any]]:
     _put(record, "externalId", body.get("externalId"))
     record["members"] = [m["value"] for m in body.get("members") or [] if m.get("value")]
     return record
-
-
-def without_members(body: dict[str, Any], member_id: str) -> dict[str, Any] | None:
-    """The group without that member, or None if it was not one."""
-    members = body.get("members") or []
-    kept = [m for m in members if m.get("value") != member_id]
-    if len(kept) == len(members):
-        return None
-    return {**body, "members": kept}

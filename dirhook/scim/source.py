@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dirhook.db.schema import ScimResource
+from dirhook.db.scim_tables import ScimMember, ScimResource
 from dirhook.providers.base import Changes, SourceEntry
 from dirhook.scim.records import group_record, user_record
 
@@ -36,7 +36,17 @@ class ScimStoreSource:
                 .where(ScimResource.directory_id == self.directory_id, ScimResource.resource_type == resource_type)
                 .order_by(ScimResource.id)
             ).all()
+            members: dict[str, list[dict[str, str]]] = {}
+            if resource_type == "Group":
+                for group_id, member_id in s.execute(
+                    select(ScimMember.group_id, ScimMember.member_id).where(
+                        ScimMember.directory_id == self.directory_id
+                    )
+                ):
+                    members.setdefault(group_id, []).append({"value": member_id})
         for resource_id, body in rows:
+            if resource_type == "Group":
+                body = {**body, "members": members.get(resource_id, [])}
             yield SourceEntry(ref=resource_id, attributes=record(body))
 
     def changes(self, cursor: dict[str, Any] | None, full: bool) -> Changes:

@@ -78,6 +78,8 @@ class SyncEngine:
         seen_users, processed = self._read_users(changes, fetched_ids, members_by_ref)
         if not changes.full and fetched_ids:
             processed |= self._recompute_members(changes, fetched_ids, members_by_ref, processed)
+        if changes.member_changes:
+            processed |= self._apply_member_changes(changes.member_changes)
         gone_users = self._delete_missing_users(changes, seen_users)
         # Consequences: users whose groups changed through a group, and managers that
         # appeared later in the stream.
@@ -242,6 +244,30 @@ class SyncEngine:
             )
         self._reprocess(affected - processed - doomed, fetched_ids, members_by_ref)
         return affected
+
+    def _apply_member_changes(self, member_changes: dict[str, tuple[set[str], set[str]]]) -> set[str]:
+        """4b. Members a source added to or removed from a group, one group at a time: only
+        those users are recomputed (their other groups stay as stored)."""
+        by_ref = {g.source_ref: gid for gid, g in self.ctx.groups.items() if g.source_ref}
+        done: set[str] = set()
+        for group_ref, (added, removed) in sorted(member_changes.items()):
+            gid = by_ref.get(reference_key(group_ref) or "")
+            if gid is None:  # not projected (yet): the directory's next full pass brings it
+                self.result.warnings.append(f"membership change of unknown group {group_ref}: left to the next pass")
+                continue
+            joining = {key for ref in added if (key := reference_key(ref))}
+            named = joining | {key for ref in removed if (key := reference_key(ref))}
+            with self.sessions() as s:
+                users = {
+                    uid
+                    for part in chunks(sorted(named), 500)
+                    for uid in s.scalars(
+                        select(User.id).where(User.directory_id == self.directory_id, User.source_ref.in_(part))
+                    )
+                }
+            self._reprocess(users, {gid}, {key: {gid} for key in joining})
+            done |= users
+        return done
 
     def _delete_missing_users(self, changes: Changes, seen: set[str]) -> set[str]:
         """5. User deletions; returns the ids deleted."""

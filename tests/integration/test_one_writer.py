@@ -11,7 +11,7 @@ import time
 import pytest
 from sqlalchemy import delete
 
-from dirhook.db.schema import ScimResource
+from dirhook.db.scim_tables import ScimResource
 from dirhook.directory_lock import DirectoryBusy, DirectoryLocks
 from tests.support.e2e_helpers import all_events
 from tests.support.histories import record

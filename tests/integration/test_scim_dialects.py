@@ -178,8 +178,8 @@ async def test_a_full_pass_reconciles_what_a_projection_missed(stack, receiver):
     between the two) reaches receivers with the next full pass, and nothing else does."""
     from datetime import datetime
 
-    from dirhook.db.schema import ScimResource
-    from dirhook.scim.storage import version_of
+    from dirhook.db.scim_tables import ScimResource
+    from dirhook.scim.index import version_of
     from tests.support.e2e_helpers import sync
 
     scim, _endpoint, route = await scim_directory(stack, receiver)
