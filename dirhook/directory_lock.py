@@ -84,9 +84,22 @@ class DirectoryLocks:
 
     @asynccontextmanager
     async def hold_async(self, directory_id: str, wait_seconds: float, caller: str) -> AsyncIterator[float]:
-        """``hold`` for the event loop: the waiting happens in a thread."""
+        """``hold`` for the event loop. Each try runs in a thread, the waits between tries on
+        the loop: waiters never sit in the default thread pool (a few threads on a small
+        machine), where the holder's own database work must still find one."""
         started = time.monotonic()
-        release = await asyncio.to_thread(self._acquire, directory_id, started, wait_seconds, lambda: None)
+        try_once, release = self._locker(directory_id)
+        pause = POLL_FIRST
+        try:
+            while not await asyncio.to_thread(try_once):
+                waited = time.monotonic() - started
+                if waited >= wait_seconds:
+                    raise DirectoryBusy(directory_id, waited)
+                await asyncio.sleep(min(pause, max(0.0, wait_seconds - waited)))
+                pause = min(pause * 2, POLL_MAX)
+        except BaseException:  # busy, the database gone, or the request cancelled: hold nothing
+            await asyncio.to_thread(release, acquired=False)
+            raise
         waited = time.monotonic() - started
         DIRECTORY_LOCK_WAIT.labels(caller).observe(waited)
         try:
@@ -94,15 +107,17 @@ class DirectoryLocks:
         finally:
             await asyncio.to_thread(release)
 
+    def _locker(self, directory_id: str) -> tuple[Callable[[], bool], Release]:
+        if self.postgres:
+            return self._postgres(directory_id)
+        if self._folder is not None:
+            return self._file(directory_id)
+        return self._process(directory_id)
+
     def _acquire(
         self, directory_id: str, started: float, budget: float | None, waiting: Callable[[], None]
     ) -> Callable[[], None]:
-        if self.postgres:
-            try_once, release = self._postgres(directory_id)
-        elif self._folder is not None:
-            try_once, release = self._file(directory_id)
-        else:
-            try_once, release = self._process(directory_id)
+        try_once, release = self._locker(directory_id)
         pause = POLL_FIRST
         try:
             while not try_once():

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -30,7 +31,7 @@ from scim2_server.storage import AsyncScimStorage, SearchPage
 from scim2_server.utils import parametrize
 from sqlalchemy.orm import Session, sessionmaker
 
-from dirhook.directory_lock import DirectoryLocks
+from dirhook.directory_lock import DirectoryBusy, DirectoryLocks
 from dirhook.providers.base import Changes, SourceEntry
 from dirhook.scim.records import group_record, user_record
 from dirhook.scim.rows import ScimRows, Stored
@@ -82,6 +83,9 @@ class DirectoryScimStorage(AsyncScimStorage):
         # The task holding the directory for a read-modify-write (a PATCH or PUT reads,
         # applies and writes back under one hold): its own writes do not take it again.
         self._holder: ContextVar[bool] = ContextVar(f"scim-writer-{directory_id}", default=False)
+        # This process's writers of the directory queue here, in order, and only the first
+        # polls the directory lock.
+        self._turn = asyncio.Lock()
 
     # -- reading: no lock (a page is one consistent SELECT), off the event loop ----------------------
     def _resource(self, resource_type: ResourceType, body: dict[str, Any]) -> Resource[Any]:
@@ -155,16 +159,25 @@ class DirectoryScimStorage(AsyncScimStorage):
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[None]:
         """Hold the directory (one writer: dirhook/directory_lock.py) for the block, unless
-        this task holds it already."""
+        this task holds it already; within the directory's write wait, else DirectoryBusy."""
         if self._holder.get():
             yield
             return
-        async with self.locks.hold_async(self.directory_id, self.wait_seconds, "scim"):
-            token = self._holder.set(True)
-            try:
-                yield
-            finally:
-                self._holder.reset(token)
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(self._turn.acquire(), self.wait_seconds)
+        except TimeoutError:
+            raise DirectoryBusy(self.directory_id, time.monotonic() - started) from None
+        try:
+            left = max(0.01, self.wait_seconds - (time.monotonic() - started))
+            async with self.locks.hold_async(self.directory_id, left, "scim"):
+                token = self._holder.set(True)
+                try:
+                    yield
+                finally:
+                    self._holder.reset(token)
+        finally:
+            self._turn.release()
 
     def _entry(self, resource_type: str, body: dict[str, Any]) -> SourceEntry:
         record = user_record(body) if resource_type == "User" else group_record(body)
