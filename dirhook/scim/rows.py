@@ -259,22 +259,24 @@ class ScimRows:
     ) -> tuple[dict[str, dict[str, Any]], set[str], int, bool]:
         """What a whole member list changes of the stored one: (added, removed, new revision,
         whether a group was among the removed)."""
-        current: dict[str, tuple[str | None, str | None]] = {}
-        if row is not None:
-            current = {
-                m: (t, d)
-                for m, t, d in s.execute(
-                    select(ScimMember.member_id, ScimMember.member_type, ScimMember.display).where(
-                        ScimMember.directory_id == self.directory_id, ScimMember.group_id == group_id
-                    )
-                )
-            }
+        current = self._current_members(s, group_id) if row is not None else {}
         self._type_members(s, wanted)
         added = {m: r for m, r in wanted.items() if current.get(m) != (r["member_type"], r["display"])}
         removed = current.keys() - wanted.keys()
         revision = row.members_revision if row is not None else 0
         nesting = any(current[m][0] == "Group" for m in removed)
         return added, removed, revision + 1 if added or removed else revision, nesting
+
+    def _current_members(
+        self, s: Session, group_id: str, only: set[str] | None = None
+    ) -> dict[str, tuple[str | None, str | None]]:
+        """The group's stored members (of ``only``, when given): id → (type, display)."""
+        q = select(ScimMember.member_id, ScimMember.member_type, ScimMember.display).where(
+            ScimMember.directory_id == self.directory_id, ScimMember.group_id == group_id
+        )
+        if only is not None:
+            q = q.where(ScimMember.member_id.in_(only))
+        return {m: (t, d) for m, t, d in s.execute(q)}
 
     def _type_members(self, s: Session, members: dict[str, dict[str, Any]]) -> None:
         """Members given without a type get the type of the resource they name (for $ref)."""
@@ -330,16 +332,7 @@ class ScimRows:
         with self.sessions.begin() as s:
             row = self._existing(s, "Group", group_id, expected_version)
             named = set(add) | remove
-            current = {
-                m: (t, d)
-                for m, t, d in s.execute(
-                    select(ScimMember.member_id, ScimMember.member_type, ScimMember.display).where(
-                        ScimMember.directory_id == self.directory_id,
-                        ScimMember.group_id == group_id,
-                        ScimMember.member_id.in_(named),
-                    )
-                )
-            }
+            current = self._current_members(s, group_id, named)
             self._type_members(s, add)
             added = {
                 m: r for m, r in add.items() if m not in remove and current.get(m) != (r["member_type"], r["display"])
