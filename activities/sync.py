@@ -31,6 +31,7 @@ from dirhook.errors import DirectoryNotFound, DirhookError, as_application_error
 from dirhook.metrics import SYNC_OBJECTS_READ, SYNC_PASS_DURATION
 from dirhook.providers.base import DirectorySource
 from dirhook.providers.factory import build_source, mapping_for
+from dirhook.scim import deprovisions
 from dirhook.sync import SyncEngine
 from dirhook.sync_control import DirectoryRef, request_sync
 from dirhook.temporal import wake_dispatcher
@@ -164,8 +165,18 @@ class SyncActivities:
 
         try:
             engine = self._engine(req.directory_id, mapping, thresholds, on_progress, on_commit)
-            if req.mode == SyncMode.APPLY_HELD_DELETIONS:
+            if req.mode == SyncMode.DEPROVISIONS:
+                result = deprovisions.settle(
+                    self.sessions,
+                    req.directory_id,
+                    thresholds,
+                    self.settings.scim_deprovision_window_seconds,
+                    engine.run,
+                )
+            elif req.mode == SyncMode.APPLY_HELD_DELETIONS:
                 result = engine.apply_held_deletions()
+                if held := deprovisions.held_ids(self.sessions, req.directory_id):
+                    result = result.absorb(deprovisions.apply(self.sessions, req.directory_id, held, engine.run))
             elif recompute:
                 result = engine.recompute()
             else:
@@ -336,12 +347,12 @@ class SyncActivities:
 
     @activity.defn(name="discard_held_deletions")
     def discard_held_deletions(self, directory_id: str) -> int:
-        """An operator rejected: forget the held deletions (the next pass finds them again)."""
-        with (
-            self.locks.hold(directory_id, None, "reject_deletions", waiting=activity.heartbeat),
-            self.sessions.begin() as s,
-        ):
-            return rowcount(s.execute(delete(HeldDeletion).where(HeldDeletion.directory_id == directory_id)))
+        """An operator rejected: forget a pass's held deletions (the next pass finds them
+        again), and restore the held deprovisions an IdP pushed as they were."""
+        with self.locks.hold(directory_id, None, "reject_deletions", waiting=activity.heartbeat):
+            with self.sessions.begin() as s:
+                forgotten = rowcount(s.execute(delete(HeldDeletion).where(HeldDeletion.directory_id == directory_id)))
+            return forgotten + deprovisions.restore(self.sessions, directory_id)
 
     def _finish(self, run_id: int, status: str, error: str | None, counts: dict[str, Any]) -> None:
         with self.sessions.begin() as s:

@@ -115,6 +115,14 @@ class Settings(BaseSettings):
     # Resources scim2-models may evaluate for a filter or sortBy dirhook's SQL cannot answer
     # (dirhook/scim/query.py); beyond, the search answers 400 tooMany (RFC 7644 §3.12).
     scim_filter_scan_limit: int = Field(default=10_000, ge=1)
+    # Deletion protection for pushes (dirhook/scim/deprovisions.py): a SCIM directory's
+    # deprovisions are counted over this window against its deletion threshold, and applied
+    # once the pushes pause this long (at most after the maximum wait).
+    scim_deprovision_window_seconds: float = Field(default=600.0, gt=0)
+    scim_deprovision_quiet_seconds: float = Field(default=10.0, gt=0)
+    scim_deprovision_max_wait_seconds: float = Field(default=60.0, gt=0)
+    # Deactivations (active: false, how Okta and Entra deprovision) count and are held too.
+    scim_guard_deactivations: bool = True
 
     # A SCIM write waits at most this long for its directory (a sync pass holding it) before
     # it answers 503 with Retry-After; passes wait as long as it takes.

@@ -21,10 +21,13 @@ class SyncMode(StrEnum):
     RECOMPUTE = "recompute"  # users recomputed from stored data (after a mapping or role change)
     # Not a request anyone queues: the pass an operator's approval of held deletions runs.
     APPLY_HELD_DELETIONS = "apply_held_deletions"
+    # A SCIM directory's pushed deprovisions, settled in one batch once the pushes pause
+    # (applied, or held like a pass's deletions: dirhook/scim/deprovisions.py).
+    DEPROVISIONS = "deprovisions"
 
 
 # The modes that read nothing from the directory.
-OFFLINE_MODES = (SyncMode.RECOMPUTE, SyncMode.APPLY_HELD_DELETIONS)
+OFFLINE_MODES = (SyncMode.RECOMPUTE, SyncMode.APPLY_HELD_DELETIONS, SyncMode.DEPROVISIONS)
 
 
 class SyncState(StrEnum):
@@ -68,6 +71,10 @@ class SyncRequest:
     # How long a pass may go without a heartbeat before Temporal hands it to another
     # worker (one heartbeat per committed chunk of users).
     heartbeat_timeout_seconds: float = 120.0
+    # A deprovisions pass waits until no new deprovision came for ``quiet`` seconds, and at
+    # most ``max_wait`` seconds, so a burst is judged as one.
+    deprovision_quiet_seconds: float = 10.0
+    deprovision_max_wait_seconds: float = 60.0
 
 
 @dataclass

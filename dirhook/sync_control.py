@@ -57,6 +57,8 @@ async def request_sync(
             mode=None,
             delivery_task_queue=settings.delivery_task_queue,
             heartbeat_timeout_seconds=settings.sync_heartbeat_timeout_seconds,
+            deprovision_quiet_seconds=settings.scim_deprovision_quiet_seconds,
+            deprovision_max_wait_seconds=settings.scim_deprovision_max_wait_seconds,
         ),
         id=t.sync_workflow_id(d.id),
         task_queue=settings.sync_task_queue,

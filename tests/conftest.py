@@ -196,6 +196,10 @@ async def stack(request, temporal_env, tmp_path_factory, graph):
         metrics_cache_seconds=0,
         scim_rate_limit_per_second=1000.0,
         scim_rate_limit_burst=2000.0,
+        # Pushed deprovisions settle after 2 s without another (10 s in production): the SCIM
+        # tests wait for their deletions that much less.
+        scim_deprovision_quiet_seconds=2.0,
+        scim_deprovision_max_wait_seconds=20.0,
     )
     migrate(url)
     client = Client(

@@ -8,6 +8,7 @@ request wins over an incremental one), and two passes of a directory never overl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, cast
 
@@ -35,6 +36,7 @@ class DirectorySyncWorkflow:
         self._status: SyncStatus | None = None
         self._decision: bool | None = None
         self._decision_outcome: str | None = None
+        self._deprovisions_asked = 0  # deprovision requests received (they collapse in _queued)
 
     # -- deletion protection: an operator approves or rejects held deletions -------------------
     @workflow.update
@@ -60,6 +62,8 @@ class DirectorySyncWorkflow:
         """incremental | full | recompute (users recomputed from stored data, after a change
         of mappings or roles). Requests made while a pass runs collapse into the next one."""
         self._queued.add(mode)
+        if mode == SyncMode.DEPROVISIONS:
+            self._deprovisions_asked += 1
         if self._status:
             self._status.queued = sorted(self._queued)
 
@@ -67,10 +71,11 @@ class DirectorySyncWorkflow:
         # A full pass reads every user again through the current mappings: it does all a
         # recompute or an incremental pass would.
         if SyncMode.FULL in self._queued:
-            self._absorbed = self._queued - {SyncMode.FULL}
-            self._queued.clear()
+            # Pushed deprovisions are not the directory's to read: they stay queued.
+            self._absorbed = self._queued - {SyncMode.FULL, SyncMode.DEPROVISIONS}
+            self._queued -= self._absorbed | {SyncMode.FULL}
             return SyncMode.FULL
-        for mode in (SyncMode.RECOMPUTE, SyncMode.INCREMENTAL):
+        for mode in (SyncMode.RECOMPUTE, SyncMode.INCREMENTAL, SyncMode.DEPROVISIONS):
             if mode in self._queued:
                 self._queued.discard(mode)
                 return mode
@@ -150,6 +155,31 @@ class DirectorySyncWorkflow:
         workflow.set_current_details(self._details())
         return events
 
+    def _another_deprovision(self) -> Callable[[], bool]:
+        """Whether a deprovision request arrives after this call."""
+        seen = self._deprovisions_asked
+        return lambda: self._deprovisions_asked != seen
+
+    async def _settle_deprovisions(self, req: SyncRequest) -> None:
+        """Wait, visibly, until the IdP's deprovisions pause, so a burst is judged as one."""
+        s = self._s
+        s.progress = {"stage": "waiting for the IdP's deprovisions to pause"}
+        workflow.set_current_details(self._details())
+        started = workflow.now()
+        while True:
+            left = req.deprovision_max_wait_seconds - (workflow.now() - started).total_seconds()
+            if left <= 0:
+                break
+            try:
+                await workflow.wait_condition(
+                    self._another_deprovision(),
+                    timeout=timedelta(seconds=min(req.deprovision_quiet_seconds, left)),
+                )
+            except TimeoutError:
+                break
+        self._queued.discard(SyncMode.DEPROVISIONS)  # this pass settles those too
+        s.queued = sorted(self._queued)
+
     @workflow.run
     async def run(self, req: SyncRequest) -> SyncStatus:
         self._status = SyncStatus(directory_id=req.directory_id)
@@ -169,6 +199,8 @@ class DirectorySyncWorkflow:
             s.state, s.mode, s.queued, s.progress = SyncState.RUNNING, mode, sorted(self._queued), {}
             s.passes += 1
             workflow.set_current_details(self._details())
+            if mode == SyncMode.DEPROVISIONS:
+                await self._settle_deprovisions(req)
             try:
                 s.last_result = await workflow.execute_activity_method(
                     SyncActivities.run_pass,
@@ -227,6 +259,8 @@ class DirectorySyncWorkflow:
                         req.delivery_task_queue,
                         carried=sorted(self._queued),
                         heartbeat_timeout_seconds=req.heartbeat_timeout_seconds,
+                        deprovision_quiet_seconds=req.deprovision_quiet_seconds,
+                        deprovision_max_wait_seconds=req.deprovision_max_wait_seconds,
                     )
                 )
         if failed is not None:

@@ -35,7 +35,7 @@ from dirhook.db import secrets
 from dirhook.db.engine import check_schema, make_sessionmaker, open_database
 from dirhook.metrics import DatabaseCollector
 from dirhook.scim.gateway import ScimGateway
-from dirhook.scim.projection import make_projector
+from dirhook.scim.projection import make_projector, make_settler
 from dirhook.services.errors import RequestError
 from dirhook.temporal import tls_config
 
@@ -104,7 +104,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # SCIM: each directory's own bearer token, checked by the gateway; SCIM errors, not FastAPI's.
     app.mount(
         "/scim",
-        ScimGateway(app.state.sessions, settings, make_projector(app.state.sessions, settings, app.state.temporal.get)),
+        ScimGateway(
+            app.state.sessions,
+            settings,
+            make_projector(app.state.sessions, settings, app.state.temporal.get),
+            make_settler(app.state.sessions, settings, app.state.temporal.get),
+        ),
     )
     app.state.metrics = CollectorRegistry()
     app.state.metrics.register(DatabaseCollector(app.state.sessions, settings.metrics_cache_seconds))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dirhook.db.schema import Base, utcnow
@@ -24,8 +24,9 @@ class ScimResource(Base):
         UniqueConstraint("directory_id", "resource_type", "unique_key"),
         Index("ix_scim_resources_match", "directory_id", "resource_type", "match_key"),
         Index("ix_scim_resources_external", "directory_id", "resource_type", "external_id"),
-        # A page in the default order (by id), and IdPs' `meta.lastModified gt …` polls.
-        Index("ix_scim_resources_order", "directory_id", "resource_type", "id"),
+        # A page in the default order (by id; hidden users skipped inside the index), and
+        # IdPs' `meta.lastModified gt …` polls.
+        Index("ix_scim_resources_order", "directory_id", "resource_type", "id", "hidden_since"),
         Index("ix_scim_resources_modified", "directory_id", "resource_type", "updated_at"),
     )
 
@@ -46,6 +47,26 @@ class ScimResource(Base):
     members_revision: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Deleted by the IdP, the deletion not yet carried out (dirhook/scim/deprovisions.py): the
+    # SCIM API no longer shows it, a full pass still reads it.
+    hidden_since: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ScimDeprovision(Base):
+    """An IdP's deletion or deactivation of a user, on its way through deletion protection."""
+
+    __tablename__ = "scim_deprovisions"
+    __table_args__ = (Index("ix_scim_deprovisions_state", "directory_id", "state"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    directory_id: Mapped[str] = mapped_column(ForeignKey("directories.id", ondelete="CASCADE"))
+    resource_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(12))  # delete | deactivate
+    state: Mapped[str] = mapped_column(String(10))  # pending | held | applied
+    # What rejection restores: the userName's unique key (delete), the active value (deactivate).
+    previous: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    applied_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class ScimMember(Base):

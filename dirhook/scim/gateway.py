@@ -53,6 +53,7 @@ BEARER = AuthenticationScheme(
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 
 Project = Callable[[str, Changes], Awaitable[None]]
+Settle = Callable[[str], Awaitable[None]]
 
 
 def build_provider(settings: Settings) -> ScimProvider:
@@ -175,10 +176,11 @@ def bulk_operations(body: bytes) -> int:
 
 
 class ScimGateway:
-    def __init__(self, sessions: sessionmaker[Session], settings: Settings, project: Project):
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings, project: Project, settle: Settle):
         self.sessions = sessions
         self.settings = settings
         self.project = project
+        self.settle = settle
         self.provider = build_provider(settings)
         self.service = ScimService(self.provider)
         self.apps: dict[str, DirectoryScimApplication] = {}
@@ -198,6 +200,9 @@ class ScimGateway:
             async def project(changes: Changes) -> None:
                 await self.project(directory_id, changes)
 
+            async def settle() -> None:
+                await self.settle(directory_id)
+
             storage = DirectoryScimStorage(
                 directory_id,
                 self.sessions,
@@ -206,6 +211,8 @@ class ScimGateway:
                 self.locks,
                 self.settings.directory_write_wait_seconds,
                 self.settings.scim_filter_scan_limit,
+                settle,
+                self.settings.scim_guard_deactivations,
             )
             app = self.apps[directory_id] = DirectoryScimApplication(
                 f"{root}/v2/{directory_id}", storage, self.provider, self.service

@@ -11,12 +11,15 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
+from dirhook import sync_control
 from dirhook import temporal as t
 from dirhook.config import Settings
+from dirhook.contracts import SyncMode
 from dirhook.db.schema import Directory
 from dirhook.providers.base import Changes
 from dirhook.providers.factory import mapping_for
 from dirhook.sync import SyncEngine
+from dirhook.sync_control import DirectoryRef
 
 log = logging.getLogger(__name__)
 
@@ -60,3 +63,28 @@ def make_projector(
             )
 
     return project
+
+
+def make_settler(
+    sessions: sessionmaker[Session], settings: Settings, temporal: Callable[[], Awaitable[Client]]
+) -> Callable[[str], Awaitable[None]]:
+    """Asks a directory's sync workflow to settle its pending deprovisions (a signal that
+    collapses with others into one pass after the pushes pause: dirhook/scim/deprovisions.py)."""
+
+    def load(directory_id: str) -> DirectoryRef | None:
+        with sessions() as s:
+            d = s.get(Directory, directory_id)
+            return DirectoryRef(d.id, d.organization_id, d.name, d.provider) if d else None
+
+    async def settle(directory_id: str) -> None:
+        ref = await asyncio.to_thread(load, directory_id)
+        if ref is None:
+            return
+        try:
+            await sync_control.request_sync(await temporal(), settings, ref, SyncMode.DEPROVISIONS)
+        except Exception:  # recorded pending: the directory's next deprovision or pass settles it
+            log.warning(
+                "could not ask for the deprovisions to be settled", exc_info=True, extra={"directory_id": directory_id}
+            )
+
+    return settle

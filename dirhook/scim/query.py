@@ -248,4 +248,5 @@ def sort_key(value: Any, resource_id: str) -> tuple[Any, ...]:
 
 
 def typed_rows(directory_id: str, names: list[str]) -> list[ColumnElement[bool]]:
-    return [R.directory_id == directory_id, R.resource_type.in_(names)]
+    """Rows of these types the SCIM API shows (not those deleted, awaiting their deletion)."""
+    return [R.directory_id == directory_id, R.resource_type.in_(names), R.hidden_since.is_(None)]

@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from scim2_models import NotFoundException, PreconditionFailedException, TooManyException, UniquenessException
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dirhook.db.schema import table_of
-from dirhook.db.scim_tables import ScimMember, ScimResource, ScimValue
+from dirhook.db.scim_tables import ScimDeprovision, ScimMember, ScimResource, ScimValue
 from dirhook.scim.index import indexed_values, keys, member_body, member_rows, version_of
 from dirhook.scim.query import ordering, sort_column, sort_key, translate, typed_rows
 from dirhook.sync.result import chunks
@@ -39,6 +39,9 @@ class Stored:
     added: dict[str, dict[str, Any]] = field(default_factory=dict)  # members, by id
     removed: set[str] = field(default_factory=set)
     nesting: bool = False  # a group among the members added or removed
+    # A user as it is projected: a deactivation awaiting deletion protection keeps it active.
+    projected: dict[str, Any] | None = None
+    deprovisioned: bool = False  # a deactivation was recorded pending: the workflow settles it
 
     def __post_init__(self) -> None:
         self.nesting = self.nesting or any(r.get("member_type") == "Group" for r in self.added.values())
@@ -92,7 +95,7 @@ class ScimRows:
     def body(self, resource_type: str, resource_id: str, with_members: bool = True) -> dict[str, Any]:
         with self.sessions() as s:
             row = s.get(ScimResource, (self.directory_id, resource_id))
-            if row is None or row.resource_type != resource_type:
+            if row is None or row.resource_type != resource_type or row.hidden_since is not None:
                 raise NotFoundException(detail=f"{resource_type} {resource_id} not found")
             body = dict(row.body)
             if resource_type == "Group" and with_members:
@@ -104,7 +107,15 @@ class ScimRows:
         for part in chunks(group_ids, 500):
             for row in s.execute(
                 select(ScimMember.group_id, ScimMember.member_id, ScimMember.member_type, ScimMember.display)
-                .where(ScimMember.directory_id == self.directory_id, ScimMember.group_id.in_(part))
+                .where(
+                    ScimMember.directory_id == self.directory_id,
+                    ScimMember.group_id.in_(part),
+                    ~exists().where(  # a user the IdP deleted is no member for it any more
+                        ScimResource.directory_id == self.directory_id,
+                        ScimResource.id == ScimMember.member_id,
+                        ScimResource.hidden_since.is_not(None),
+                    ),
+                )
                 .order_by(ScimMember.group_id, ScimMember.member_id)
             ):
                 found.setdefault(row.group_id, []).append(member_body(row))
@@ -201,13 +212,23 @@ class ScimRows:
 
     def _existing(self, s: Session, resource_type: str, resource_id: str, expected_version: str | None) -> ScimResource:
         row = s.get(ScimResource, (self.directory_id, resource_id))
-        if row is None or row.resource_type != resource_type:
+        if row is None or row.resource_type != resource_type or row.hidden_since is not None:
             raise NotFoundException(detail=f"{resource_type} {resource_id} not found")
         if expected_version is not None and expected_version != row.version:
             raise PreconditionFailedException(detail=f"the resource is at version {row.version}")
         return row
 
-    def store(self, resource_type: str, body: dict[str, Any], expected_version: str | None, create: bool) -> Stored:
+    def store(
+        self,
+        resource_type: str,
+        body: dict[str, Any],
+        expected_version: str | None,
+        create: bool,
+        guard_deactivations: bool = False,
+    ) -> Stored:
+        """Writes the resource. With ``guard_deactivations``, a user's deactivation is stored
+        as asked and recorded pending (dirhook/scim/deprovisions.py): its projection keeps the
+        user active (``Stored.projected``) until the deprovision is applied."""
         now = datetime.now(UTC)
         match_key, unique_key = keys(resource_type, body)
         wanted = member_rows(body.pop("members", None)) if resource_type == "Group" else {}
@@ -215,6 +236,7 @@ class ScimRows:
             with self.sessions.begin() as s:
                 self._check_unique(s, resource_type, unique_key, body["id"])
                 row = None if create else self._existing(s, resource_type, body["id"], expected_version)
+                before = dict(row.body) if row is not None else {}
                 created = now if row is None else row.created_at
                 added, removed, revision, nesting = (
                     self._member_changes(s, row, body["id"], wanted) if wanted or row else ({}, set(), 0, False)
@@ -250,9 +272,44 @@ class ScimRows:
                     row.body, row.version, row.updated_at, row.members_revision = body, version, now, revision
                 self._write_members(s, body["id"], added, removed)
                 self._write_values(s, resource_type, body, fresh=row is None)
+                projected, deprovisioned = body, False
+                if resource_type == "User" and row is not None:
+                    projected, deprovisioned = self._deactivation(s, before, body, guard_deactivations)
         except IntegrityError:  # a concurrent write from another process took the userName
             raise UniquenessException(detail="userName is already taken") from None
-        return Stored(body, True, attributes_changed, added, removed, nesting=nesting)
+        stored = Stored(body, True, attributes_changed, added, removed, nesting=nesting)
+        stored.projected, stored.deprovisioned = projected, deprovisioned
+        return stored
+
+    def _deactivation(
+        self, s: Session, before: dict[str, Any], body: dict[str, Any], guard: bool
+    ) -> tuple[dict[str, Any], bool]:
+        """(the body to project, whether a deactivation was just recorded pending)."""
+        entry = s.scalar(
+            select(ScimDeprovision).where(
+                ScimDeprovision.directory_id == self.directory_id,
+                ScimDeprovision.resource_id == body["id"],
+                ScimDeprovision.kind == "deactivate",
+                ScimDeprovision.state.in_(("pending", "held")),
+            )
+        )
+        if entry is None:
+            if not guard or before.get("active") is False or body.get("active") is not False:
+                return body, False
+            s.add(
+                ScimDeprovision(
+                    directory_id=self.directory_id,
+                    resource_id=body["id"],
+                    kind="deactivate",
+                    state="pending",
+                    previous={"active": before.get("active")},
+                )
+            )
+            return with_active(body, before.get("active")), True
+        if body.get("active") is not False:  # reactivated before it was applied: void
+            s.delete(entry)
+            return body, False
+        return with_active(body, (entry.previous or {}).get("active")), False
 
     def _member_changes(
         self, s: Session, row: ScimResource | None, group_id: str, wanted: dict[str, dict[str, Any]]
@@ -353,10 +410,33 @@ class ScimRows:
         row.body, row.updated_at = body, now
 
     def remove(self, resource_type: str, resource_id: str, expected_version: str | None) -> None:
-        """Deletes the resource; a deleted user leaves its groups (their rows only)."""
+        with self.sessions.begin() as s:
+            self._existing(s, resource_type, resource_id, expected_version)
+        self.purge(resource_id)
+
+    def defer_delete(self, resource_id: str, expected_version: str | None) -> None:
+        """A user's deletion, through deletion protection (dirhook/scim/deprovisions.py): the
+        SCIM API stops showing it and its userName is free; the rows stay until it is applied."""
+        with self.sessions.begin() as s:
+            row = self._existing(s, "User", resource_id, expected_version)
+            s.add(
+                ScimDeprovision(
+                    directory_id=self.directory_id,
+                    resource_id=resource_id,
+                    kind="delete",
+                    state="pending",
+                    previous={"unique_key": row.unique_key},
+                )
+            )
+            row.hidden_since, row.unique_key = datetime.now(UTC), None
+
+    def purge(self, resource_id: str) -> None:
+        """Deletes the resource, shown or hidden; a deleted user leaves its groups (their rows only)."""
         now = datetime.now(UTC)
         with self.sessions.begin() as s:
-            row = self._existing(s, resource_type, resource_id, expected_version)
+            row = s.get(ScimResource, (self.directory_id, resource_id))
+            if row is None:
+                return
             s.delete(row)
             s.execute(
                 delete(ScimValue).where(
@@ -384,3 +464,8 @@ class ScimRows:
                     )
                 )
             )
+
+
+def with_active(body: dict[str, Any], active: Any) -> dict[str, Any]:
+    kept = {k: v for k, v in body.items() if k != "active"}
+    return kept if active is None else {**kept, "active": active}

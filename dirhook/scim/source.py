@@ -11,9 +11,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dirhook.db.scim_tables import ScimMember, ScimResource
+from dirhook.db.scim_tables import ScimDeprovision, ScimMember, ScimResource
 from dirhook.providers.base import Changes, SourceEntry
+from dirhook.scim.deprovisions import DEACTIVATE, HELD, PENDING
 from dirhook.scim.records import group_record, user_record
+from dirhook.scim.rows import with_active
 
 
 class ScimStoreSource:
@@ -44,9 +46,26 @@ class ScimStoreSource:
                     )
                 ):
                     members.setdefault(group_id, []).append({"value": member_id})
+            # Deprovisions not applied yet (dirhook/scim/deprovisions.py) are not the pass's to
+            # apply: a user deleted by the IdP is still read, a deactivated one as it was.
+            unapplied: dict[str, Any] = (
+                dict(
+                    s.execute(
+                        select(ScimDeprovision.resource_id, ScimDeprovision.previous).where(
+                            ScimDeprovision.directory_id == self.directory_id,
+                            ScimDeprovision.kind == DEACTIVATE,
+                            ScimDeprovision.state.in_((PENDING, HELD)),
+                        )
+                    ).all()
+                )
+                if resource_type == "User"
+                else {}
+            )
         for resource_id, body in rows:
             if resource_type == "Group":
                 body = {**body, "members": members.get(resource_id, [])}
+            elif resource_id in unapplied:
+                body = with_active(body, (unapplied[resource_id] or {}).get("active"))
             yield SourceEntry(ref=resource_id, attributes=record(body))
 
     def changes(self, cursor: dict[str, Any] | None, full: bool) -> Changes:

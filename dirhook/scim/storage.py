@@ -39,6 +39,7 @@ from dirhook.scim.rows import ScimRows, Stored
 log = logging.getLogger(__name__)
 
 Project = Callable[[Changes], Awaitable[None]]
+Settle = Callable[[], Awaitable[None]]
 
 
 def type_name(resource_type: ResourceType) -> str:
@@ -73,6 +74,8 @@ class DirectoryScimStorage(AsyncScimStorage):
         locks: DirectoryLocks,
         wait_seconds: float,
         scan_limit: int,
+        settle: Settle,
+        guard_deactivations: bool,
     ):
         self.directory_id = directory_id
         self.rows = ScimRows(sessions, directory_id, scan_limit)
@@ -80,6 +83,9 @@ class DirectoryScimStorage(AsyncScimStorage):
         self.project = project
         self.locks = locks
         self.wait_seconds = wait_seconds
+        # Asks the directory's workflow to settle the pending deprovisions (deprovisions.py).
+        self.settle = settle
+        self.guard_deactivations = guard_deactivations
         # The task holding the directory for a read-modify-write (a PATCH or PUT reads,
         # applies and writes back under one hold): its own writes do not take it again.
         self._holder: ContextVar[bool] = ContextVar(f"scim-writer-{directory_id}", default=False)
@@ -194,7 +200,7 @@ class DirectoryScimStorage(AsyncScimStorage):
         deltas: dict[str, tuple[set[str], set[str]]] = {}
         if stored is not None and stored.changed:
             if resource_type == "User":
-                users.append(self._entry("User", stored.body))
+                users.append(self._entry("User", stored.projected or stored.body))
             elif stored.attributes_changed or stored.nesting:
                 # The whole group: its members are read (a rename changes every member's state).
                 members = await asyncio.to_thread(self.rows.member_ids, stored.body["id"])
@@ -233,8 +239,12 @@ class DirectoryScimStorage(AsyncScimStorage):
     ) -> Resource[Any]:
         body = self._dump(resource)
         async with self.writing():
-            stored = await asyncio.to_thread(self.rows.store, type_name(resource_type), body, expected_version, False)
+            stored = await asyncio.to_thread(
+                self.rows.store, type_name(resource_type), body, expected_version, False, self.guard_deactivations
+            )
             await self._project(type_name(resource_type), stored)
+        if stored.deprovisioned:
+            await self.settle()
         return await self._published(resource_type, stored)
 
     async def change_members(
@@ -255,8 +265,11 @@ class DirectoryScimStorage(AsyncScimStorage):
     async def delete(
         self, resource_type: ResourceType, resource_id: str, *, expected_version: str | None = None
     ) -> None:
+        if type_name(resource_type) == "User":  # through deletion protection (deprovisions.py)
+            async with self.writing():
+                await asyncio.to_thread(self.rows.defer_delete, resource_id, expected_version)
+            await self.settle()
+            return
         async with self.writing():
             await asyncio.to_thread(self.rows.remove, type_name(resource_type), resource_id, expected_version)
-            # The groups that listed a deleted user are not projected again: the engine's
-            # deletion already ends those memberships (group.user_removed, then user.deleted).
             await self._project(type_name(resource_type), None, deleted=resource_id)

@@ -39,7 +39,7 @@ from dirhook.api.schemas import (
 )
 from dirhook.config import Settings
 from dirhook.contracts import RunStatus, SyncMode, SyncState
-from dirhook.db.schema import Directory, Group, HeldDeletion, SyncRun, User
+from dirhook.db.schema import Directory, Group, SyncRun, User
 from dirhook.ids import new_id
 from dirhook.payloads import group_payload, user_payload
 from dirhook.services.directory_rules import (
@@ -53,12 +53,11 @@ from dirhook.services.directory_rules import (
     target_hosts,
 )
 from dirhook.services.errors import Conflict, Unavailable
+from dirhook.services.held_deletions import held_listing
 from dirhook.services.scope import Scope, resolve_organization, scoped
 from workflows.directory_sync import DirectorySyncWorkflow
 
 log = logging.getLogger(__name__)
-
-HELD_SAMPLE = 20
 
 
 @dataclass
@@ -322,28 +321,7 @@ class DirectoryService:
     async def held_deletions(self, directory_id: str) -> HeldDeletionsOut:
         """Deletions the last pass held back (more than the directory's threshold), awaiting a decision."""
 
-        def load(s: Session) -> HeldDeletionsOut:
-            d = get_directory(s, directory_id)
-            held = s.execute(
-                select(HeldDeletion.object_type, HeldDeletion.object_id)
-                .where(HeldDeletion.directory_id == d.id)
-                .order_by(HeldDeletion.id)
-            ).all()
-            users = [i for kind, i in held if kind == "user"]
-            groups = [i for kind, i in held if kind == "group"]
-            sample = [
-                {"object": "user", "id": u.id, "username": u.state.get("username")}
-                for u in s.scalars(select(User).where(User.id.in_(users[:HELD_SAMPLE])))
-            ]
-            sample += [
-                {"object": "group", "id": g.id, "name": g.state.get("name")}
-                for g in s.scalars(select(Group).where(Group.id.in_(groups[: max(0, HELD_SAMPLE - len(sample))])))
-            ]
-            return HeldDeletionsOut(
-                directory_id=d.id, awaiting_approval=False, users=len(users), groups=len(groups), sample=sample
-            )
-
-        out = await self.scope.run(load)
+        out = await self.scope.run(lambda s: held_listing(get_directory(s, directory_id), s))
         try:
             handle = (await self.client()).get_workflow_handle(t.sync_workflow_id(out.directory_id))
             status = await handle.query(DirectorySyncWorkflow.status)

@@ -27,6 +27,16 @@ class PassResult:
     warnings: list[str] = field(default_factory=list)
     held: dict[str, int] = field(default_factory=dict)  # deletions awaiting approval, by kind
 
+    def absorb(self, other: PassResult) -> PassResult:
+        """This result with another step's of the same pass added (a decision applying two
+        kinds of held deletions)."""
+        for kind, n in other.events.items():
+            self.events[kind] = self.events.get(kind, 0) + n
+        self.endpoint_ids |= other.endpoint_ids
+        self.users_written += other.users_written
+        self.warnings.extend(other.warnings)
+        return self
+
     @property
     def events_total(self) -> int:
         return sum(self.events.values())

@@ -149,6 +149,12 @@ async def events_on(api, directory_id: str) -> list[dict]:
 @pytest.mark.timeout(300)
 async def test_scim_pushes_racing_full_passes_and_recomputes_keep_one_id_per_person(stack, receiver):
     scim, _endpoint, route = await scim_directory(stack, receiver)
+    # The race deprovisions two thirds of the directory on purpose: deletion protection for
+    # pushes (tested in test_scim_deletion_guard.py) is not what this test is about.
+    r = await stack.api.patch(
+        f"/v1/directories/{scim.id}", json={"deletion_threshold_count": 10_000, "deletion_threshold_percent": 100}
+    )
+    assert r.status_code == 200, r.text
     result = await race([stack.api], [scim], scim.id, route)
     print(
         f"{stack.name}: {result['n']} users pushed in {result['seconds']:.1f} s while {result['passes_asked']} "
@@ -170,7 +176,10 @@ async def retrying(call, *args, **kw):
 @pytest.mark.timeout(180)
 async def test_held_deletions_survive_scim_pushes_and_approval_deletes_exactly_them(stack, receiver):
     scim, _endpoint, _route = await scim_directory(stack, receiver)
-    r = await stack.api.patch(f"/v1/directories/{scim.id}", json={"deletion_threshold_count": 2})
+    # At most 2 deletions at once (the pushed ones below are 2, of a directory of 6 by then).
+    r = await stack.api.patch(
+        f"/v1/directories/{scim.id}", json={"deletion_threshold_count": 2, "deletion_threshold_percent": 100}
+    )
     assert r.status_code == 200, r.text
     ids = []
     for i in range(10):
