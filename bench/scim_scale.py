@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import tempfile
@@ -201,7 +200,6 @@ async def main() -> None:
         f">= 200 writes/s: {'met' if ours_writes >= 200 else 'NOT met'}; "
         f"RSS <= 300 MB: {'met' if peak <= 300 else 'NOT met'}"
     )
-    os.sys.stdout.flush()
 
 
 if __name__ == "__main__":
