@@ -114,6 +114,12 @@ async def test_two_apis_and_two_workers_on_postgresql_keep_one_writer_per_direct
         r = await clients[0].post("/v1/directories", json={"name": unique("replicas-"), "provider": "scim"})
         assert r.status_code == 201, r.text
         d = r.json()
+        # The race deprovisions two thirds of its people: within deletion protection's
+        # threshold here (tests/integration/test_scim_deletion_guard.py holds them).
+        r = await clients[1].patch(
+            f"/v1/directories/{d['id']}", json={"deletion_threshold_count": 10_000, "deletion_threshold_percent": 100}
+        )
+        assert r.status_code == 200, r.text
         name = unique("ep-")
         r = await clients[1].post("/v1/endpoints", json={"url": receiver.url(name), "directory_ids": [d["id"]]})
         assert r.status_code == 201, r.text
