@@ -1,6 +1,6 @@
 """A SCIM write, projected: the sync engine applies the change to users, groups and the
 outbox (one short incremental pass), then the endpoints with new deliveries are woken
-at once — delivery does not wait for any polling interval."""
+at once, beside the writer — delivery does not wait for any polling interval."""
 
 from __future__ import annotations
 
@@ -22,6 +22,49 @@ from dirhook.sync import SyncEngine
 from dirhook.sync_control import DirectoryRef
 
 log = logging.getLogger(__name__)
+
+
+class DispatcherWaker:
+    """Wakes endpoints' dispatchers after SCIM writes, off the writer's path: the signal is a
+    round trip to Temporal, which, awaited under the directory's lock, halved the rate of
+    writes (measured: 86 → 41 writes/s with one endpoint). At most one signal per endpoint is
+    in flight; writes committed meanwhile ask for one more after it, so every commit is
+    followed by a wake-up that starts after it (the dispatcher then finds its deliveries).
+    A wake-up lost with the process is made good by the delivery sweep."""
+
+    def __init__(self, settings: Settings, temporal: Callable[[], Awaitable[Client]]):
+        self.settings = settings
+        self.temporal = temporal
+        self._again: dict[str, bool] = {}  # endpoint → another wake-up asked while one is in flight
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def wake(self, endpoint_ids: set[str], directory_id: str) -> None:
+        for endpoint_id in sorted(endpoint_ids):
+            if endpoint_id in self._again:
+                self._again[endpoint_id] = True
+                continue
+            self._again[endpoint_id] = False
+            task = asyncio.create_task(self._signal(endpoint_id, directory_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _signal(self, endpoint_id: str, directory_id: str) -> None:
+        try:
+            while True:
+                try:
+                    await t.wake_dispatcher(await self.temporal(), self.settings, endpoint_id)
+                except Exception:  # the events are stored: the next wake-up or the sweep sends them
+                    log.warning(
+                        "could not wake the dispatcher of %s",
+                        endpoint_id,
+                        exc_info=True,
+                        extra={"directory_id": directory_id, "endpoint_id": endpoint_id},
+                    )
+                if not self._again.get(endpoint_id):
+                    return
+                self._again[endpoint_id] = False
+        finally:
+            self._again.pop(endpoint_id, None)
 
 
 def make_projector(
@@ -47,20 +90,11 @@ def make_projector(
         engine.run(changes)
         return touched
 
+    waker = DispatcherWaker(settings, temporal)
+
     async def project(directory_id: str, changes: Changes) -> None:
         touched = await asyncio.to_thread(apply, directory_id, changes)
-        if not touched:
-            return
-        try:
-            client = await temporal()
-            await asyncio.gather(*(t.wake_dispatcher(client, settings, ep) for ep in touched))
-        except Exception:  # the events are stored: the next wake of these endpoints sends them
-            log.warning(
-                "could not wake the dispatchers of %s",
-                sorted(touched),
-                exc_info=True,
-                extra={"directory_id": directory_id},
-            )
+        waker.wake(touched, directory_id)
 
     return project
 
