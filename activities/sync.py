@@ -12,6 +12,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.exceptions import CancelledError
 
 from dirhook import sync_control
 from dirhook.config import Settings
@@ -193,6 +194,12 @@ class SyncActivities:
                 extra={"directory_id": req.directory_id, "workflow_id": req.workflow_id},
             )
             raise as_application_error(exc) from None
+        except CancelledError:
+            # An operator stopped it: the batches it committed stay (cursors with them), a
+            # full pass's deletions, decided only at its end, were not made.
+            SYNC_PASS_DURATION.labels(provider, req.mode, RunStatus.CANCELLED).observe(time.monotonic() - started)
+            self._finish(run_id, RunStatus.CANCELLED, "cancelled by an operator", {})
+            raise
         except Exception as exc:
             SYNC_PASS_DURATION.labels(provider, req.mode, RunStatus.FAILED).observe(time.monotonic() - started)
             self._finish(run_id, RunStatus.FAILED, f"{type(exc).__name__}: {exc}", {})

@@ -19,10 +19,19 @@ MIN_SECRET_LENGTH = 32
 DEFAULT_RETRY_SCHEDULE = [5, 300, 1800, 7200, 18000, 36000, 36000]
 
 
+def default_data_dir() -> Path:
+    """``.dirhook`` at the project root when dirhook runs from its checkout (scripts/dev's
+    place, found from any directory the CLI is run in), else in the current directory."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "dirhook" / "config.py").is_file():
+        return root / ".dirhook"
+    return Path(".dirhook")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DIRHOOK_", extra="ignore")
 
-    data_dir: Path = Field(default=Path(".dirhook"), description="Where the embedded stack keeps its files")
+    data_dir: Path = Field(default_factory=default_data_dir, description="Where the embedded stack keeps its files")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; SQLite file under data_dir when unset")
     admin_token: SecretStr | None = Field(
         default=None, description="Admin bearer token; generated once into data_dir when unset"
@@ -59,6 +68,9 @@ class Settings(BaseSettings):
     api_port: int = 8000
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
+    # Where operators open the Temporal UI, for the links dirhook prints and returns
+    # (default: the embedded stack's, http://127.0.0.1:<temporal_ui_port>).
+    temporal_ui_url: str | None = None
     temporal_http_port: int = 7243
     temporal_metrics_port: int = 7244
 
@@ -195,6 +207,13 @@ class Settings(BaseSettings):
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return self.data_dir
+
+    def admin_token_source(self) -> tuple[str | None, str]:
+        """The admin token if one exists (never created: the CLI's view), and where it was looked for."""
+        if self.admin_token is not None:
+            return self.admin_token.get_secret_value(), "DIRHOOK_ADMIN_TOKEN"
+        path = (self.data_dir / "admin_token").resolve()
+        return (path.read_text().strip() if path.is_file() else None), str(path)
 
     @cached_property
     def resolved_admin_token(self) -> str:

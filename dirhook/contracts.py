@@ -37,6 +37,7 @@ class SyncState(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # stopped by an operator (the workflow closed as CANCELED)
     AWAITING_APPROVAL = "awaiting_approval"  # deletions held: an operator decides
 
 
@@ -46,6 +47,7 @@ class RunStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # stopped by an operator; what it committed stays
 
 
 class EndpointHealth(StrEnum):

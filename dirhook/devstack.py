@@ -91,6 +91,43 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _port_taken(port: int) -> bool:
+    """Whether something listens on the port (bound on any address), as the child would find it."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is free
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return _port_open(port)
+
+
+class DataDirInUse(RuntimeError):
+    pass
+
+
+def lock_data_dir(data: Path) -> int:
+    """One stack per data directory: a second one on the same SQLite and temporal.db would
+    corrupt both. The lock is the kernel's (flock), so it goes with the process however it
+    ends; the file names the holder's PID for the message. Returns the descriptor to keep."""
+    import fcntl
+
+    path = data / "dev.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode().strip() or "?"
+        os.close(fd)
+        raise DataDirInUse(
+            f"another dirhook dev (PID {holder}) is running on {data}: use that one, stop it, "
+            "or start this one on another data directory (DIRHOOK_DATA_DIR) and other ports"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
 def _wait(what: str, check, timeout: float, child: Child) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -185,12 +222,34 @@ class DevStack:
     def _request_stop(self, *_args) -> None:
         self.stopping = True
 
+    def ports(self) -> dict[str, tuple[int, str]]:
+        """Every port the stack listens on: what, and the setting that moves it."""
+        s = self.settings
+        return {
+            "Temporal": (s.temporal_port, "DIRHOOK_TEMPORAL_PORT"),
+            "Temporal UI": (s.temporal_ui_port, "DIRHOOK_TEMPORAL_UI_PORT"),
+            "Temporal HTTP": (s.temporal_http_port, "DIRHOOK_TEMPORAL_HTTP_PORT"),
+            "Temporal metrics": (s.temporal_metrics_port, "DIRHOOK_TEMPORAL_METRICS_PORT"),
+            "API": (s.api_port, "DIRHOOK_API_PORT"),
+            "worker metrics": (s.worker_metrics_port or DEV_WORKER_METRICS_PORT, "DIRHOOK_WORKER_METRICS_PORT"),
+            "Temporal SDK metrics": (
+                s.temporal_sdk_metrics_port or DEV_WORKER_METRICS_PORT + 1,
+                "DIRHOOK_TEMPORAL_SDK_METRICS_PORT",
+            ),
+        }
+
     def run(self) -> int:
         s = self.settings
-        for port, what in ((s.temporal_port, "Temporal"), (s.temporal_ui_port, "Temporal UI"), (s.api_port, "API")):
-            if _port_open(port):
-                self.out(f"[red]port {port} ({what}) is already in use[/red]: stop what uses it or set DIRHOOK_* ports")
-                return 1
+        try:
+            self._lock = lock_data_dir(s.data_dir.resolve())
+        except DataDirInUse as exc:
+            self.out(f"[red]{exc}[/red]")
+            return 1
+        taken = [(what, port, setting) for what, (port, setting) in self.ports().items() if _port_taken(port)]
+        if taken:
+            for what, port, setting in taken:
+                self.out(f"[red]port {port} ({what}) is already in use[/red]: stop what uses it or set {setting}")
+            return 1
         signal.signal(signal.SIGINT, self._request_stop)
         signal.signal(signal.SIGTERM, self._request_stop)
         ensure_dev_keyring(s)

@@ -74,9 +74,13 @@ def address_refusal(ip: str) -> str | None:
 
 def check_url_syntax(url: str) -> str:
     """The URL's host, if it is an http(s) URL with one."""
+    if not url.strip():
+        raise UnsafeURL("the URL is empty: give the receiver's http:// or https:// URL")
     parsed = urlparse(url)
+    if not parsed.scheme:
+        raise UnsafeURL(f"{url!r} has no scheme: give the receiver's http:// or https:// URL")
     if parsed.scheme not in ("http", "https"):
-        raise UnsafeURL(f"only http:// and https:// URLs can receive webhooks, not {parsed.scheme or 'this'}:")
+        raise UnsafeURL(f"only http:// and https:// URLs can receive webhooks, not {parsed.scheme}://")
     if not parsed.hostname:
         raise UnsafeURL("the URL has no host")
     try:

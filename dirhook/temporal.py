@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.runtime import Runtime
@@ -23,6 +25,16 @@ SEARCH_ATTRIBUTES = (DIRECTORY_ID, ORGANIZATION_ID, ENDPOINT_ID, EVENT_TYPE, SYN
 
 def sync_workflow_id(directory_id: str) -> str:
     return f"dirsync/{directory_id}"
+
+
+def ui_link(settings: Settings, workflow_id: str, run_id: str | None = None) -> str:
+    """The Temporal UI's page of a workflow. Its IDs hold ``/`` (``dirsync/dir_…``), which
+    must be escaped as the UI's own links do (``dirsync%2Fdir_…``): unescaped, the UI reads
+    ``dir_…`` as a run ID and its API answers 400."""
+    base = settings.temporal_ui_url or f"http://127.0.0.1:{settings.temporal_ui_port}"
+    link = f"{base.rstrip('/')}/namespaces/{quote(settings.temporal_namespace, safe='')}/workflows/"
+    link += quote(workflow_id, safe="")
+    return f"{link}/{quote(run_id, safe='')}/history" if run_id else link
 
 
 async def terminate_if_running(client: Client, workflow_id: str, reason: str) -> None:
@@ -82,8 +94,40 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
     )
 
 
+def sdk_runtime(metrics_bind_address: str | None = None) -> Runtime:
+    """A Temporal runtime whose Core logs (its Rust half: connection retries, worker
+    warnings) go through Python's logging, so dirhook's JSON lines, not plain text with
+    colour codes on stderr; with Prometheus metrics when an address is given."""
+    import logging
+
+    from temporalio.runtime import (
+        LogForwardingConfig,
+        LoggingConfig,
+        PrometheusConfig,
+        TelemetryConfig,
+        TelemetryFilter,
+    )
+
+    return Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(
+                filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+            ),
+            metrics=PrometheusConfig(bind_address=metrics_bind_address) if metrics_bind_address else None,
+        )
+    )
+
+
+_forwarding_runtime: Runtime | None = None
+
+
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     from dirhook.codec import data_converter
+
+    global _forwarding_runtime
+    if runtime is None:  # one per process, as the SDK's default runtime is
+        _forwarding_runtime = runtime = _forwarding_runtime or sdk_runtime()
 
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(

@@ -131,13 +131,7 @@ async def run_workers(settings: Settings, queues: Iterable[str] = QUEUES) -> Non
 
     runtime = None
     if settings.temporal_sdk_metrics_port:
-        from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-
-        runtime = Runtime(
-            telemetry=TelemetryConfig(
-                metrics=PrometheusConfig(bind_address=f"{settings.metrics_host}:{settings.temporal_sdk_metrics_port}")
-            )
-        )
+        runtime = t.sdk_runtime(f"{settings.metrics_host}:{settings.temporal_sdk_metrics_port}")
     if settings.worker_metrics_port:
         from prometheus_client import start_http_server
 

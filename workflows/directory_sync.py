@@ -8,13 +8,15 @@ request wins over an incremental one), and two passes of a directory never overl
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, cast
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.delivery import DeliveryActivities
@@ -213,8 +215,20 @@ class DirectorySyncWorkflow:
                         non_retryable_error_types=NON_RETRYABLE,
                     ),
                     summary=f"{mode} pass",
+                    # A cancelled workflow (`dirhook sync --cancel`, the UI's "Request
+                    # cancellation") closes once the pass has stopped and let go of its
+                    # directory, not while it still writes.
+                    cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 )
             except ActivityError as err:
+                # An operator cancelled the workflow: it closes CANCELED, also when the pass
+                # ended in an error of its own before it heard (a bind that never answers
+                # cannot heartbeat, so its attempt fails instead of stopping).
+                cancelled = asyncio.current_task()
+                if is_cancelled_exception(err) or (cancelled is not None and cancelled.cancelling()):
+                    s.state, s.error = SyncState.CANCELLED, "cancelled by an operator"
+                    workflow.set_current_details(self._details())
+                    raise asyncio.CancelledError() from None
                 cause = err.cause
                 message = getattr(cause, "message", None) or str(cause or err)
                 s.state, s.error = SyncState.FAILED, message

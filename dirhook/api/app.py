@@ -5,9 +5,13 @@ from __future__ import annotations
 import hmac
 import logging
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -40,6 +44,17 @@ from dirhook.services.errors import RequestError
 from dirhook.temporal import tls_config
 
 
+def clean_error(error: Any) -> dict[str, Any]:
+    """One validation error as people read it."""
+    out = {k: v for k, v in dict(error).items() if k not in ("ctx", "url")}
+    msg = str(out.get("msg", ""))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    out["msg"] = msg
+    cleaned: dict[str, Any] = jsonable_encoder(out)
+    return cleaned
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = open_database(settings)
@@ -58,7 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         engine.dispose()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc from assets dirhook serves itself (fastapi-offline ships
+    # them): FastAPI's defaults load from a CDN, a blank page on a machine without internet.
+    app = FastAPIOffline(
+        static_url="/docs-assets",
         title="dirhook",
         version=__version__,
         description="Directory sync (LDAP, Active Directory) delivered as signed webhooks. "
@@ -85,6 +103,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _request_error(_request: Request, exc: RequestError) -> JSONResponse:
         # What a service refused, and why (dirhook.services.errors).
         return JSONResponse(status_code=exc.status, content={"detail": exc.detail}, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's shape (a list of {loc, msg, type, input}), with pydantic's "Value error, "
+        # prefix taken off our validators' messages and its empty `ctx` dropped.
+        return JSONResponse(status_code=422, content={"detail": [clean_error(e) for e in exc.errors()]})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -32,17 +32,32 @@ class ApiError(Exception):
     pass
 
 
-def api_client() -> httpx.Client:
-    settings = Settings()
-    base = os.environ.get("DIRHOOK_API_URL", settings.api_url)
+def credentials() -> tuple[str, str]:
+    """(the bearer token, where it came from). The CLI never makes a token: one it made
+    would not be the running stack's, and every call would answer 401."""
     # DIRHOOK_API_KEY: an organization's key, for someone who may see that organization only.
-    token = os.environ.get("DIRHOOK_API_KEY") or settings.resolved_admin_token
-    return httpx.Client(base_url=base, timeout=30, headers={"authorization": f"Bearer {token}"})
+    if key := os.environ.get("DIRHOOK_API_KEY"):
+        return key, "DIRHOOK_API_KEY"
+    token, source = Settings().admin_token_source()
+    if token is None:
+        raise ApiError(
+            f"no admin token: DIRHOOK_ADMIN_TOKEN is unset and {source} does not exist. "
+            "Start the stack first (scripts/dev writes it there), or set DIRHOOK_DATA_DIR to the "
+            "running stack's data directory, or DIRHOOK_ADMIN_TOKEN / DIRHOOK_API_KEY"
+        )
+    return token, source
+
+
+def api_client() -> tuple[httpx.Client, str]:
+    base = os.environ.get("DIRHOOK_API_URL", Settings().api_url)
+    token, source = credentials()
+    return httpx.Client(base_url=base, timeout=30, headers={"authorization": f"Bearer {token}"}), source
 
 
 def call(method: str, path: str, **kw: Any) -> Any:
     """One API request; its JSON answer, or ApiError with the API's message."""
-    with api_client() as client:
+    client, source = api_client()
+    with client:
         try:
             resp = client.request(method, path, **kw)
         except httpx.HTTPError as exc:
@@ -56,6 +71,10 @@ def call(method: str, path: str, **kw: Any) -> Any:
             detail = resp.text
         if isinstance(detail, list):  # FastAPI validation errors
             detail = "; ".join(f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail)
+        if resp.status_code == 401:
+            detail = (
+                f"{detail} (the token used: {source}; is that the data directory of the stack at {client.base_url}?)"
+            )
         raise ApiError(f"{resp.status_code}: {detail}")
     return resp.json() if resp.content else None
 

@@ -30,7 +30,7 @@ def add_ldap(
     url: str = typer.Option(..., help="ldap://host:port or ldaps://host:port"),
     bind_dn: str = typer.Option(..., help="DN to bind as"),
     bind_password: str = typer.Option(
-        ...,
+        None,  # not "required": it is prompted for
         envvar="DIRHOOK_LDAP_BIND_PASSWORD",
         prompt=True,
         hide_input=True,
@@ -41,10 +41,11 @@ def add_ldap(
     user_filter: str | None = None,
     group_filter: str | None = None,
     flavour: str = typer.Option("openldap", help="openldap or active_directory"),
-    start_tls: bool = False,
+    start_tls: bool = typer.Option(False, "--start-tls", help="StartTLS on an ldap:// connection"),
     organization_id: str | None = None,
+    no_test: bool = typer.Option(False, "--no-test", help="create it without connecting to the server first"),
 ) -> None:
-    """Connect an LDAP or Active Directory directory."""
+    """Connect an LDAP or Active Directory directory (tested first: bind, bases, counts)."""
     ldap: dict[str, Any] = {
         "url": url,
         "bind_dn": bind_dn,
@@ -61,8 +62,31 @@ def add_ldap(
     body = {"name": name, "ldap": ldap, "bind_password": bind_password}
     if organization_id:
         body["organization_id"] = organization_id
-    d = request("POST", "/v1/directories", json=body)
+    d = create(body, no_test, f"binding to {url} as {bind_dn}")
     console.print(f"directory [bold]{d['id']}[/bold] created; sync it with: dirhook sync {d['id']}", soft_wrap=True)
+
+
+def create(body: dict[str, Any], no_test: bool, testing: str) -> Any:
+    """POST /v1/directories, tested first unless ``no_test`` (a refusal creates nothing)."""
+    if no_test:
+        return request("POST", "/v1/directories", json=body)
+    with console.status(f"testing the connection: {testing}…"):
+        d = request("POST", "/v1/directories", json=body, params={"test": "true"})
+    console.print(f"connection tested: {d['connection_test']['summary']}", soft_wrap=True)
+    return d
+
+
+@directories_app.command("test")
+def test_directory(directory_id: str) -> None:
+    """Connect to the directory's source as a pass would (bind, bases, counts); changes nothing."""
+    with console.status("testing the connection…"):
+        r = request("POST", f"/v1/directories/{directory_id}/test")
+    if not r["ok"]:
+        err.print(f"[red]connection test failed[/red] ({r['error_kind']}): {r['error']}", soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"[green]ok[/green]: {r['summary']}", soft_wrap=True)
+    for note in r["notes"]:
+        console.print(f"  {note}", soft_wrap=True)
 
 
 @directories_app.command("add-entra")
@@ -81,6 +105,7 @@ def add_entra(
     graph_base_url: str | None = typer.Option(None, help="national clouds, e.g. https://graph.microsoft.us/v1.0"),
     only_enabled: bool = typer.Option(False, "--only-enabled", help="leave out disabled accounts"),
     organization_id: str | None = None,
+    no_test: bool = typer.Option(False, "--no-test", help="create it without asking Graph first"),
 ) -> None:
     """Connect a Microsoft Entra ID tenant (read through Microsoft Graph delta queries). The app
     needs the application permissions User.Read.All and GroupMember.Read.All."""
@@ -102,7 +127,7 @@ def add_entra(
     body: dict[str, Any] = {"name": name, "provider": "entra", "entra": entra, "client_secret": client_secret}
     if organization_id:
         body["organization_id"] = organization_id
-    d = request("POST", "/v1/directories", json=body)
+    d = create(body, no_test, f"signing in to tenant {tenant_id} as app {client_id}")
     console.print(
         f"directory [bold]{d['id']}[/bold] created; sync it with: dirhook sync {d['id']} --full", soft_wrap=True
     )
@@ -133,6 +158,7 @@ def rotate_scim_token(directory_id: str) -> None:
 
 @directories_app.command("list")
 def list_directories() -> None:
+    """Every directory you may see: id, name, provider, where it reads from."""
     rows = request("GET", "/v1/directories")
     table = new_table("id", "name", "provider", "url", "organization")
     for d in rows:
@@ -142,13 +168,24 @@ def list_directories() -> None:
 
 @directories_app.command("show")
 def show_directory(directory_id: str) -> None:
+    """The directory, its source's health and its sync (JSON on stdout, a summary on stderr)."""
     d = request("GET", f"/v1/directories/{directory_id}")
     status = request("GET", f"/v1/directories/{directory_id}/sync")
+    source = status["source"]
+    if source["state"] == "never_synced":
+        err.print("[yellow]source: never synced[/yellow] (no pass has read it yet)", soft_wrap=True)
+    elif source["state"] == "failing":
+        err.print(f"[red]source: failing[/red] since {source['last_error_at']}: {source['last_error']}", soft_wrap=True)
+    else:
+        err.print(f"[green]source: healthy[/green], last read {source['last_success_at']}", soft_wrap=True)
+    if status.get("temporal_ui_url"):
+        err.print(f"Temporal UI: {status['temporal_ui_url']}", soft_wrap=True, highlight=False)
     console.print_json(json.dumps({"directory": d, "sync": status}))
 
 
 @directories_app.command("delete")
 def delete_directory(directory_id: str, yes: bool = typer.Option(False, "--yes", help="do not ask")) -> None:
+    """Delete a directory with its users, groups and events (its schedule and listener stop)."""
     if not yes:
         typer.confirm(f"delete {directory_id} with its users, groups and events?", abort=True)
     request("DELETE", f"/v1/directories/{directory_id}")
@@ -156,7 +193,8 @@ def delete_directory(directory_id: str, yes: bool = typer.Option(False, "--yes",
 
 
 @directories_app.command("users")
-def list_users(directory_id: str, limit: int = 100) -> None:
+def list_users(directory_id: str, limit: int = typer.Option(100, help="at most this many")) -> None:
+    """The directory's users as receivers get them: username, name, active, groups."""
     page = request("GET", f"/v1/directories/{directory_id}/users", params={"limit": limit})
     table = new_table("id", "username", "name", "active", "groups")
     for u in page["data"]:
@@ -173,8 +211,8 @@ def list_users(directory_id: str, limit: int = 100) -> None:
 @directories_app.command("schedule")
 def schedule(
     directory_id: str,
-    pause: bool = typer.Option(False, "--pause"),
-    resume: bool = typer.Option(False, "--resume"),
+    pause: bool = typer.Option(False, "--pause", help="stop the scheduled passes (on-demand ones still run)"),
+    resume: bool = typer.Option(False, "--resume", help="start them again"),
     interval: int | None = typer.Option(None, help="seconds between incremental passes; 0 removes it"),
 ) -> None:
     """Show, pause, resume or change the directory's schedule of incremental passes."""
@@ -220,7 +258,7 @@ def deletions(
 @directories_app.command("map-role")
 def map_role(
     directory_id: str,
-    role: str = typer.Argument(..., help="the role's slug"),
+    role: str = typer.Argument(..., help="the role's slug or id"),
     group_name: str | None = typer.Option(None, help="group name, exact or a glob like 'eng-*'"),
     group_id: str | None = typer.Option(None, help="the group's external id (entryUUID / objectGUID)"),
 ) -> None:
@@ -228,7 +266,11 @@ def map_role(
     if (group_name is None) == (group_id is None):
         err.print("[red]error[/red] give exactly one of --group-name and --group-id")
         raise typer.Exit(2)
-    body = {"role": role, "match": "name" if group_name else "external_id", "pattern": group_name or group_id}
+    from dirhook.cli.roles import resolve_role
+
+    d = request("GET", f"/v1/directories/{directory_id}")
+    slug = resolve_role(role, d["organization_id"])["slug"]
+    body = {"role": slug, "match": "name" if group_name else "external_id", "pattern": group_name or group_id}
     m = request("POST", f"/v1/directories/{directory_id}/role-mappings", json=body)
     console.print(f"mapping {m['id']}: {m['match']} {m['pattern']!r} -> {m['role']}")
 
@@ -255,17 +297,51 @@ def sync(
     full: bool = typer.Option(False, "--full", help="full listing instead of changes"),
     wait: bool = typer.Option(True, help="wait for the pass and show its progress"),
     timeout: float = typer.Option(3600, help="seconds to wait at most"),
+    cancel: bool = typer.Option(False, "--cancel", help="stop the running pass (what it committed stays)"),
 ) -> None:
     """Sync a directory now (queued behind a running pass, never overlapping it)."""
+    if cancel:
+        cancel_pass(directory_id, timeout)
+        return
     started = request(
         "POST", f"/v1/directories/{directory_id}/sync", params={"mode": "full" if full else "incremental"}
     )
     console.print(
         f"workflow [bold]{started['workflow_id']}[/bold] ({started['mode']})  {started.get('temporal_ui_url') or ''}",
         soft_wrap=True,
+        highlight=False,
     )
     if not wait:
         return
+    try:
+        status, run = follow(directory_id, timeout)
+    except KeyboardInterrupt:
+        err.print(
+            f"\nstopped waiting; the pass goes on in Temporal.\n"
+            f"follow it: dirhook directories show {directory_id}   (or {started.get('temporal_ui_url') or 'the Temporal UI'})\n"
+            f"stop it:   dirhook sync {directory_id} --cancel",
+            soft_wrap=True,
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
+    finish(status, run)
+
+
+def cancel_pass(directory_id: str, timeout: float) -> None:
+    r = request("POST", f"/v1/directories/{directory_id}/sync/cancel")
+    console.print(r["outcome"], soft_wrap=True)
+    deadline = time.monotonic() + timeout
+    with console.status("waiting for the pass to stop…"):
+        while (status := request("GET", f"/v1/directories/{directory_id}/sync"))["workflow_status"] == "RUNNING":
+            if time.monotonic() > deadline:
+                err.print("[yellow]still stopping; follow it with `dirhook directories show`[/yellow]")
+                raise typer.Exit(2)
+            time.sleep(0.5)
+    console.print(f"sync of {directory_id}: {status['workflow_status']}")
+
+
+def follow(directory_id: str, timeout: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Shows the pass's progress until it ends; (its status, its run)."""
     deadline = time.monotonic() + timeout
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err, transient=True
@@ -297,6 +373,13 @@ def sync(
                 err.print("[yellow]still running; follow it with `dirhook directories show`[/yellow]")
                 raise typer.Exit(2)
             time.sleep(0.5)
+    return status, run
+
+
+def finish(status: dict[str, Any], run: dict[str, Any]) -> None:
+    if status["workflow_status"] == "CANCELED":
+        err.print(f"[yellow]sync cancelled[/yellow]: {run.get('error') or 'by an operator'}")
+        raise typer.Exit(1)
     if status["state"] == SyncState.FAILED:
         err.print(f"[red]sync failed[/red]: {status.get('error') or run.get('error')}")
         raise typer.Exit(1) from None

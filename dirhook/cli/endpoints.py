@@ -106,12 +106,22 @@ def print_receiver_auth(e: dict[str, Any]) -> None:
 
 @endpoints_app.command("list")
 def list_endpoints() -> None:
+    """Endpoints: URL, enabled, health (circuit breaker) and the event types they get."""
     table = new_table("id", "url", "enabled", "health", "event types")
     for e in request("GET", "/v1/endpoints"):
         table.add_row(
             e["id"], e["url"], str(e["enabled"]), e["health"].replace("_", " "), ", ".join(e["event_types"] or ["*"])
         )
     console.print(table)
+
+
+@endpoints_app.command("delete")
+def delete_endpoint(endpoint_id: str, yes: bool = typer.Option(False, "--yes", help="do not ask")) -> None:
+    """Delete an endpoint: its dispatcher stops and nothing more is sent to it."""
+    if not yes:
+        typer.confirm(f"delete {endpoint_id}? Its pending deliveries are dropped.", abort=True)
+    request("DELETE", f"/v1/endpoints/{endpoint_id}")
+    console.print(f"deleted {endpoint_id}")
 
 
 @endpoints_app.command("show")
@@ -200,7 +210,12 @@ def skip(endpoint_id: str, delivery_id: int) -> None:
 
 
 @endpoints_app.command("deliveries")
-def list_deliveries(endpoint_id: str, status: str | None = None, limit: int = 50) -> None:
+def list_deliveries(
+    endpoint_id: str,
+    status: str | None = typer.Option(None, help="pending, retrying, held, succeeded, failed or skipped"),
+    limit: int = typer.Option(50, help="at most this many, newest first"),
+) -> None:
+    """An endpoint's deliveries: status, attempts, the last answer and the next attempt."""
     params: dict[str, Any] = {"limit": limit}
     if status:
         params["status"] = status

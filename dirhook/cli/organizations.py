@@ -20,6 +20,7 @@ def add_organization(name: str) -> None:
 
 @orgs_app.command("list")
 def list_organizations() -> None:
+    """Organizations (admin token only; an API key sees its own)."""
     table = new_table("id", "name", "created")
     for o in request("GET", "/v1/organizations"):
         table.add_row(o["id"], o["name"], o["created_at"])
@@ -36,6 +37,7 @@ def add_api_key(organization_id: str, name: str = typer.Option(..., help="what t
 
 @orgs_app.command("keys")
 def list_api_keys(organization_id: str) -> None:
+    """The organization's API keys (never the keys themselves): when made, last used, revoked."""
     table = new_table("id", "name", "created", "last used", "revoked")
     for k in request("GET", f"/v1/organizations/{organization_id}/api-keys"):
         table.add_row(k["id"], k["name"], k["created_at"], k["last_used_at"] or "", k["revoked_at"] or "")

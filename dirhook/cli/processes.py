@@ -16,7 +16,7 @@ def dev() -> None:
     """Run the embedded stack: Temporal dev server + UI, a worker and the API, on SQLite."""
     from dirhook.devstack import DevStack
 
-    raise typer.Exit(DevStack(Settings(), out=lambda m: console.print(m, soft_wrap=True)).run())
+    raise typer.Exit(DevStack(Settings(), out=lambda m: console.print(m, soft_wrap=True, highlight=False)).run())
 
 
 @app.command()
@@ -115,11 +115,11 @@ def receiver(
     """A tiny webhook receiver that verifies signatures and prints each event."""
     from aiohttp import web
 
-    from dirhook.receiver import make_receiver_app, print_event
+    from dirhook.receiver import make_receiver_app, print_event, print_refusal
     from dirhook.signing import is_valid_secret
 
     if not is_valid_secret(secret):
         err.print("[red]error[/red] --secret / DIRHOOK_RECEIVER_SECRET must be the endpoint's whsec_… secret")
         raise typer.Exit(2)
     console.print(f"receiving on http://{host}:{port}/ (signatures verified; Ctrl-C to stop)")
-    web.run_app(make_receiver_app(secret, print_event), host=host, port=port, print=None)
+    web.run_app(make_receiver_app(secret, print_event, print_refusal), host=host, port=port, print=None)

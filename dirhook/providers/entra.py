@@ -46,6 +46,7 @@ from dirhook.providers.base import (
 )
 from dirhook.providers.entra_config import EntraConfig
 from dirhook.providers.entra_records import GROUP_SELECT, USER_SELECT, group_record, member_changes, user_record
+from dirhook.providers.probe import Probe
 
 
 class Resync(Exception):
@@ -157,6 +158,17 @@ class EntraSource:
         finally:
             self._loop.close()
             self._loop = None
+
+    def probe(self) -> Probe:
+        """The credentials work and both permissions are granted: the first page of each
+        kind is read (Graph counts only with advanced queries, which delta does not take)."""
+        users = self._run(self._page("users", None))
+        groups = self._run(self._page("groups", None))
+        more = "@odata.nextLink" in users or "@odata.nextLink" in groups
+        found = Probe(len(users.get("value", [])), len(groups.get("value", [])), capped=more)
+        if more:
+            found.notes.append("counted on Graph's first page only")
+        return found
 
     # -- pages ------------------------------------------------------------------------------------
     async def _page(self, kind: str, url: str | None) -> dict[str, Any]:

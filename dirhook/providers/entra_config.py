@@ -47,6 +47,7 @@ class EntraConfig(StrictJsonModel):
     @field_validator("authority_host", "graph_base_url")
     @classmethod
     def _https(cls, v: str) -> str:
+        v = v.strip()  # pasted with spaces around it
         parsed = urlparse(v)
         if parsed.scheme != "https" or not parsed.hostname:
             raise ValueError("must be an https:// URL")

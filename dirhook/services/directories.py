@@ -8,6 +8,7 @@ loop between them. A step that fails after the database changed undoes what it c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,18 +28,21 @@ from temporalio.service import RPCError, RPCStatusCode
 from dirhook import sync_control
 from dirhook import temporal as t
 from dirhook.api.schemas import (
+    ConnectionTestOut,
     DeletionDecision,
     DirectoryIn,
     DirectoryPatch,
     HeldDeletionsOut,
     Page,
     ScheduleOut,
+    SourceHealthOut,
+    SyncCancelled,
     SyncRunOut,
     SyncStarted,
     SyncStatusOut,
 )
 from dirhook.config import Settings
-from dirhook.contracts import RunStatus, SyncMode, SyncState
+from dirhook.contracts import OFFLINE_MODES, RunStatus, SyncMode, SyncState
 from dirhook.db.schema import Directory, Group, SyncRun, User
 from dirhook.ids import new_id
 from dirhook.payloads import group_payload, user_payload
@@ -55,6 +59,8 @@ from dirhook.services.directory_rules import (
 from dirhook.services.errors import Conflict, Unavailable
 from dirhook.services.held_deletions import held_listing
 from dirhook.services.scope import Scope, resolve_organization, scoped
+from dirhook.services.source_health import source_health
+from dirhook.services.source_probe import probe, require_working_source
 from workflows.directory_sync import DirectorySyncWorkflow
 
 log = logging.getLogger(__name__)
@@ -93,29 +99,37 @@ class DirectoryService:
         return await self.scope.run(load)
 
     # -- writes ---------------------------------------------------------------------------------
-    async def create(self, body: DirectoryIn) -> tuple[Directory, str | None]:
+    async def create(
+        self, body: DirectoryIn, test: bool = False
+    ) -> tuple[Directory, str | None, ConnectionTestOut | None]:
         """The new directory and, for SCIM, its bearer token (shown once). LDAP and Entra get
-        their schedule (and OpenLDAP a live listener); without its schedule nothing is made."""
+        their schedule (and OpenLDAP a live listener); without its schedule nothing is made.
+        With ``test``, the source is connected to first, and a refusal creates nothing."""
         check_mapping(body.ldap.flavour if body.ldap else body.provider, body.attribute_mapping)
         client = await self.client()
         default_interval = self.settings.default_sync_interval_seconds if body.provider != "scim" else 0
         interval = default_interval if body.sync_interval_seconds is None else body.sync_interval_seconds
         source_settings = body.ldap or body.entra
+        d = Directory(
+            id=new_id("dir"),
+            name=body.name,
+            provider=body.provider,
+            config=source_settings.model_dump(mode="json") if source_settings else {"flavour": "scim"},
+            secret=body.bind_password or body.client_secret,
+            attribute_mapping=body.attribute_mapping or {},
+            sync_interval_seconds=interval or None,
+        )
+        if source_settings is not None:  # resolves names: in a thread, off the event loop
+            await asyncio.to_thread(
+                check_source_targets, body.provider, source_settings.model_dump(mode="json"), self.settings
+            )
+        tested = None
+        if source_settings is not None and test:
+            tested = await require_working_source(d, self.settings, self.scope.sessions)
 
         def insert(s: Session) -> tuple[Directory, str | None]:
-            if source_settings is not None:  # resolves names: in this thread, off the event loop
-                check_source_targets(body.provider, source_settings.model_dump(mode="json"), self.settings)
-            org = resolve_organization(s, body.organization_id)
-            d = Directory(
-                id=new_id("dir"),
-                organization_id=org.id,
-                name=body.name,
-                provider=body.provider,
-                config=source_settings.model_dump(mode="json") if source_settings else {"flavour": "scim"},
-                secret=body.bind_password or body.client_secret,
-                attribute_mapping=body.attribute_mapping or {},
-                sync_interval_seconds=interval or None,
-            )
+            # Here, in the insert's transaction: the default organization is made on first use.
+            d.organization_id = resolve_organization(s, body.organization_id).id
             token = new_scim_token(d) if body.provider == "scim" else None
             s.add(d)
             s.commit()
@@ -128,7 +142,7 @@ class DirectoryService:
             await self.scope.run(lambda s: _delete_row(s, d.id))  # nothing half-made
             raise Unavailable("could not create the directory's schedule in Temporal; nothing was created") from None
         await self._listen(client, d)
-        return d, token
+        return d, token, tested
 
     async def rotate_scim_token(self, directory_id: str) -> tuple[Directory, str]:
         def rotate(s: Session) -> tuple[Directory, str]:
@@ -202,6 +216,11 @@ class DirectoryService:
         except Exception:
             log.warning("could not start the live listener of %s", d.id, exc_info=True, extra={"directory_id": d.id})
 
+    async def test_source(self, directory_id: str) -> ConnectionTestOut:
+        """Connects to the directory's source as a pass would; changes nothing."""
+        d = await self.get(directory_id)
+        return await asyncio.to_thread(probe, d, self.settings, self.scope.sessions)
+
     # -- passes ---------------------------------------------------------------------------------
     async def request_sync(self, directory_id: str, mode: SyncMode) -> SyncStarted:
         d = await self.get(directory_id)
@@ -215,27 +234,53 @@ class DirectoryService:
             workflow_id=handle.id,
             run_id=handle.result_run_id,
             mode=mode,
-            temporal_ui_url=f"http://127.0.0.1:{s.temporal_ui_port}/namespaces/"
-            f"{s.temporal_namespace}/workflows/{handle.id}",
+            temporal_ui_url=t.ui_link(s, handle.id, handle.result_run_id),
+        )
+
+    async def cancel_sync(self, directory_id: str) -> SyncCancelled:
+        """Asks the running sync workflow to stop; its pass stops at its next heartbeat and the
+        workflow closes as CANCELED once it has. Requests queued behind it are dropped (the
+        schedule goes on)."""
+        d = await self.get(directory_id)
+        handle = (await self.client()).get_workflow_handle(t.sync_workflow_id(d.id))
+        try:
+            desc = await handle.describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise Conflict(f"no pass of {d.id} is running: it has never synced") from None
+            raise
+        if desc.status != WorkflowExecutionStatus.RUNNING:
+            raise Conflict(
+                f"no pass of {d.id} is running (its last sync is {desc.status.name if desc.status else '?'})"
+            )
+        await handle.cancel()
+        return SyncCancelled(
+            directory_id=d.id,
+            workflow_id=desc.id,
+            run_id=desc.run_id,
+            temporal_ui_url=t.ui_link(self.settings, desc.id, desc.run_id),
         )
 
     async def sync_status(self, directory_id: str) -> SyncStatusOut:
         """The current or last pass: workflow state, live progress, last error."""
 
-        def load(s: Session) -> tuple[Directory, SyncRun | None, SyncRun | None]:
+        def load(s: Session) -> tuple[Directory, SyncRun | None, SyncRun | None, SourceHealthOut]:
             d = get_directory(s, directory_id)
-            last = s.scalars(
-                select(SyncRun).where(SyncRun.directory_id == d.id).order_by(SyncRun.id.desc()).limit(1)
-            ).first()
+            runs = select(SyncRun).where(SyncRun.directory_id == d.id).order_by(SyncRun.id.desc()).limit(1)
+            last = s.scalars(runs).first()
             # A failed pass may be followed by the requests queued behind it (a recompute):
             # the error shown is the last failed pass's.
-            last_failed = s.scalars(
-                select(SyncRun)
-                .where(SyncRun.directory_id == d.id, SyncRun.status == RunStatus.FAILED)
-                .order_by(SyncRun.id.desc())
-                .limit(1)
-            ).first()
-            return d, last, last_failed
+            last_failed = s.scalars(runs.where(SyncRun.status == RunStatus.FAILED)).first()
+            reads = runs.where(SyncRun.mode.not_in([str(m) for m in OFFLINE_MODES]))
+            return (
+                d,
+                last,
+                last_failed,
+                source_health(
+                    s.scalars(reads.where(SyncRun.status == RunStatus.SUCCEEDED)).first(),
+                    s.scalars(reads.where(SyncRun.status == RunStatus.FAILED)).first(),
+                ),
+            )
 
         # Temporal first, the database second: a pass records its run before its workflow
         # closes, so a closed workflow is never shown with the run row it had not yet finished.
@@ -246,16 +291,18 @@ class DirectoryService:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
             desc = None
-        d, last, last_failed = await self.scope.run(load)
+        d, last, last_failed, source = await self.scope.run(load)
         out = SyncStatusOut(
             directory_id=d.id,
             workflow_id=t.sync_workflow_id(d.id),
             workflow_status=None,
             state=None,
             last_run=SyncRunOut.model_validate(last, from_attributes=True) if last else None,
+            source=source,
         )
         if desc is None:
             return out
+        out.temporal_ui_url = t.ui_link(self.settings, desc.id, desc.run_id)
         out.workflow_status = desc.status.name if desc.status else None
         if desc.status == WorkflowExecutionStatus.RUNNING:
             status = await handle.query(DirectorySyncWorkflow.status)
@@ -264,9 +311,11 @@ class DirectoryService:
                 if status.state == SyncState.RUNNING and last is not None and last.status == RunStatus.RUNNING:
                     out.progress = (last.counts or {}).get("progress") or out.progress  # the live pass
         elif out.workflow_status is not None:
-            out.state = {"COMPLETED": SyncState.SUCCEEDED, "FAILED": SyncState.FAILED}.get(
-                out.workflow_status, out.workflow_status.lower()
-            )
+            out.state = {
+                "COMPLETED": SyncState.SUCCEEDED,
+                "FAILED": SyncState.FAILED,
+                "CANCELED": SyncState.CANCELLED,
+            }.get(out.workflow_status, out.workflow_status.lower())
             if out.state == SyncState.FAILED and last_failed is not None:
                 out.error = last_failed.error
         return out

@@ -15,6 +15,13 @@ import time
 from tests.support.slapd import ROOT_DN, ROOT_PW, SUFFIX, Slapd, people_ldif
 
 
+def change_title_command(url: str, title: str = "Principal Engineer") -> str:
+    """A one-liner to paste: the first demo user's new title, as LDIF on stdin."""
+    dn = f"uid=user00000,ou=people,ou=acme,{SUFFIX}"
+    ldif = f"dn: {dn}\\nchangetype: modify\\nreplace: title\\ntitle: {title}\\n"
+    return f"printf '{ldif}' | ldapmodify -x -H {url} -D {ROOT_DN} -w {ROOT_PW}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=3890)
@@ -31,7 +38,8 @@ def main() -> None:
         f"  DIRHOOK_LDAP_BIND_PASSWORD={ROOT_PW} dirhook directories add-ldap --name Acme --url {server.url} \\\n"
         f"      --bind-dn {ROOT_DN} \\\n"
         f"      --user-base-dn ou=people,ou=acme,{SUFFIX} --group-base-dn ou=groups,ou=acme,{SUFFIX}\n\n"
-        f"Change someone: ldapmodify -x -H {server.url} -D {ROOT_DN} -w {ROOT_PW}\n"
+        f"Change someone's title (one user.updated arrives, the old title in previous_attributes):\n\n"
+        f"  {change_title_command(server.url)}\n\n"
         "Ctrl-C stops the server.",
         flush=True,
     )

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from dirhook.api.deps import ScopeDep, SettingsDep
 from dirhook.api.schemas import (
+    ConnectionTestOut,
     DeletionDecision,
     DirectoryCreated,
     DirectoryIn,
@@ -18,6 +19,7 @@ from dirhook.api.schemas import (
     Page,
     ScheduleOut,
     ScimTokenOut,
+    SyncCancelled,
     SyncRunOut,
     SyncStarted,
     SyncStatusOut,
@@ -43,12 +45,19 @@ def scim_base_url(request: Request, d: Directory) -> str:
 
 
 @router.post("", response_model=DirectoryCreated, status_code=201, response_model_exclude_unset=True)
-async def create_directory(body: DirectoryIn, request: Request, service: Service) -> DirectoryCreated:
+async def create_directory(
+    body: DirectoryIn,
+    request: Request,
+    service: Service,
+    test: bool = Query(False, description="connect to the source first (bind, bases, counts); 422 if it refuses"),
+) -> DirectoryCreated:
     """Connects a directory. LDAP and Entra: their incremental passes go on a Temporal Schedule
     (and OpenLDAP gets a live listener). SCIM: the answer carries the IdP's tenant URL and
     bearer token (shown once)."""
-    d, token = await service.create(body)
+    d, token, tested = await service.create(body, test=test)
     created = DirectoryCreated(**directory_out(d).model_dump())
+    if tested is not None:
+        created.connection_test = tested
     if token:  # an LDAP directory's answer is the same as GET's
         created.scim_token, created.scim_base_url = token, scim_base_url(request, d)
     return created
@@ -86,6 +95,13 @@ async def delete_directory(directory_id: str, service: Service) -> Response:
     return Response(status_code=204)
 
 
+@router.post("/{directory_id}/test", response_model=ConnectionTestOut)
+async def test_connection(directory_id: str, service: Service) -> ConnectionTestOut:
+    """Connects to the directory's source as a pass would (bind, bases, how many users and
+    groups would be read) and says what it found or why the source refused; changes nothing."""
+    return await service.test_source(directory_id)
+
+
 @router.post("/{directory_id}/sync", response_model=SyncStarted, status_code=202)
 async def start_sync(
     directory_id: str, service: Service, mode: Literal["incremental", "full", "recompute"] = "incremental"
@@ -93,6 +109,13 @@ async def start_sync(
     """Starts a pass, or queues one after the pass that is running (requests collapse into one).
     `recompute` reads nothing from the directory: it recomputes users from stored data."""
     return await service.request_sync(directory_id, SyncMode(mode))
+
+
+@router.post("/{directory_id}/sync/cancel", response_model=SyncCancelled, status_code=202)
+async def cancel_sync(directory_id: str, service: Service) -> SyncCancelled:
+    """Stops the running pass cleanly (what it committed stays; a full pass's deletions, made
+    at its end, are not); 409 when none runs. The workflow closes as CANCELED."""
+    return await service.cancel_sync(directory_id)
 
 
 @router.get("/{directory_id}/sync", response_model=SyncStatusOut)

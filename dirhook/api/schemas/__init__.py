@@ -2,6 +2,7 @@
 
 from dirhook.api.schemas.common import Health, ObjectPage, Page
 from dirhook.api.schemas.directories import (
+    ConnectionTestOut,
     DeletionDecision,
     DirectoryCreated,
     DirectoryIn,
@@ -10,6 +11,8 @@ from dirhook.api.schemas.directories import (
     HeldDeletionsOut,
     ScheduleOut,
     ScimTokenOut,
+    SourceHealthOut,
+    SyncCancelled,
     SyncRunOut,
     SyncStarted,
     SyncStatusOut,
@@ -40,6 +43,7 @@ __all__ = [
     "ApiKeyOut",
     "AttemptOut",
     "ClientCertificateOut",
+    "ConnectionTestOut",
     "DeletionDecision",
     "DeliveryOut",
     "DirectoryCreated",
@@ -70,7 +74,9 @@ __all__ = [
     "ScheduleOut",
     "ScimTokenOut",
     "SecretRotated",
+    "SourceHealthOut",
     "StateChangeOut",
+    "SyncCancelled",
     "SyncRunOut",
     "SyncStarted",
     "SyncStatusOut",

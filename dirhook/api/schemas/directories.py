@@ -208,9 +208,25 @@ class DirectoryOut(BaseModel):
     created_at: datetime
 
 
+class ConnectionTestOut(BaseModel):
+    """What a pass would find (``ok``), or why the source refused (``error``)."""
+
+    ok: bool
+    users: int | None = Field(None, description="users matching the directory's filter and scope")
+    groups: int | None = None
+    at_least: bool = Field(False, description="the counts stopped early (a large directory): at least this many")
+    summary: str | None = None
+    notes: list[str] = Field(default_factory=list)
+    error: str | None = Field(None, description="the source's own error, for the person who can fix it")
+    error_kind: Literal["unavailable", "auth", "config"] | None = Field(
+        None, description="unavailable: host, port or network; auth: the credentials; config: bases, filters"
+    )
+
+
 class DirectoryCreated(DirectoryOut):
     scim_base_url: str | None = Field(default=None, description="SCIM directories: the IdP's tenant URL")
     scim_token: str | None = Field(default=None, description="SCIM directories: the IdP's bearer token, shown once")
+    connection_test: ConnectionTestOut | None = Field(default=None, description="what the test found (test=true)")
 
 
 class ScimTokenOut(BaseModel):
@@ -236,6 +252,14 @@ class SyncStarted(BaseModel):
     temporal_ui_url: str | None = None
 
 
+class SyncCancelled(BaseModel):
+    directory_id: str
+    workflow_id: str
+    run_id: str
+    outcome: str = "cancellation requested: the pass stops at its next heartbeat, keeping what it committed"
+    temporal_ui_url: str
+
+
 class SyncRunOut(BaseModel):
     id: int
     workflow_id: str
@@ -248,6 +272,16 @@ class SyncRunOut(BaseModel):
     counts: dict[str, Any]
 
 
+class SourceHealthOut(BaseModel):
+    """How reading the source itself goes: passes that read it (incremental, full), not those
+    that only recompute from stored data, which succeed whatever the source's state."""
+
+    state: Literal["never_synced", "healthy", "failing"]
+    last_success_at: datetime | None = Field(None, description="when a pass last read the source to the end")
+    last_error: str | None = Field(None, description="the last failed read's error, while it is the latest read")
+    last_error_at: datetime | None = None
+
+
 class SyncStatusOut(BaseModel):
     directory_id: str
     workflow_id: str
@@ -256,3 +290,5 @@ class SyncStatusOut(BaseModel):
     progress: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
     last_run: SyncRunOut | None = None
+    source: SourceHealthOut = Field(default_factory=lambda: SourceHealthOut(state="never_synced"))
+    temporal_ui_url: str | None = None

@@ -113,6 +113,8 @@ class EndpointSettings(StrictJsonModel):
 def _http_url(v: str) -> str:
     from dirhook.ssrf import UnsafeURL, check_url_syntax
 
+    v = v.strip()  # pasted with a space or a newline around it: the URL is what is inside
+
     try:
         check_url_syntax(v)
     except UnsafeURL as exc:

@@ -38,6 +38,7 @@ class LdapConfig(StrictJsonModel):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
+        v = v.strip()  # pasted with spaces around it
         parsed = urlparse(v)
         if parsed.scheme not in ("ldap", "ldaps") or not parsed.hostname:
             raise ValueError("must be ldap://host[:port] or ldaps://host[:port]")

@@ -70,16 +70,33 @@ def open_connection(config: LdapConfig, password: str | None, allow_private: boo
     )
     use_fast_entries(conn)
     where = f"{parsed.hostname}:{server.port}"
+    opened = False
     try:
         conn.open()
+        opened = True
+        # The bind is the first answer: wait for it as long as for a connection, not for a search.
+        conn.socket.settimeout(config.timeout_seconds)
         if config.start_tls and not conn.start_tls():
             raise SourceUnavailable(f"StartTLS with {where} failed: {conn.result.get('description')}")
         if not conn.bind():
             desc = conn.result.get("description") or "bind refused"
             kind = SourceAuthError if desc in AUTH_FAILURES else SourceUnavailable
             raise kind(f"LDAP bind as {config.bind_dn!r} to {where} failed: {desc}")
+        conn.socket.settimeout(config.timeout_seconds * 6)
     except LDAPException as exc:
+        if opened and "timed out" in str(exc):
+            raise SourceUnavailable(
+                f"the server at {where} accepted the connection but did not answer the LDAP bind within "
+                f"{config.timeout_seconds:g} s: is it an LDAP server ({parsed.scheme}://, the port)?"
+            ) from None
         raise SourceUnavailable(f"cannot reach LDAP server {where}: {exc}") from None
+    except (SourceConfigError, SourceUnavailable, SourceAuthError):
+        raise
+    except Exception as exc:  # ldap3 decoding what is not LDAP: KeyError, PyAsn1Error, IndexError…
+        raise SourceConfigError(
+            f"the server at {where} did not answer as LDAP ({type(exc).__name__} decoding its answer): "
+            f"{parsed.scheme}:// to the right port?"
+        ) from None
     return conn
 
 

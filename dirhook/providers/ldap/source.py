@@ -18,10 +18,11 @@ from dirhook.providers.base import Changes
 from dirhook.providers.ldap import listener, polling
 from dirhook.providers.ldap import syncrepl_codec as codec
 from dirhook.providers.ldap.config import LdapConfig
-from dirhook.providers.ldap.connection import open_connection, supported_controls
+from dirhook.providers.ldap.connection import open_connection, paged, supported_controls
 from dirhook.providers.ldap.dirsync import DIRSYNC_OID, dirsync_changes, fresh_dirsync_cookie
 from dirhook.providers.ldap.reader import UserReader
 from dirhook.providers.ldap.syncrepl import fresh_cookie, syncrepl_changes
+from dirhook.providers.probe import Probe, count
 
 
 class LdapSource:
@@ -56,6 +57,19 @@ class LdapSource:
                 self._conn.unbind()
             finally:
                 self._conn = None
+
+    def probe(self) -> Probe:
+        """Bound already (connect): both bases exist, and how many users and groups match."""
+        cfg = self.config
+        users, users_capped = count(paged(self._conn, cfg.user_base_dn, cfg.user_filter, ["1.1"], cfg.page_size))
+        groups, groups_capped = count(paged(self._conn, cfg.groups_base, cfg.group_filter, ["1.1"], cfg.page_size))
+        found = Probe(users, groups, users_capped or groups_capped)
+        found.notes.append(
+            "live changes: " + ("syncrepl" if self.syncrepl else "DirSync" if self.dirsync else "none, polled")
+        )
+        if users == 0:
+            found.notes.append(f"no entry under {cfg.user_base_dn!r} matches {cfg.user_filter}")
+        return found
 
     @property
     def can_listen(self) -> bool:

@@ -1,0 +1,57 @@
+"""Connection tests of a directory's source, from the API process.
+
+They run here, not in a worker: the person creating a directory waits for the answer, and a
+test changes nothing that a workflow would make durable. The probe is blocking I/O (ldap3,
+or Graph on its own loop), so it runs in a thread, bounded by the source's own timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from dirhook.api.schemas import ConnectionTestOut
+from dirhook.config import Settings
+from dirhook.db.schema import Directory
+from dirhook.errors import SourceAuthError, SourceConfigError, SourceError
+from dirhook.providers.factory import build_source
+from dirhook.services.errors import Conflict, InvalidInput
+
+
+def probe(d: Directory, settings: Settings, sessions: sessionmaker[Session]) -> ConnectionTestOut:
+    """Connects, binds and counts; a source's refusal is the answer's ``error``."""
+    if d.provider == "scim":
+        raise Conflict(f"directory {d.id} is a SCIM directory: the IdP pushes to it, there is nothing to connect to")
+    source = build_source(d, settings, sessions)
+    try:
+        source.connect()
+        found = source.probe()  # type: ignore[attr-defined]  # LDAP and Entra sources have one
+    except SourceError as exc:
+        kind = (
+            "auth"
+            if isinstance(exc, SourceAuthError)
+            else "config"
+            if isinstance(exc, SourceConfigError)
+            else "unavailable"
+        )
+        return ConnectionTestOut(ok=False, error=str(exc), error_kind=kind)
+    finally:
+        source.close()
+    return ConnectionTestOut(
+        ok=True,
+        users=found.users,
+        groups=found.groups,
+        at_least=found.capped,
+        summary=found.summary(),
+        notes=found.notes,
+    )
+
+
+async def require_working_source(
+    d: Directory, settings: Settings, sessions: sessionmaker[Session]
+) -> ConnectionTestOut:
+    """The test at creation: a source that refuses is refused, with its error (422)."""
+    out = await asyncio.to_thread(probe, d, settings, sessions)
+    if not out.ok:
+        raise InvalidInput(f"connection test failed, nothing was created: {out.error} (skip the test with test=false)")
+    return out
