@@ -150,8 +150,13 @@ class EntraSource:
             return
 
         async def shut() -> None:
-            await self._credential.close()
-            await self._http.aclose()
+            # A connect() that failed half-way (a credential the library refused) made only
+            # some of them: closing must not hide its error behind an AttributeError.
+            credential, http = getattr(self, "_credential", None), getattr(self, "_http", None)
+            if credential is not None:
+                await credential.close()
+            if http is not None:
+                await http.aclose()
 
         try:
             self._run(shut())

@@ -7,6 +7,7 @@ or Graph on its own loop), so it runs in a thread, bounded by the source's own t
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,7 +16,9 @@ from dirhook.config import Settings
 from dirhook.db.schema import Directory
 from dirhook.errors import SourceAuthError, SourceConfigError, SourceError
 from dirhook.providers.factory import build_source
-from dirhook.services.errors import Conflict, InvalidInput
+from dirhook.services.errors import Conflict
+
+log = logging.getLogger(__name__)
 
 
 def probe(d: Directory, settings: Settings, sessions: sessionmaker[Session]) -> ConnectionTestOut:
@@ -35,6 +38,9 @@ def probe(d: Directory, settings: Settings, sessions: sessionmaker[Session]) -> 
             else "unavailable"
         )
         return ConnectionTestOut(ok=False, error=str(exc), error_kind=kind)
+    except Exception as exc:  # a client library refusing the settings themselves (an odd tenant ID…)
+        log.info("connection test of %s failed: %s", d.id, type(exc).__name__, exc_info=True)
+        return ConnectionTestOut(ok=False, error=f"{type(exc).__name__}: {exc}", error_kind="config")
     finally:
         source.close()
     return ConnectionTestOut(
@@ -50,8 +56,9 @@ def probe(d: Directory, settings: Settings, sessions: sessionmaker[Session]) -> 
 async def require_working_source(
     d: Directory, settings: Settings, sessions: sessionmaker[Session]
 ) -> ConnectionTestOut:
-    """The test at creation: a source that refuses is refused, with its error (422)."""
+    """The test at creation: a source that refuses is refused, with its error. 409, not 422:
+    the request is valid; what it points at (a server, its state now) refuses it."""
     out = await asyncio.to_thread(probe, d, settings, sessions)
     if not out.ok:
-        raise InvalidInput(f"connection test failed, nothing was created: {out.error} (skip the test with test=false)")
+        raise Conflict(f"connection test failed, nothing was created: {out.error} (skip the test with test=false)")
     return out

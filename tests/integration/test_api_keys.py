@@ -91,6 +91,8 @@ ROUTES = [
     ("DELETE", "/v1/directories/{directory_id}", None),
     ("POST", "/v1/directories/{directory_id}/sync", None),
     ("GET", "/v1/directories/{directory_id}/sync", None),
+    ("POST", "/v1/directories/{directory_id}/sync/cancel", None),
+    ("POST", "/v1/directories/{directory_id}/test", None),
     ("GET", "/v1/directories/{directory_id}/sync-runs", None),
     ("GET", "/v1/directories/{directory_id}/users", None),
     ("GET", "/v1/directories/{directory_id}/groups", None),

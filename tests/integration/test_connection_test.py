@@ -35,7 +35,7 @@ async def test_a_directory_the_source_refuses_is_not_created(stack, slapd):
     for what, (change, says) in refusals.items():
         body = {"name": what, "ldap": ldap_body(slapd, ou), "bind_password": ROOT_PW, **change}
         r = await stack.api.post("/v1/directories", params={"test": "true"}, json=body)
-        assert r.status_code == 422 and says in r.json()["detail"], (what, r.text)
+        assert r.status_code == 409 and says in r.json()["detail"], (what, r.text)
         assert "nothing was created" in r.json()["detail"]
     assert await directory_count(stack) == before
 

@@ -49,7 +49,9 @@ async def create_directory(
     body: DirectoryIn,
     request: Request,
     service: Service,
-    test: bool = Query(False, description="connect to the source first (bind, bases, counts); 422 if it refuses"),
+    test: bool = Query(
+        False, description="connect to the source first (bind, bases, counts); 409 with its error if it refuses"
+    ),
 ) -> DirectoryCreated:
     """Connects a directory. LDAP and Entra: their incremental passes go on a Temporal Schedule
     (and OpenLDAP gets a live listener). SCIM: the answer carries the IdP's tenant URL and
