@@ -20,12 +20,25 @@ from dirhook.services.errors import Conflict
 
 log = logging.getLogger(__name__)
 
+PROBE_TIMEOUT_SECONDS = 5.0
+
 
 def probe(d: Directory, settings: Settings, sessions: sessionmaker[Session]) -> ConnectionTestOut:
     """Connects, binds and counts; a source's refusal is the answer's ``error``."""
     if d.provider == "scim":
         raise Conflict(f"directory {d.id} is a SCIM directory: the IdP pushes to it, there is nothing to connect to")
-    source = build_source(d, settings, sessions)
+    # A test waits at most PROBE_TIMEOUT_SECONDS per step, whatever the directory allows its
+    # passes (up to 300 s): a person waits on it, and each one holds a thread of the API.
+    limited = Directory(
+        id=d.id,
+        organization_id=d.organization_id,
+        name=d.name,
+        provider=d.provider,
+        config={**d.config, "timeout_seconds": min(float(d.config.get("timeout_seconds", 10)), PROBE_TIMEOUT_SECONDS)},
+        secret=d.secret,
+        attribute_mapping=d.attribute_mapping,
+    )
+    source = build_source(limited, settings, sessions)
     try:
         source.connect()
         found = source.probe()  # type: ignore[attr-defined]  # LDAP and Entra sources have one

@@ -237,9 +237,10 @@ def test_the_quickstart_as_the_readme_says(tmp_path):
     finally:
         for t in terminals:
             t.close()
-        if demo is not None:
+        if demo is not None:  # its slapd stops with it: let it clean up before closing
             demo.sendintr()
-            demo.close(force=True)
+            demo.expect(pexpect.EOF, timeout=30)
+            demo.close()
         if dev.isalive():
             dev.sendintr()
             dev.expect(pexpect.EOF, timeout=60)
