@@ -28,12 +28,10 @@ from dirhook.db.schema import User
 from dirhook.db.scim_tables import ScimDeprovision, ScimResource
 from dirhook.providers.base import Changes, SourceEntry
 from dirhook.scim.index import version_of
+from dirhook.scim.pending import APPLIED, DEACTIVATE, DELETE, HELD, PENDING, with_active
 from dirhook.scim.records import user_record
-from dirhook.scim.rows import ScimRows, stamp, with_active
+from dirhook.scim.rows import ScimRows, stamp
 from dirhook.sync.result import PassResult
-
-PENDING, HELD, APPLIED = "pending", "held", "applied"
-DELETE, DEACTIVATE = "delete", "deactivate"
 
 Run = Callable[[Changes], PassResult]
 

@@ -4,9 +4,6 @@ storage runs it in worker threads, off the event loop)."""
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,8 +15,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dirhook.db.schema import table_of
-from dirhook.db.scim_tables import ScimDeprovision, ScimMember, ScimResource, ScimValue
+from dirhook.db.scim_tables import ScimMember, ScimResource, ScimValue
+from dirhook.scim.bookmarks import Bookmarks
 from dirhook.scim.index import indexed_values, keys, member_body, member_rows, version_of
+from dirhook.scim.pending import record_deactivation, record_deletion
 from dirhook.scim.query import ordering, sort_column, sort_key, translate, typed_rows
 from dirhook.sync.result import chunks
 
@@ -56,31 +55,6 @@ class Found:
 
 # Matches sorted in Python rather than by SQL's ORDER BY (see ScimRows.search).
 SORTED_HERE = 1000
-
-
-class Bookmarks:
-    """Where recent pages in the default order ended: (query, index) → the last id. Kept a
-    minute, per process; a client whose page has no bookmark gets the OFFSET read, and the
-    same rows (RFC 7644 §3.4.2.4 does not promise stable index pages under changes either)."""
-
-    def __init__(self, size: int = 256, seconds: float = 60.0):
-        self.size, self.seconds = size, seconds
-        self._marks: OrderedDict[tuple[Any, ...], tuple[str, float]] = OrderedDict()
-        self._guard = threading.Lock()
-
-    def find(self, query: tuple[Any, ...], index: int) -> str | None:
-        with self._guard:
-            mark = self._marks.get((*query, index))
-            if mark is None or time.monotonic() - mark[1] > self.seconds:
-                return None
-            return mark[0]
-
-    def keep(self, query: tuple[Any, ...], index: int, last_id: str) -> None:
-        with self._guard:
-            self._marks[(*query, index)] = (last_id, time.monotonic())
-            self._marks.move_to_end((*query, index))
-            while len(self._marks) > self.size:
-                self._marks.popitem(last=False)
 
 
 class ScimRows:
@@ -274,42 +248,14 @@ class ScimRows:
                 self._write_values(s, resource_type, body, fresh=row is None)
                 projected, deprovisioned = body, False
                 if resource_type == "User" and row is not None:
-                    projected, deprovisioned = self._deactivation(s, before, body, guard_deactivations)
+                    projected, deprovisioned = record_deactivation(
+                        s, self.directory_id, before, body, guard_deactivations
+                    )
         except IntegrityError:  # a concurrent write from another process took the userName
             raise UniquenessException(detail="userName is already taken") from None
         stored = Stored(body, True, attributes_changed, added, removed, nesting=nesting)
         stored.projected, stored.deprovisioned = projected, deprovisioned
         return stored
-
-    def _deactivation(
-        self, s: Session, before: dict[str, Any], body: dict[str, Any], guard: bool
-    ) -> tuple[dict[str, Any], bool]:
-        """(the body to project, whether a deactivation was just recorded pending)."""
-        entry = s.scalar(
-            select(ScimDeprovision).where(
-                ScimDeprovision.directory_id == self.directory_id,
-                ScimDeprovision.resource_id == body["id"],
-                ScimDeprovision.kind == "deactivate",
-                ScimDeprovision.state.in_(("pending", "held")),
-            )
-        )
-        if entry is None:
-            if not guard or before.get("active") is False or body.get("active") is not False:
-                return body, False
-            s.add(
-                ScimDeprovision(
-                    directory_id=self.directory_id,
-                    resource_id=body["id"],
-                    kind="deactivate",
-                    state="pending",
-                    previous={"active": before.get("active")},
-                )
-            )
-            return with_active(body, before.get("active")), True
-        if body.get("active") is not False:  # reactivated before it was applied: void
-            s.delete(entry)
-            return body, False
-        return with_active(body, (entry.previous or {}).get("active")), False
 
     def _member_changes(
         self, s: Session, row: ScimResource | None, group_id: str, wanted: dict[str, dict[str, Any]]
@@ -418,17 +364,7 @@ class ScimRows:
         """A user's deletion, through deletion protection (dirhook/scim/deprovisions.py): the
         SCIM API stops showing it and its userName is free; the rows stay until it is applied."""
         with self.sessions.begin() as s:
-            row = self._existing(s, "User", resource_id, expected_version)
-            s.add(
-                ScimDeprovision(
-                    directory_id=self.directory_id,
-                    resource_id=resource_id,
-                    kind="delete",
-                    state="pending",
-                    previous={"unique_key": row.unique_key},
-                )
-            )
-            row.hidden_since, row.unique_key = datetime.now(UTC), None
+            record_deletion(s, self._existing(s, "User", resource_id, expected_version))
 
     def purge(self, resource_id: str) -> None:
         """Deletes the resource, shown or hidden; a deleted user leaves its groups (their rows only)."""
@@ -457,15 +393,4 @@ class ScimRows:
 
     def member_ids(self, group_id: str) -> list[str]:
         with self.sessions() as s:
-            return list(
-                s.scalars(
-                    select(ScimMember.member_id).where(
-                        ScimMember.directory_id == self.directory_id, ScimMember.group_id == group_id
-                    )
-                )
-            )
-
-
-def with_active(body: dict[str, Any], active: Any) -> dict[str, Any]:
-    kept = {k: v for k, v in body.items() if k != "active"}
-    return kept if active is None else {**kept, "active": active}
+            return list(self._current_members(s, group_id))

@@ -13,9 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dirhook.db.scim_tables import ScimDeprovision, ScimMember, ScimResource
 from dirhook.providers.base import Changes, SourceEntry
-from dirhook.scim.deprovisions import DEACTIVATE, HELD, PENDING
+from dirhook.scim.pending import DEACTIVATE, HELD, PENDING, with_active
 from dirhook.scim.records import group_record, user_record
-from dirhook.scim.rows import with_active
 
 
 class ScimStoreSource:

@@ -42,9 +42,8 @@ from dirhook.api.schemas import (
     SyncStatusOut,
 )
 from dirhook.config import Settings
-from dirhook.contracts import OFFLINE_MODES, RunStatus, SyncMode, SyncState
+from dirhook.contracts import RunStatus, SyncMode, SyncState
 from dirhook.db.schema import Directory, Group, SyncRun, User
-from dirhook.ids import new_id
 from dirhook.payloads import group_payload, user_payload
 from dirhook.services.directory_rules import (
     apply_source_settings,
@@ -52,6 +51,7 @@ from dirhook.services.directory_rules import (
     check_source_targets,
     directory_out,
     get_directory,
+    new_directory,
     new_scim_token,
     ref,
     target_hosts,
@@ -59,7 +59,7 @@ from dirhook.services.directory_rules import (
 from dirhook.services.errors import Conflict, Unavailable
 from dirhook.services.held_deletions import held_listing
 from dirhook.services.scope import Scope, resolve_organization, scoped
-from dirhook.services.source_health import source_health
+from dirhook.services.source_health import source_health_of
 from dirhook.services.source_probe import probe, require_working_source
 from workflows.directory_sync import DirectorySyncWorkflow
 
@@ -107,25 +107,12 @@ class DirectoryService:
         With ``test``, the source is connected to first, and a refusal creates nothing."""
         check_mapping(body.ldap.flavour if body.ldap else body.provider, body.attribute_mapping)
         client = await self.client()
-        default_interval = self.settings.default_sync_interval_seconds if body.provider != "scim" else 0
-        interval = default_interval if body.sync_interval_seconds is None else body.sync_interval_seconds
-        source_settings = body.ldap or body.entra
-        d = Directory(
-            id=new_id("dir"),
-            name=body.name,
-            provider=body.provider,
-            config=source_settings.model_dump(mode="json") if source_settings else {"flavour": "scim"},
-            secret=body.bind_password or body.client_secret,
-            attribute_mapping=body.attribute_mapping or {},
-            sync_interval_seconds=interval or None,
-        )
-        if source_settings is not None:  # resolves names: in a thread, off the event loop
-            await asyncio.to_thread(
-                check_source_targets, body.provider, source_settings.model_dump(mode="json"), self.settings
-            )
+        d = new_directory(body, self.settings)
         tested = None
-        if source_settings is not None and test:
-            tested = await require_working_source(d, self.settings, self.scope.sessions)
+        if d.provider != "scim":  # resolves names: in a thread, off the event loop
+            await asyncio.to_thread(check_source_targets, d.provider, d.config, self.settings)
+            if test:
+                tested = await require_working_source(d, self.settings, self.scope.sessions)
 
         def insert(s: Session) -> tuple[Directory, str | None]:
             # Here, in the insert's transaction: the default organization is made on first use.
@@ -228,19 +215,17 @@ class DirectoryService:
 
     async def _request_sync(self, client: Client, d: Directory, mode: SyncMode) -> SyncStarted:
         handle = await sync_control.request_sync(client, self.settings, ref(d), mode)
-        s = self.settings
         return SyncStarted(
             directory_id=d.id,
             workflow_id=handle.id,
             run_id=handle.result_run_id,
             mode=mode,
-            temporal_ui_url=t.ui_link(s, handle.id, handle.result_run_id),
+            temporal_ui_url=t.ui_link(self.settings, handle.id, handle.result_run_id),
         )
 
     async def cancel_sync(self, directory_id: str) -> SyncCancelled:
-        """Asks the running sync workflow to stop; its pass stops at its next heartbeat and the
-        workflow closes as CANCELED once it has. Requests queued behind it are dropped (the
-        schedule goes on)."""
+        """Asks the running sync workflow to stop: it closes CANCELED once its pass has stopped
+        (at its next heartbeat); requests queued behind it are dropped, the schedule goes on."""
         d = await self.get(directory_id)
         handle = (await self.client()).get_workflow_handle(t.sync_workflow_id(d.id))
         try:
@@ -271,16 +256,7 @@ class DirectoryService:
             # A failed pass may be followed by the requests queued behind it (a recompute):
             # the error shown is the last failed pass's.
             last_failed = s.scalars(runs.where(SyncRun.status == RunStatus.FAILED)).first()
-            reads = runs.where(SyncRun.mode.not_in([str(m) for m in OFFLINE_MODES]))
-            return (
-                d,
-                last,
-                last_failed,
-                source_health(
-                    s.scalars(reads.where(SyncRun.status == RunStatus.SUCCEEDED)).first(),
-                    s.scalars(reads.where(SyncRun.status == RunStatus.FAILED)).first(),
-                ),
-            )
+            return d, last, last_failed, source_health_of(s, d.id)
 
         # Temporal first, the database second: a pass records its run before its workflow
         # closes, so a closed workflow is never shown with the run row it had not yet finished.

@@ -9,11 +9,12 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from dirhook import tokens
-from dirhook.api.schemas import DirectoryOut, DirectoryPatch
+from dirhook.api.schemas import DirectoryIn, DirectoryOut, DirectoryPatch
 from dirhook.api.schemas.directories import ENTRA_SECRET_TARGETS, LDAP_SECRET_TARGETS
 from dirhook.config import Settings
 from dirhook.db.schema import Directory
 from dirhook.errors import MappingError
+from dirhook.ids import new_id
 from dirhook.normalize import effective_mapping
 from dirhook.providers.entra_config import EntraConfig
 from dirhook.providers.ldap import LdapConfig
@@ -56,6 +57,22 @@ def directory_out(d: Directory) -> DirectoryOut:
         sync_interval_seconds=d.sync_interval_seconds,
         scim_path=f"/scim/v2/{d.id}" if d.provider == "scim" else None,
         created_at=d.created_at,
+    )
+
+
+def new_directory(body: DirectoryIn, settings: Settings) -> Directory:
+    """The row a POST makes, not stored yet (its organization is resolved where it is inserted)."""
+    default_interval = settings.default_sync_interval_seconds if body.provider != "scim" else 0
+    interval = default_interval if body.sync_interval_seconds is None else body.sync_interval_seconds
+    source_settings = body.ldap or body.entra
+    return Directory(
+        id=new_id("dir"),
+        name=body.name,
+        provider=body.provider,
+        config=source_settings.model_dump(mode="json") if source_settings else {"flavour": "scim"},
+        secret=body.bind_password or body.client_secret,
+        attribute_mapping=body.attribute_mapping or {},
+        sync_interval_seconds=interval or None,
     )
 
 

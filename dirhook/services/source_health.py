@@ -4,8 +4,26 @@ pointed at a wrong port showed `succeeded` though it had never been read once.""
 
 from __future__ import annotations
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from dirhook.api.schemas import SourceHealthOut
+from dirhook.contracts import OFFLINE_MODES, RunStatus
 from dirhook.db.schema import SyncRun
+
+
+def source_health_of(s: Session, directory_id: str) -> SourceHealthOut:
+    """From the directory's runs that read its source (not recomputes, decisions, deprovisions)."""
+    reads = (
+        select(SyncRun)
+        .where(SyncRun.directory_id == directory_id, SyncRun.mode.not_in([str(m) for m in OFFLINE_MODES]))
+        .order_by(SyncRun.id.desc())
+        .limit(1)
+    )
+    return source_health(
+        s.scalars(reads.where(SyncRun.status == RunStatus.SUCCEEDED)).first(),
+        s.scalars(reads.where(SyncRun.status == RunStatus.FAILED)).first(),
+    )
 
 
 def source_health(last_success: SyncRun | None, last_failure: SyncRun | None) -> SourceHealthOut:

@@ -7,7 +7,16 @@ import asyncio
 import pytest
 
 from tests.conftest import unique
-from tests.support.e2e_helpers import all_events, connect_directory, count_types, run_cli, sync, wait_delivered
+from tests.support.e2e_helpers import (
+    all_events,
+    awaiting_approval,
+    connect_directory,
+    count_types,
+    run_cli,
+    sync,
+    sync_state,
+    wait_delivered,
+)
 from tests.support.slapd import SUFFIX, ldap_tool
 from tests.support.wait import wait_for
 
@@ -19,17 +28,8 @@ async def request(stack, directory_id: str, mode: str = "incremental") -> None:
     assert r.status_code == 202, r.text
 
 
-async def state(stack, directory_id: str) -> dict:
-    return (await stack.api.get(f"/v1/directories/{directory_id}/sync")).json()
-
-
-async def awaiting(stack, directory_id: str) -> dict | None:
-    s = await state(stack, directory_id)
-    return s if s["state"] == "awaiting_approval" else None
-
-
 async def idle(stack, directory_id: str) -> bool:
-    return (await state(stack, directory_id))["workflow_status"] == "COMPLETED"
+    return (await sync_state(stack, directory_id))["workflow_status"] == "COMPLETED"
 
 
 @pytest.mark.timeout(240)
@@ -42,7 +42,7 @@ async def test_mass_deletion_waits_for_approval(stack, slapd, receiver, tmp_path
     # 60 % of the directory disappears: above min(500, 10 % of 1000) = 100.
     await asyncio.to_thread(ldap_tool, "ldapdelete", slapd, "".join(conn.user_dn(i) + "\n" for i in range(600)))
     await request(stack, conn.id)
-    s = await wait_for(lambda: awaiting(stack, conn.id), 60, "the pass to hold its deletions")
+    s = await wait_for(lambda: awaiting_approval(stack, conn.id), 60, "the pass to hold its deletions")
     assert "600" in s["error"]
     held = (await stack.api.get(f"/v1/directories/{conn.id}/deletions")).json()
     assert held["awaiting_approval"] and held["users"] == 600 and len(held["sample"]) == 20
@@ -57,7 +57,7 @@ async def test_mass_deletion_waits_for_approval(stack, slapd, receiver, tmp_path
     again = await stack.api.post(f"/v1/directories/{conn.id}/deletions/reject")
     assert again.status_code == 409 and "no deletions are awaiting" in again.text
     await request(stack, conn.id)
-    await wait_for(lambda: awaiting(stack, conn.id), 60, "the next pass to hold them again")
+    await wait_for(lambda: awaiting_approval(stack, conn.id), 60, "the next pass to hold them again")
 
     # Approved, through the CLI: every deletion reaches the receiver.
     out = await run_cli(stack, tmp_path, "directories", "deletions", conn.id, "--approve")

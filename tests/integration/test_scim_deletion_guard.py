@@ -8,24 +8,15 @@ import asyncio
 
 import pytest
 
-from tests.support.e2e_helpers import all_events
+from tests.support.e2e_helpers import all_events, awaiting_approval, sync_state
 from tests.support.scim_helpers import USER, scim_directory
 from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
 
 
-async def state(stack, directory_id: str) -> dict:
-    return (await stack.api.get(f"/v1/directories/{directory_id}/sync")).json()
-
-
-async def awaiting(stack, directory_id: str) -> dict | None:
-    s = await state(stack, directory_id)
-    return s if s["state"] == "awaiting_approval" else None
-
-
 async def idle(stack, directory_id: str) -> bool:
-    return (await state(stack, directory_id))["workflow_status"] in ("COMPLETED", None)
+    return (await sync_state(stack, directory_id))["workflow_status"] in ("COMPLETED", None)
 
 
 async def in_parallel(calls, clients: int = 8) -> list:
@@ -69,7 +60,7 @@ async def test_a_mass_deprovision_is_accepted_and_held_until_an_operator_decides
         await scim.call("GET", f"/Users/{ids[0]}", 404)
 
     await delete_600()
-    s = await wait_for(lambda: awaiting(stack, scim.id), 120, "the deprovisions to be held")
+    s = await wait_for(lambda: awaiting_approval(stack, scim.id), 120, "the deprovisions to be held")
     assert "600" in s["error"]
     held = (await stack.api.get(f"/v1/directories/{scim.id}/deletions")).json()
     assert held["awaiting_approval"] and held["users"] == 600 and len(held["sample"]) == 20
@@ -87,7 +78,7 @@ async def test_a_mass_deprovision_is_accepted_and_held_until_an_operator_decides
 
     # Again, approved: the 600 deletions reach the receiver.
     await delete_600()
-    await wait_for(lambda: awaiting(stack, scim.id), 120, "the deprovisions to be held again")
+    await wait_for(lambda: awaiting_approval(stack, scim.id), 120, "the deprovisions to be held again")
     r = await stack.api.post(f"/v1/directories/{scim.id}/deletions/approve")
     assert r.status_code == 200 and r.json()["outcome"].startswith("approved"), r.text
     await wait_for(lambda: idle(stack, scim.id), 60, "the workflow to finish")
@@ -108,7 +99,7 @@ async def test_a_mass_deprovision_is_accepted_and_held_until_an_operator_decides
         )
         assert {r.status_code for r in answers} <= {200, 204}
         assert (await scim.call("GET", f"/Users/{ids[650]}", 200)).json()["active"] is False  # as the IdP asked
-        await wait_for(lambda: awaiting(stack, scim.id), 120, "the deactivations to be held")
+        await wait_for(lambda: awaiting_approval(stack, scim.id), 120, "the deactivations to be held")
         dirhook_users = (await stack.api.get(f"/v1/directories/{scim.id}/users", params={"limit": 1000})).json()
         assert all(u["active"] for u in dirhook_users["data"])  # nothing applied yet
 

@@ -139,6 +139,16 @@ async def sync(stack: Stack, directory_id: str, mode: str = "incremental", timeo
     return status
 
 
+async def sync_state(stack: Stack, directory_id: str) -> dict:
+    return (await stack.api.get(f"/v1/directories/{directory_id}/sync")).json()
+
+
+async def awaiting_approval(stack: Stack, directory_id: str) -> dict | None:
+    """The sync status while deletions await an operator's decision, else None."""
+    s = await sync_state(stack, directory_id)
+    return s if s["state"] == "awaiting_approval" else None
+
+
 async def all_events(stack: Stack, directory_id: str) -> list[dict]:
     events, after = [], None
     while True:
