@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 import tempfile
@@ -90,11 +91,41 @@ async def list_all(client: httpx.AsyncClient, expected: int) -> list[float]:
     return times
 
 
-async def run(name: str, client: httpx.AsyncClient, checkpoints: list[int], clients: int) -> dict:
-    results: dict = {"writes": [], "pages": {}}
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """utime + stime of each process, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in pids.items():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        out[name] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+def stack_pids(dev_pid: int) -> dict[str, int]:
+    """The dev stack's API, worker and Temporal server processes, by role."""
+    found = {}
+    for pid in descendants(dev_pid):
+        try:
+            cmd = b" ".join(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        for role, marker in (("api", b"dirhook.cli api"), ("worker", b"-m workers"), ("temporal", b"server start-dev")):
+            if marker in cmd:
+                found[role] = pid
+    return found
+
+
+async def run(
+    name: str, client: httpx.AsyncClient, checkpoints: list[int], clients: int, pids: dict[str, int] | None = None
+) -> dict:
+    results: dict = {"writes": [], "pages": {}, "cpu": {}}
     made = 0
     for checkpoint in checkpoints:
+        before = cpu_seconds(pids or {})
         rate = await create(client, made, checkpoint, clients)
+        after = cpu_seconds(pids or {})
+        for role in after:
+            results["cpu"][role] = results["cpu"].get(role, 0.0) + after[role] - before[role]
         results["writes"].append((made, checkpoint, rate))
         made = checkpoint
         pages = await list_all(client, made)
@@ -161,7 +192,7 @@ async def main() -> None:
             async with httpx.AsyncClient(
                 base_url=d["scim_base_url"], headers=headers, timeout=60, limits=limits
             ) as ours_client:
-                ours = await run("dirhook", ours_client, checkpoints, args.clients)
+                ours = await run("dirhook", ours_client, checkpoints, args.clients, stack_pids(proc.pid))
             peak = rss_peak_mb(api_pid(proc.pid))
             delivered = httpx.get(f"http://127.0.0.1:{sink_port}/count", params={"prefix": "scale"}).json()["count"]
             await asyncio.to_thread(
@@ -195,6 +226,11 @@ async def main() -> None:
         f"page at {last} {pct(ours['pages'][last], 0.5) / pct(bare['pages'][last], 0.5):.2f}x"
     )
     print(f"webhooks delivered during the run: {delivered}; API peak RSS {peak:.0f} MB")
+    made = checkpoints[-1]
+    print(
+        "CPU per write while creating (ms): "
+        + ", ".join(f"{role} {seconds / made * 1000:.2f}" for role, seconds in sorted(ours["cpu"].items()))
+    )
     print(
         f"targets: page at {last} within 2x of {first}: {'met' if ratio <= 2 else 'NOT met'} ({ratio:.2f}x); "
         f">= 200 writes/s: {'met' if ours_writes >= 200 else 'NOT met'}; "

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from dirhook import __version__
 from dirhook.api.body_limit import BodyLimit
 from dirhook.api.deps import TemporalConnector, authenticate, get_temporal, require_admin
+from dirhook.api.error_log import ErrorLog
 from dirhook.api.responses import allowed_methods, document_errors
 from dirhook.api.routers import (
     codec,
@@ -84,20 +85,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "(`dhk_…`, from `POST /v1/organizations/{id}/api-keys`), which sees that organization only.",
         lifespan=lifespan,
     )
+    app.add_middleware(ErrorLog)
     # Outermost: a body over the limit is refused before FastAPI reads it (and before auth).
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes, exempt_prefixes=("/scim/",))
     app.state.settings = settings
     app.state.sessions = make_sessionmaker(engine)
     app.state.admin_token = settings.resolved_admin_token
     app.state.temporal = TemporalConnector(settings)
-
-    @app.middleware("http")
-    async def _log_errors(request: Request, call_next):
-        # One JSON line per failed request; the path and status, never headers or bodies.
-        response = await call_next(request)
-        if response.status_code >= 500:
-            log.error("%s %s answered %d", request.method, request.url.path, response.status_code)
-        return response
 
     @app.exception_handler(RequestError)
     async def _request_error(_request: Request, exc: RequestError) -> JSONResponse:

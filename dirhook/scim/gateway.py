@@ -26,6 +26,7 @@ from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
 from scim2_server.service import ScimService
 from scim2_server.utils import load_default_resource_types, load_default_schemas, load_default_service_provider_config
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import Receive, Send
 from starlette.types import Scope as AsgiScope
@@ -189,9 +190,11 @@ class ScimGateway:
 
     def _directory(self, directory_id: str) -> tuple[str | None, str | None]:
         """(provider, token digest) of the directory, or (None, None)."""
-        with self.sessions() as s:
-            d = s.get(Directory, directory_id)
-            return (d.provider, d.scim_token_digest) if d else (None, None)
+        with self.sessions() as s:  # two columns, not the ORM object: this runs on every request
+            row = s.execute(
+                select(Directory.provider, Directory.scim_token_digest).where(Directory.id == directory_id)
+            ).first()
+            return (row[0], row[1]) if row else (None, None)
 
     def _app(self, root: str, directory_id: str) -> DirectoryScimApplication:
         app = self.apps.get(directory_id)

@@ -5,7 +5,8 @@ Each write holds its directory (dirhook/directory_lock.py: one writer per direct
 across API replicas and the workers' passes) from the write to the end of its projection
 by the sync engine, a one-object incremental pass (the same normalize → diff → roles →
 outbox path as LDAP): a full pass of the directory sees every push committed before it
-and none half-way. A write that cannot get the directory in time answers 503 with
+and none half-way. Users created by parallel requests are stored and projected together, in order, in one
+pass (dirhook/scim/group_commit.py), each answering after that commit. A write that cannot get the directory in time answers 503 with
 Retry-After and changes nothing. Reads take no lock: each page is one SELECT, answered by
 SQL where the filter allows (dirhook/scim/query.py) rather than by scim2-server's
 evaluation over every resource, which is kept for the filters SQL cannot say.
@@ -18,11 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Union
 
 from scim2_models import Resource, ResourceType, ResponseParameters, ScimFilter, SearchRequest
@@ -31,8 +30,9 @@ from scim2_server.storage import AsyncScimStorage, SearchPage
 from scim2_server.utils import parametrize
 from sqlalchemy.orm import Session, sessionmaker
 
-from dirhook.directory_lock import DirectoryBusy, DirectoryLocks
+from dirhook.directory_lock import DirectoryLocks
 from dirhook.providers.base import Changes, SourceEntry
+from dirhook.scim.group_commit import GroupCommit
 from dirhook.scim.records import group_record, user_record
 from dirhook.scim.rows import ScimRows, Stored
 
@@ -81,17 +81,13 @@ class DirectoryScimStorage(AsyncScimStorage):
         self.rows = ScimRows(sessions, directory_id, scan_limit)
         self.service = service
         self.project = project
-        self.locks = locks
-        self.wait_seconds = wait_seconds
         # Asks the directory's workflow to settle the pending deprovisions (deprovisions.py).
         self.settle = settle
         self.guard_deactivations = guard_deactivations
-        # The task holding the directory for a read-modify-write (a PATCH or PUT reads,
-        # applies and writes back under one hold): its own writes do not take it again.
-        self._holder: ContextVar[bool] = ContextVar(f"scim-writer-{directory_id}", default=False)
-        # This process's writers of the directory queue here, in order, and only the first
-        # polls the directory lock.
-        self._turn = asyncio.Lock()
+        # One writer at a time, users' creations committed in groups (group_commit.py).
+        self.commits: GroupCommit[dict[str, Any], Stored] = GroupCommit(
+            directory_id, locks, wait_seconds, self._create_users
+        )
 
     # -- reading: no lock (a page is one consistent SELECT), off the event loop ----------------------
     def _resource(self, resource_type: ResourceType, body: dict[str, Any]) -> Resource[Any]:
@@ -162,32 +158,35 @@ class DirectoryScimStorage(AsyncScimStorage):
         body.get("meta", {}).pop("location", None)
         return body
 
-    @asynccontextmanager
-    async def writing(self) -> AsyncIterator[None]:
+    def writing(self) -> AbstractAsyncContextManager[None]:
         """Hold the directory (one writer: dirhook/directory_lock.py) for the block, unless
         this task holds it already; within the directory's write wait, else DirectoryBusy."""
-        if self._holder.get():
-            yield
-            return
-        started = time.monotonic()
-        try:
-            await asyncio.wait_for(self._turn.acquire(), self.wait_seconds)
-        except TimeoutError:
-            raise DirectoryBusy(self.directory_id, time.monotonic() - started) from None
-        try:
-            left = max(0.01, self.wait_seconds - (time.monotonic() - started))
-            async with self.locks.hold_async(self.directory_id, left, "scim"):
-                token = self._holder.set(True)
-                try:
-                    yield
-                finally:
-                    self._holder.reset(token)
-        finally:
-            self._turn.release()
+        return self.commits.turn()
 
     def _entry(self, resource_type: str, body: dict[str, Any]) -> SourceEntry:
         record = user_record(body) if resource_type == "User" else group_record(body)
         return SourceEntry(ref=body["id"], attributes=record)
+
+    async def _create_users(self, bodies: list[dict[str, Any]]) -> list[Stored | Exception]:
+        """In a turn: users created by parallel requests, stored in one trip to a thread and
+        projected in one pass (group_commit.py); each one's Stored or the error it answers."""
+
+        def store_each() -> list[Stored | Exception]:
+            results: list[Stored | Exception] = []
+            for body in bodies:
+                try:
+                    results.append(self.rows.store("User", body, None, True))
+                except Exception as e:  # e.g. a userName taken: that request's 409, not the others'
+                    results.append(e)
+            return results
+
+        results = await asyncio.to_thread(store_each)
+        stored = [r for r in results if isinstance(r, Stored)]
+        try:
+            await self._project_all([self._entry("User", r.body) for r in stored if r.changed])
+        except Exception as e:  # each stored one answers it; the rows stay for the next pass
+            return [e if isinstance(r, Stored) else r for r in results]
+        return results
 
     async def _project(
         self,
@@ -207,16 +206,25 @@ class DirectoryScimStorage(AsyncScimStorage):
                 groups.append(self._entry("Group", {**stored.body, "members": [{"value": m} for m in members]}))
             else:  # only members changed: those members, and no others, are projected
                 deltas[stored.body["id"]] = (set(stored.added), set(stored.removed))
+        await self._project_all(users, groups, deltas, {deleted} if deleted and resource_type == "Group" else set())
+
+    async def _project_all(
+        self,
+        users: list[SourceEntry],
+        groups: list[SourceEntry] | None = None,
+        deltas: dict[str, tuple[set[str], set[str]]] | None = None,
+        deleted_groups: set[str] | None = None,
+    ) -> None:
         await self.project(
             Changes(
                 full=False,
-                groups=iter(groups),
+                groups=iter(groups or ()),
                 users=iter(users),
                 announce=False,
                 hold_explicit_deletions=False,
-                deleted_user_ids={deleted} if deleted and resource_type == "User" else set(),
-                deleted_group_ids={deleted} if deleted and resource_type == "Group" else set(),
-                member_changes=deltas,
+                deleted_user_ids=set(),
+                deleted_group_ids=deleted_groups or set(),
+                member_changes=deltas or {},
             )
         )
 
@@ -229,9 +237,12 @@ class DirectoryScimStorage(AsyncScimStorage):
     async def create(self, resource_type: ResourceType, resource: Resource[Any]) -> Resource[Any]:
         body = self._dump(resource)
         body["id"] = uuid.uuid4().hex
-        async with self.writing():
-            stored = await asyncio.to_thread(self.rows.store, type_name(resource_type), body, None, True)
-            await self._project(type_name(resource_type), stored)
+        if type_name(resource_type) == "User":  # with the creations queued meanwhile
+            stored = await self.commits.submit(body)
+        else:
+            async with self.writing():
+                stored = await asyncio.to_thread(self.rows.store, "Group", body, None, True)
+                await self._project("Group", stored)
         return await self._published(resource_type, stored)
 
     async def update(

@@ -130,6 +130,8 @@ class SyncEngine:
             for entry in changes.groups
         ]
         self.result.groups_read = len(fetched)
+        if not fetched:  # e.g. a SCIM push of users: nothing below changes, nor the context
+            return set(), {}
         fetched_ids: set[str] = set()
         for chunk in chunks(fetched, self.chunk_size):
             with self.sessions.begin() as s:

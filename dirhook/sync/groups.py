@@ -97,6 +97,8 @@ def apply_nesting(
 
 def members_of(sessions: sessionmaker[Session], group_ids: set[str]) -> set[str]:
     members: set[str] = set()
+    if not group_ids:
+        return members
     with sessions() as s:
         for part in chunks(sorted(group_ids), 500):
             members.update(s.scalars(select(Membership.user_id).where(Membership.group_id.in_(part))))
