@@ -140,30 +140,28 @@ async def test_two_apis_and_two_workers_on_postgresql_keep_one_writer_per_direct
             )
         t0 = time.monotonic()
         result = await race(clients, scims, d["id"], route, n=150)
-        buckets: dict[float, float] = {}
-        for c in clients:  # the SCIM writes' waits for their directory, both replicas
+        # Each replica took the directory's lock for its SCIM writes (once per run of queued
+        # writes: the lock is handed from turn to turn within a replica, group_commit.py).
+        per_replica: list[dict[float, float]] = []
+        for c in clients:
+            buckets: dict[float, float] = {}
             for family in text_string_to_metric_families((await c.get("/metrics")).text):
                 for sample in family.samples:
                     if (
                         sample.name == "dirhook_directory_lock_wait_seconds_bucket"
                         and sample.labels["caller"] == "scim"
                     ):
-                        le = float(sample.labels["le"])
-                        buckets[le] = buckets.get(le, 0) + sample.value
-        total = buckets[float("inf")]
-
-        def quantile(q: float) -> float:  # the bucket bound under which q of the waits fell
-            return min(le for le, n in buckets.items() if n >= q * total)
-
+                        buckets[float(sample.labels["le"])] = sample.value
+            per_replica.append(buckets)
+        taken = [b.get(float("inf"), 0) for b in per_replica]
         writes = result["n"] + sum(1 for i in range(result["n"]) if i % 3)
         print(
             f"2 APIs + 2 workers on PostgreSQL: {result['n']} users, {writes} SCIM writes in "
             f"{result['seconds']:.1f} s ({writes / result['seconds']:.0f}/s) while {result['passes_asked']} full "
             f"passes and recomputes were asked for; {result['events']} events, one id per person "
-            f"({time.monotonic() - t0:.1f} s in all); SCIM lock waits ({total:.0f}): p50 <= {quantile(0.5)} s, "
-            f"p99 <= {quantile(0.99)} s"
+            f"({time.monotonic() - t0:.1f} s in all); SCIM lock acquisitions per replica: {taken}"
         )
-        assert total >= writes
+        assert all(n > 0 for n in taken), taken
         for s in scims:
             await s.client.aclose()
     finally:
