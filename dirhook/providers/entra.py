@@ -79,6 +79,9 @@ class EntraSource:
         self.directory_id = directory_id
         self.ca_bundle = ca_bundle
         self.allow_private_hosts = allow_private_hosts
+        # Tries of a token request beyond the first (None: azure-identity's own policy, which
+        # backs off for about 6 s). A connection test sets 0: a person waits for its answer.
+        self.token_retries: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.resynced = False
 
@@ -113,7 +116,9 @@ class EntraSource:
         cfg = self.config
         graph = urlparse(cfg.graph_base_url)
         verify: Any = ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle else True
-        extra = {"connection_verify": self.ca_bundle} if self.ca_bundle else {}
+        extra: dict[str, Any] = {"connection_verify": self.ca_bundle} if self.ca_bundle else {}
+        if self.token_retries is not None:
+            extra["retry_total"] = self.token_retries
         secret = self.client_secret or ""  # connect() refused a directory without one
         self._credential: Any
         if cfg.credential == "certificate":

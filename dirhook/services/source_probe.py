@@ -15,6 +15,7 @@ from dirhook.api.schemas import ConnectionTestOut
 from dirhook.config import Settings
 from dirhook.db.schema import Directory
 from dirhook.errors import SourceAuthError, SourceConfigError, SourceError
+from dirhook.providers.entra import EntraSource
 from dirhook.providers.factory import build_source
 from dirhook.services.errors import Conflict
 
@@ -39,6 +40,8 @@ def probe(d: Directory, settings: Settings, sessions: sessionmaker[Session]) -> 
         attribute_mapping=d.attribute_mapping,
     )
     source = build_source(limited, settings, sessions)
+    if isinstance(source, EntraSource):
+        source.token_retries = 0  # one try: a person waits, and the error is the answer
     try:
         source.connect()
         found = source.probe()  # type: ignore[attr-defined]  # LDAP and Entra sources have one

@@ -39,10 +39,9 @@ def _confine(path: str, body: dict[str, Any]) -> None:
     if path.endswith("/role-mappings") and isinstance(body.get("pattern"), str):
         body["pattern"] = "admins-*"  # a glob, or a DN suffix: grammars no pattern describes
     entra = body.get("entra")
-    if isinstance(entra, dict):
+    if isinstance(entra, dict):  # set when left out too: the defaults are Microsoft's own hosts
         for field in ("authority_host", "graph_base_url"):
-            if field in entra:
-                entra[field] = LOOPBACK["https"]
+            entra[field] = LOOPBACK["https"]
 
 
 @schemathesis.hook
