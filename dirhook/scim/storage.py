@@ -5,11 +5,12 @@ Each write holds its directory (dirhook/directory_lock.py: one writer per direct
 across API replicas and the workers' passes) from the write to the end of its projection
 by the sync engine, a one-object incremental pass (the same normalize → diff → roles →
 outbox path as LDAP): a full pass of the directory sees every push committed before it
-and none half-way. Users created by parallel requests are stored and projected together, in order, in one
-pass (dirhook/scim/group_commit.py), each answering after that commit. A write that cannot get the directory in time answers 503 with
-Retry-After and changes nothing. Reads take no lock: each page is one SELECT, answered by
-SQL where the filter allows (dirhook/scim/query.py) rather than by scim2-server's
-evaluation over every resource, which is kept for the filters SQL cannot say.
+and none half-way. Users created by parallel requests are stored and projected together,
+in order, in one pass (dirhook/scim/group_commit.py), each answering after that commit.
+A write that cannot get the directory in time answers 503 with Retry-After and changes
+nothing. Reads take no lock: each page is one SELECT, answered by SQL where the filter
+allows (dirhook/scim/query.py) rather than by scim2-server's evaluation over every
+resource, which is kept for the filters SQL cannot say.
 
 If a projection fails, the SCIM table stays the truth: the next write of that object, or a full pass of the directory (`POST /v1/directories/{id}/sync?mode=full` reads this table),
 brings the users and groups back in line and emits what receivers missed.
@@ -183,7 +184,7 @@ class DirectoryScimStorage(AsyncScimStorage):
         results = await asyncio.to_thread(store_each)
         stored = [r for r in results if isinstance(r, Stored)]
         try:
-            await self._project_all([self._entry("User", r.body) for r in stored if r.changed])
+            await self._project_all([self._entry("User", r.projected or r.body) for r in stored if r.changed])
         except Exception as e:  # each stored one answers it; the rows stay for the next pass
             return [e if isinstance(r, Stored) else r for r in results]
         return results
