@@ -145,17 +145,6 @@ def rss_peak_mb(pid: int) -> float:
     return float("nan")
 
 
-def api_pid(dev_pid: int) -> int:
-    for pid in descendants(dev_pid):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"api" in cmd and any(part.endswith(b"dirhook.cli") or part == b"dirhook.cli" for part in cmd):
-            return pid
-    raise AssertionError("no API process under dirhook dev")
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
@@ -192,8 +181,10 @@ async def main() -> None:
             async with httpx.AsyncClient(
                 base_url=d["scim_base_url"], headers=headers, timeout=60, limits=limits
             ) as ours_client:
-                ours = await run("dirhook", ours_client, checkpoints, args.clients, stack_pids(proc.pid))
-            peak = rss_peak_mb(api_pid(proc.pid))
+                pids = stack_pids(proc.pid)
+                assert "api" in pids, f"no API process under dirhook dev: {pids}"
+                ours = await run("dirhook", ours_client, checkpoints, args.clients, pids)
+            peak = rss_peak_mb(pids["api"])
             delivered = httpx.get(f"http://127.0.0.1:{sink_port}/count", params={"prefix": "scale"}).json()["count"]
             await asyncio.to_thread(
                 wait_http, f"http://127.0.0.1:{reference_port}/v2/ServiceProviderConfig", 30, reference, log

@@ -14,6 +14,16 @@ from dirhook.scim.group_commit import GroupCommit
 WAIT = 5.0  # every await below is bounded by it
 
 
+async def until(condition) -> None:
+    """Wait, within WAIT, for a condition the code under test reaches on its own."""
+
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(poll(), WAIT)
+
+
 class Recorder:
     """commit_group that records its groups and whether the directory was held meanwhile."""
 
@@ -52,10 +62,9 @@ async def test_parallel_writes_are_committed_together_in_order_each_with_its_ans
     commits = GroupCommit("dir_g", locks, WAIT, recorder)
     recorder.release.clear()  # the first write's commit waits while the others queue
     first = asyncio.ensure_future(commits.submit("a"))
-    while not recorder.groups:
-        await asyncio.sleep(0.01)
+    await until(lambda: recorder.groups)
     rest = [asyncio.ensure_future(commits.submit(x)) for x in ("b", "dup-c", "d")]
-    await asyncio.sleep(0.05)
+    await until(lambda: len(commits._group) == 3)  # queued behind the commit in progress
     recorder.release.set()
     answers = await asyncio.wait_for(asyncio.gather(first, *rest, return_exceptions=True), WAIT)
     assert answers[0] == "A" and answers[1] == "B" and answers[3] == "D"
@@ -82,8 +91,7 @@ async def test_a_cancelled_writer_leaves_the_others_answered_and_the_lock_free(l
     commits = GroupCommit("dir_c", locks, WAIT, recorder)
     recorder.release.clear()
     gone = asyncio.ensure_future(commits.submit("a"))
-    while not recorder.groups:
-        await asyncio.sleep(0.01)
+    await until(lambda: recorder.groups)
     other = asyncio.ensure_future(commits.submit("b"))
     gone.cancel()  # its client hung up while its group committed
     recorder.release.set()
