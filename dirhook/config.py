@@ -77,9 +77,11 @@ class Settings(BaseSettings):
     allow_private_endpoints: bool = False
     # Where directory sources may point (dirhook/source_policy.py): LDAP/AD servers on private
     # addresses (on premises, by nature: allowed); Entra's login and Graph hosts on private
-    # ones (cloud services: refused, but for a test Graph or a proxy).
+    # ones (cloud services: refused, but for a test Graph or a proxy); Google's token and
+    # Admin SDK hosts likewise.
     allow_private_directories: bool = True
     allow_private_entra_hosts: bool = False
+    allow_private_google_hosts: bool = False
     # Plain http:// endpoints: refused at creation and update unless allowed (`dirhook dev`
     # allows them: a laptop's receiver is http://localhost).
     allow_http_endpoints: bool = False
@@ -113,6 +115,8 @@ class Settings(BaseSettings):
     # Entra: a CA bundle to trust for the login and Graph hosts besides the system's (a
     # TLS-inspecting proxy, a private cloud; the tests' local Graph).
     entra_ca_bundle: str | None = None
+    # Google Workspace: the same, for Google's token endpoint and the Admin SDK.
+    google_ca_bundle: str | None = None
 
     # SCIM directories: the body and page size limits, and requests per second per directory.
     scim_max_body_bytes: int = 1024 * 1024

@@ -21,7 +21,7 @@ EVENT_TYPES = (
     "endpoint.test",
 )
 
-ProviderName = Literal["ldap", "scim", "entra"]
+ProviderName = Literal["ldap", "scim", "entra", "google"]
 
 
 class Email(BaseModel):

@@ -18,6 +18,7 @@ from dirhook.errors import MappingError
 from dirhook.jsonenc import dumps_bytes
 from dirhook.models import PROFILE_FIELDS, Email, NormalizedGroup, NormalizedUser
 from dirhook.providers.entra_records import ENTRA_MAPPING
+from dirhook.providers.google_records import GOOGLE_MAPPING
 from dirhook.scim.records import SCIM_MAPPING
 from dirhook.secret_attributes import is_secret
 
@@ -111,6 +112,7 @@ DEFAULT_MAPPINGS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
 
 DEFAULT_MAPPINGS["scim"] = SCIM_MAPPING  # pushed by identity providers (dirhook/scim)
 DEFAULT_MAPPINGS["entra"] = ENTRA_MAPPING  # Microsoft Graph (dirhook/providers/entra.py)
+DEFAULT_MAPPINGS["google"] = GOOGLE_MAPPING  # Admin SDK Directory API (dirhook/providers/google.py)
 
 
 # Binary by definition: kept as "base64:…" even when the bytes happen to be valid UTF-8

@@ -76,6 +76,7 @@ DENY_LISTS: dict[str, tuple[str, ...]] = {
     "active_directory": ACTIVE_DIRECTORY,
     "scim": PUSHED,
     "entra": PUSHED,
+    "google": (*PUSHED, "hashFunction"),
 }
 
 _EXACT = frozenset(a.lower() for names in DENY_LISTS.values() for a in names if not a.endswith("*"))

@@ -2,8 +2,9 @@
 
 An LDAP or AD server on premises sits on a private address by nature, so private and
 loopback targets are allowed by default (``allow_private_directories``); Entra's login and
-Graph hosts are cloud services, public unless ``allow_private_entra_hosts`` says otherwise
-(a test Graph, a proxy). Whatever the settings, a source never points at a cloud metadata
+Graph hosts (and Google's token and Admin SDK hosts) are cloud services, public unless
+``allow_private_entra_hosts`` (``allow_private_google_hosts``) says otherwise (a test
+server, a proxy). Whatever the settings, a source never points at a cloud metadata
 service, a link-local, multicast or unspecified address, an IPv6 transition address, or a
 host written as a number in disguise (``2130706433``): nothing a directory needs lives
 there, and a bind password or client secret sent there is stolen.
@@ -22,6 +23,7 @@ from urllib.parse import urlparse
 from dirhook.ssrf import METADATA_ADDRESSES, TRANSITION_NETWORKS, address_refusal, numeric_host_refusal
 
 ENTRA_HOST_FIELDS = ("authority_host", "graph_base_url")
+GOOGLE_HOST_FIELDS = ("token_uri", "api_base_url")
 
 
 class SourceTargetRefused(ValueError):
@@ -74,7 +76,11 @@ def check_source_host(host: str, allow_private: bool, setting: str) -> None:
 
 
 def check_source_targets(
-    provider: str, config: dict[str, Any], allow_private_directories: bool, allow_private_entra: bool
+    provider: str,
+    config: dict[str, Any],
+    allow_private_directories: bool,
+    allow_private_entra: bool,
+    allow_private_google: bool = False,
 ) -> None:
     """Every host a directory's settings send its secret to, checked (SourceTargetRefused)."""
     if provider == "ldap":
@@ -85,3 +91,8 @@ def check_source_targets(
             if field in config:
                 host = urlparse(config[field]).hostname or ""
                 check_source_host(host, allow_private_entra, "DIRHOOK_ALLOW_PRIVATE_ENTRA_HOSTS")
+    elif provider == "google":
+        for field in GOOGLE_HOST_FIELDS:
+            if field in config:
+                host = urlparse(config[field]).hostname or ""
+                check_source_host(host, allow_private_google, "DIRHOOK_ALLOW_PRIVATE_GOOGLE_HOSTS")

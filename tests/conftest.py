@@ -26,6 +26,7 @@ from dirhook.db.engine import make_sessionmaker, migrate, open_database
 from dirhook.devstack import temporal_cli
 from dirhook.logs import JsonFormatter
 from dirhook.temporal import SEARCH_ATTRIBUTES
+from tests.support.google_admin import AdminSdkServer
 from tests.support.graph import GraphServer
 from tests.support.ports import free_port
 from tests.support.postgres import PostgresCluster
@@ -163,6 +164,16 @@ async def graph():
     await server.stop()
 
 
+@pytest_asyncio.fixture(scope="session")
+async def google_admin(graph):
+    """The local Google Admin SDK (tests/support/google_admin.py), its certificate from the
+    local Graph's CA (the stacks trust that one); each test makes its own account."""
+    server = AdminSdkServer(graph.pki)
+    await server.start()
+    yield server
+    await server.stop()
+
+
 @pytest_asyncio.fixture(scope="session", params=["sqlite", "postgresql"])
 async def stack(request, temporal_env, tmp_path_factory, graph):
     """dirhook's worker and API, on SQLite or on PostgreSQL, sharing the session's Temporal server."""
@@ -187,6 +198,8 @@ async def stack(request, temporal_env, tmp_path_factory, graph):
         codec_cors_origins=[UI_ORIGIN],
         entra_ca_bundle=str(graph.ca_bundle),
         allow_private_entra_hosts=True,  # the local Graph listens on 127.0.0.1
+        google_ca_bundle=str(graph.ca_bundle),  # the local Admin SDK's certificate: the same CA
+        allow_private_google_hosts=True,
         endpoint_ca_bundle=str(graph.ca_bundle),  # HTTPS receivers' certificates come from the same CA
         # The shared stacks do not test the SCIM rate limit (test_scim_input does, with its own
         # settings): scim2-tester's compliance run, at over 100 requests a second on a fast

@@ -358,3 +358,33 @@ class SyncRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class GoogleChannel(Base):
+    """A push channel Google holds for a Google Workspace directory: users.watch (one per
+    event) or the Reports API's activities.watch (admin events: groups and members). The
+    token Google echoes in X-Goog-Channel-Token is kept as a digest only."""
+
+    __tablename__ = "google_channels"
+
+    channel_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    directory_id: Mapped[str] = mapped_column(ForeignKey("directories.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))  # "users.add", …, "activities.admin"
+    resource_id: Mapped[str] = mapped_column(String(255))
+    token_digest: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class GoogleNotification(Base):
+    """What a push notification named, until a pass has read it: a user (by id) or a group
+    (by address). Passes read those above the id their cursor holds."""
+
+    __tablename__ = "google_notifications"
+    __table_args__ = (Index("ix_google_notifications_directory", "directory_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    directory_id: Mapped[str] = mapped_column(ForeignKey("directories.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(10))  # "user" | "group"
+    object_key: Mapped[str] = mapped_column(String(320))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)

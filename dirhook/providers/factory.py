@@ -45,6 +45,19 @@ def build_source(
             ca_bundle=settings.entra_ca_bundle,
             allow_private_hosts=settings.allow_private_entra_hosts,
         )
+    if directory.provider == "google":
+        from dirhook.providers.google import GoogleSource
+        from dirhook.providers.google_config import GoogleConfig
+
+        return GoogleSource(
+            GoogleConfig.model_validate(directory.config),
+            directory.secret,
+            directory.attribute_mapping or None,
+            sessions,
+            directory.id,
+            ca_bundle=settings.google_ca_bundle,
+            allow_private_hosts=settings.allow_private_google_hosts,
+        )
     if directory.provider == "scim":
         from dirhook.scim.source import ScimStoreSource
 

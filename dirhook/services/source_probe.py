@@ -35,7 +35,12 @@ def probe(d: Directory, settings: Settings, sessions: sessionmaker[Session]) -> 
         organization_id=d.organization_id,
         name=d.name,
         provider=d.provider,
-        config={**d.config, "timeout_seconds": min(float(d.config.get("timeout_seconds", 10)), PROBE_TIMEOUT_SECONDS)},
+        config={
+            **d.config,
+            "timeout_seconds": min(float(d.config.get("timeout_seconds", 10)), PROBE_TIMEOUT_SECONDS),
+            # Google's client backs off up to a minute on a quota error: a person waits.
+            **({"retries": 0} if d.provider == "google" else {}),
+        },
         secret=d.secret,
         attribute_mapping=d.attribute_mapping,
     )
@@ -44,7 +49,7 @@ def probe(d: Directory, settings: Settings, sessions: sessionmaker[Session]) -> 
         source.token_retries = 0  # one try: a person waits, and the error is the answer
     try:
         source.connect()
-        found = source.probe()  # type: ignore[attr-defined]  # LDAP and Entra sources have one
+        found = source.probe()  # type: ignore[attr-defined]  # LDAP, Entra and Google sources have one
     except SourceError as exc:
         kind = (
             "auth"

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from tests.support.e2e_helpers import connect_directory, sync
+from tests.support.e2e_helpers import canonical, connect_directory, sync
 from tests.support.entra_helpers import entra_directory, graph_user
 from tests.support.scim_helpers import summary
 from tests.support.slapd import expected_memberships
@@ -27,32 +26,6 @@ async def emitted(stack, directory_id: str) -> list[dict]:
         if not page["has_more"]:
             return events
         after = page["next_cursor"]
-
-
-def canonical(event: dict) -> str:
-    """An event without what is specific to its directory or provider."""
-    data = dict(event["data"])
-    if event["type"].startswith("group.user_"):
-        data = {"group": data["group"]["name"], "user": data["user"]["username"]}
-    for key in (
-        "id",
-        "directory_id",
-        "organization_id",
-        "external_id",
-        "raw_attributes",
-        "custom_attributes",
-        "updated_at",
-        "version",
-        "manager_id",
-        "name",
-        "provider",
-        "object_id",
-    ):
-        if not (event["type"].startswith("group.") and key == "name"):
-            data.pop(key, None)
-    if "groups" in data:
-        data["groups"] = sorted(g["name"] for g in data["groups"])
-    return json.dumps({"type": event["type"], "data": data}, sort_keys=True)
 
 
 @SQLITE_ONLY
@@ -314,7 +287,7 @@ async def test_the_cli_connects_a_tenant(stack, graph, receiver, tmp_path):
 
 
 @SQLITE_ONLY
-async def test_a_worker_serving_ldap_directories_never_imports_msgraph(stack, slapd, receiver):
+async def test_a_worker_serving_ldap_directories_never_imports_msgraph_or_google(stack, slapd, receiver):
     conn = await connect_directory(stack, slapd, receiver, 3, 1)
     script = f"""
 import asyncio, sys
@@ -340,7 +313,8 @@ async def main():
     source.close()
     await close_all(closers)
     assert result.users_read == 3, result
-    print("LOADED", sorted(m for m in sys.modules if m.split(".")[0] in ("msgraph", "msgraph_core", "kiota_http", "azure")))
+    sdks = ("msgraph", "msgraph_core", "kiota_http", "azure", "googleapiclient", "google_auth_httplib2", "httplib2")
+    print("LOADED", sorted(m for m in sys.modules if m.split(".")[0] in sdks or m.startswith("google.auth")))
 
 asyncio.run(main())
 """

@@ -28,6 +28,7 @@ def test_schemathesis_finds_nothing_against_the_embedded_stack(tmp_path):
     env, ports = dev_env(tmp_path / "data")
     # The fuzzer's Entra directories point at loopback too: let the stack accept that.
     env["DIRHOOK_ALLOW_PRIVATE_ENTRA_HOSTS"] = "true"
+    env["DIRHOOK_ALLOW_PRIVATE_GOOGLE_HOSTS"] = "true"
     api = f"http://127.0.0.1:{ports['API_PORT']}"
     log = tmp_path / "dev.log"
     proc = start_dev(env, log)

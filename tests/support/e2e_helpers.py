@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -255,3 +256,29 @@ async def listening(handle) -> bool:
         and bool(desc.raw_description.pending_activities)
         and desc.raw_description.pending_activities[0].state == 2
     )  # STARTED
+
+
+def canonical(event: dict) -> str:
+    """An event without what is specific to its directory or provider."""
+    data = dict(event["data"])
+    if event["type"].startswith("group.user_"):
+        data = {"group": data["group"]["name"], "user": data["user"]["username"]}
+    for key in (
+        "id",
+        "directory_id",
+        "organization_id",
+        "external_id",
+        "raw_attributes",
+        "custom_attributes",
+        "updated_at",
+        "version",
+        "manager_id",
+        "name",
+        "provider",
+        "object_id",
+    ):
+        if not (event["type"].startswith("group.") and key == "name"):
+            data.pop(key, None)
+    if "groups" in data:
+        data["groups"] = sorted(g["name"] for g in data["groups"])
+    return json.dumps({"type": event["type"], "data": data}, sort_keys=True)

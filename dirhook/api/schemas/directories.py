@@ -9,45 +9,53 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from dirhook.normalize import GROUP_FIELDS, READ_ONLY_FIELDS, TRANSFORMS, USER_FIELDS
 from dirhook.providers.entra_config import EntraConfig
+from dirhook.providers.google_config import GoogleConfig, parse_service_account_key
 from dirhook.providers.ldap import LdapConfig
 from dirhook.strict_json import StrictJsonModel
 
 # Where and how a stored secret is sent (dirhook.services.directory_rules.SECRET_TARGETS).
 LDAP_SECRET_TARGETS = ("url", "bind_dn", "start_tls", "verify_tls")
 ENTRA_SECRET_TARGETS = ("tenant_id", "client_id", "authority_host", "graph_base_url")
+GOOGLE_SECRET_TARGETS = ("admin_email", "token_uri", "api_base_url")
 
 _ABSENT: JsonValue = {"type": "null"}
 _GIVEN: JsonValue = {"not": {"type": "null"}}
 # The provider rule of _provider_settings, in the published schema (so a client, or a
 # fuzzer, knows which settings go with which provider).
+# Each provider's settings and secret, by provider (the rest are absent for it).
+OWN_FIELDS = {
+    "ldap": ("ldap", "bind_password"),
+    "entra": ("entra", "client_secret"),
+    "google": ("google", "service_account_key"),
+    "scim": (),
+}
+SOURCE_FIELDS = tuple(name for names in OWN_FIELDS.values() for name in names)
+
+
+def _shape(title: str, provider: str, required: tuple[str, ...], given: dict[str, JsonValue]) -> JsonValue:
+    absent: dict[str, JsonValue] = {f: _ABSENT for f in SOURCE_FIELDS if f not in OWN_FIELDS[provider]}
+    properties: dict[str, JsonValue] = {"provider": {"const": provider}, **given, **absent}
+    return {"title": title, "required": list(required), "properties": properties}
+
+
+# The provider rule of _provider_settings, in the published schema (so a client, or a
+# fuzzer, knows which settings go with which provider).
 PROVIDER_SHAPES: list[JsonValue] = [
-    {
-        "title": "LDAP or Active Directory",
-        "required": ["ldap"],
-        "properties": {"provider": {"const": "ldap"}, "ldap": _GIVEN, "entra": _ABSENT, "client_secret": _ABSENT},
-    },
-    {
-        "title": "Microsoft Entra ID",
-        "required": ["provider", "entra", "client_secret"],
-        "properties": {
-            "provider": {"const": "entra"},
-            "entra": _GIVEN,
-            "client_secret": {"type": "string", "minLength": 1},
-            "ldap": _ABSENT,
-            "bind_password": _ABSENT,
-        },
-    },
-    {
-        "title": "SCIM (the IdP pushes)",
-        "required": ["provider"],
-        "properties": {
-            "provider": {"const": "scim"},
-            "ldap": _ABSENT,
-            "bind_password": _ABSENT,
-            "entra": _ABSENT,
-            "client_secret": _ABSENT,
-        },
-    },
+    # provider may be left out for LDAP (the default): "ldap" is what is required.
+    _shape("LDAP or Active Directory", "ldap", ("ldap",), {"ldap": _GIVEN}),
+    _shape(
+        "Microsoft Entra ID",
+        "entra",
+        ("provider", "entra", "client_secret"),
+        {"entra": _GIVEN, "client_secret": {"type": "string", "minLength": 1}},
+    ),
+    _shape(
+        "Google Workspace",
+        "google",
+        ("provider", "google", "service_account_key"),
+        {"google": _GIVEN, "service_account_key": {"type": "string", "minLength": 1}},
+    ),
+    _shape("SCIM (the IdP pushes)", "scim", ("provider",), {}),
 ]
 
 
@@ -87,10 +95,10 @@ class DirectoryIn(StrictJsonModel):
 
     name: str = Field(min_length=1, max_length=200)
     organization_id: str | None = Field(default=None, description="defaults to the 'default' organization")
-    provider: Literal["ldap", "entra", "scim"] = Field(
+    provider: Literal["ldap", "entra", "google", "scim"] = Field(
         default="ldap",
         description="ldap: dirhook reads the directory; entra: dirhook reads Microsoft Graph; "
-        "scim: the IdP pushes to /scim/v2/{id}/",
+        "google: dirhook reads Google Workspace (Admin SDK); scim: the IdP pushes to /scim/v2/{id}/",
     )
     ldap: LdapConfig | None = Field(default=None, description="required for (and only for) provider ldap")
     bind_password: str | None = Field(default=None, description="write-only: never returned")
@@ -99,6 +107,11 @@ class DirectoryIn(StrictJsonModel):
         default=None,
         description="the Entra app's client secret, or with "
         "entra.credential 'certificate' its PEM (key and certificate); write-only",
+    )
+    google: GoogleConfig | None = Field(default=None, description="required for (and only for) provider google")
+    service_account_key: str | None = Field(
+        default=None,
+        description="the Google service account's JSON key file, whole (domain-wide delegation); write-only",
     )
     attribute_mapping: dict[str, dict[str, Any]] | None = Field(
         default=None,
@@ -114,12 +127,10 @@ class DirectoryIn(StrictJsonModel):
 
     @model_validator(mode="after")
     def _provider_settings(self) -> DirectoryIn:
-        given = {
-            name for name in ("ldap", "bind_password", "entra", "client_secret") if getattr(self, name) is not None
-        }
-        own = {"ldap": {"ldap", "bind_password"}, "entra": {"entra", "client_secret"}, "scim": set()}[self.provider]
+        given = {name for name in SOURCE_FIELDS if getattr(self, name) is not None}
+        own = set(OWN_FIELDS[self.provider])
         if given - own:
-            what = {"ldap": "an LDAP", "entra": "an Entra", "scim": "a SCIM"}[self.provider]
+            what = {"ldap": "an LDAP", "entra": "an Entra", "google": "a Google", "scim": "a SCIM"}[self.provider]
             raise ValueError(
                 f"{what} directory takes no {', '.join(sorted(given - own))}"
                 + (" (the IdP pushes to it)" if self.provider == "scim" else "")
@@ -128,6 +139,10 @@ class DirectoryIn(StrictJsonModel):
             raise ValueError("ldap: required for an LDAP directory")
         if self.provider == "entra" and (self.entra is None or not self.client_secret):
             raise ValueError("entra and client_secret: required for an Entra directory")
+        if self.provider == "google":
+            if self.google is None or not self.service_account_key:
+                raise ValueError("google and service_account_key: required for a Google Workspace directory")
+            parse_service_account_key(self.service_account_key)  # its ValueError never holds the key
         return self
 
 
@@ -149,6 +164,7 @@ class DirectoryPatch(StrictJsonModel):
             "allOf": [
                 _secret_follows("ldap", "bind_password", LDAP_SECRET_TARGETS),
                 _secret_follows("entra", "client_secret", ENTRA_SECRET_TARGETS),
+                _secret_follows("google", "service_account_key", GOOGLE_SECRET_TARGETS),
             ]
         },
     )
@@ -166,6 +182,14 @@ class DirectoryPatch(StrictJsonModel):
         json_schema_extra=_partial(EntraConfig),
     )
     client_secret: str | None = Field(default=None, description="a new Entra client secret; write-only")
+    google: dict[str, Any] | None = Field(
+        default=None,
+        description="Google Workspace settings to change; validated whole",
+        json_schema_extra=_partial(GoogleConfig),
+    )
+    service_account_key: str | None = Field(
+        default=None, description="a new Google service account key (the JSON file); write-only"
+    )
     attribute_mapping: dict[str, dict[str, Any]] | None = Field(default=None, json_schema_extra=MAPPING_SCHEMA)
     deletion_threshold_count: int | None = Field(
         default=None, ge=0, le=2**31 - 1, description="hold a pass deleting more (500)"
@@ -199,6 +223,7 @@ class DirectoryOut(BaseModel):
     config: dict[str, Any]
     has_bind_password: bool
     has_client_secret: bool = False
+    has_service_account_key: bool = False
     attribute_mapping: dict[str, Any]
     cursor: dict[str, Any] | None
     deletion_threshold_count: int | None = None
