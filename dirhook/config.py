@@ -117,6 +117,17 @@ class Settings(BaseSettings):
     entra_ca_bundle: str | None = None
     # Google Workspace: the same, for Google's token endpoint and the Admin SDK.
     google_ca_bundle: str | None = None
+    # The API's address as Google reaches it (https://dirhook.example.com, a name with a
+    # publicly trusted certificate, as Google requires): Google Workspace directories then
+    # get push channels (users.watch, the Reports API's activities.watch) whose notifications
+    # start a pass within seconds. Unset, or not https: they poll on their schedule.
+    public_url: str | None = None
+    # How long a push channel is asked to live (Google caps it, at 6 hours): renewed by the
+    # pass that finds it within a quarter of that from its end.
+    google_channel_seconds: int = Field(21600, ge=300, le=7 * 86400)
+    # With push channels, passes read only what notifications named; a whole listing still
+    # runs this often, since Google's notifications are best effort.
+    google_reconcile_seconds: int = Field(21600, ge=60, le=7 * 86400)
 
     # SCIM directories: the body and page size limits, and requests per second per directory.
     scim_max_body_bytes: int = 1024 * 1024
@@ -172,6 +183,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'dirhook.db').resolve()}"
+
+    @property
+    def google_push_url(self) -> str | None:
+        """Where Google sends a directory's notifications (``…/google/notifications/{id}``),
+        or None when push channels cannot be used (no public https address)."""
+        url = (self.public_url or "").strip().rstrip("/")
+        return url if url.startswith("https://") else None
 
     @property
     def sync_task_queue(self) -> str:

@@ -33,6 +33,7 @@ from tests.support.postgres import PostgresCluster
 from tests.support.receiver import Receiver
 from tests.support.samba import SambaDC
 from tests.support.slapd import Slapd
+from tests.support.tls_proxy import TLSProxy
 from workers import build_workers, close_all
 
 # Clients of the test API server drop idle connections after 2 s, before uvicorn's 5 s
@@ -183,6 +184,9 @@ async def stack(request, temporal_env, tmp_path_factory, graph):
     else:
         url = f"sqlite:///{data_dir / 'dirhook.db'}"
     api_port = free_port()
+    # The API's public https address, as Google Workspace's push notifications reach it.
+    public = TLSProxy(f"127.0.0.1:{api_port}", graph.pki.server_context(), alpn=["http/1.1"])
+    await public.start()
     settings = Settings(
         data_dir=data_dir,
         database_url=url,
@@ -200,6 +204,7 @@ async def stack(request, temporal_env, tmp_path_factory, graph):
         allow_private_entra_hosts=True,  # the local Graph listens on 127.0.0.1
         google_ca_bundle=str(graph.ca_bundle),  # the local Admin SDK's certificate: the same CA
         allow_private_google_hosts=True,
+        public_url=f"https://{public.address}",
         endpoint_ca_bundle=str(graph.ca_bundle),  # HTTPS receivers' certificates come from the same CA
         # The shared stacks do not test the SCIM rate limit (test_scim_input does, with its own
         # settings): scim2-tester's compliance run, at over 100 requests a second on a fast
@@ -242,3 +247,4 @@ async def stack(request, temporal_env, tmp_path_factory, graph):
         server.should_exit = True
         await asyncio.wait_for(serving, 30)
     await close_all(closers)
+    await public.stop()

@@ -31,6 +31,7 @@ from dirhook.api.routers import (
     directories,
     endpoints,
     events,
+    google,
     health,
     organizations,
     roles,
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     codec.setup(app, settings)
     app.include_router(codec.router)  # its own auth: the Temporal UI calls it from the browser
+    app.include_router(google.router)  # its own proof: each channel's token
     # SCIM: each directory's own bearer token, checked by the gateway; SCIM errors, not FastAPI's.
     app.mount(
         "/scim",

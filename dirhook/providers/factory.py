@@ -57,6 +57,9 @@ def build_source(
             directory.id,
             ca_bundle=settings.google_ca_bundle,
             allow_private_hosts=settings.allow_private_google_hosts,
+            push_url=settings.google_push_url,
+            channel_seconds=settings.google_channel_seconds,
+            reconcile_seconds=settings.google_reconcile_seconds,
         )
     if directory.provider == "scim":
         from dirhook.scim.source import ScimStoreSource

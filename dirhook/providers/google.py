@@ -13,6 +13,16 @@ real differences; deletions are what a whole listing no longer holds. A listing 
 part-way raises before the engine decides any deletion, so nothing is deleted on a partial
 listing (and deletion protection holds large drops as for every provider).
 
+Real time: where the API has a public https address (``DIRHOOK_PUBLIC_URL``), each pass
+first makes sure Google holds the directory's push channels (users.watch, one per event, and
+the Reports API's activities.watch of the admin application), opening them and replacing
+those near their end. The API records what each notification names (a user id, a group's
+address; dirhook/services/google_notifications.py) and starts a pass, which then reads only
+those: ``users.get`` of each user (404: deleted), and, for groups, ``groups.list`` (to see
+deletions) with the members of the named groups. A whole listing still runs every
+``google_reconcile_seconds`` (6 hours), since Google's notifications are best effort.
+Without a public address, every pass is a whole listing, on the directory's schedule.
+
 Quotas and faults: 429, 5xx and 403 ``rateLimitExceeded``/``userRateLimitExceeded`` are
 retried by the client library itself with exponential backoff and jitter, as Google
 documents (``execute(num_retries=…)``); what still fails is retried by Temporal. 401 and the
@@ -26,13 +36,18 @@ msgraph is): a worker serving only LDAP directories does not load them.
 from __future__ import annotations
 
 import json
+import logging
+import time
+import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dirhook.db.schema import User
+from dirhook import tokens
+from dirhook.db.schema import GoogleChannel, GoogleNotification, Group, User
 from dirhook.normalize import effective_mapping
 from dirhook.providers.base import (
     Changes,
@@ -43,8 +58,11 @@ from dirhook.providers.base import (
     SourceUnavailable,
 )
 from dirhook.providers.google_config import SCOPES, GoogleConfig, parse_service_account_key
+from dirhook.providers.google_push import CHANNEL_KINDS, due_for_renewal, notification_address
 from dirhook.providers.google_records import group_record, manager_email, member_ids, user_record
 from dirhook.providers.probe import Probe
+
+log = logging.getLogger(__name__)
 
 MEMBERS_PAGE = 200  # members.list's maximum
 GROUPS_PAGE = 200  # groups.list's maximum
@@ -57,6 +75,10 @@ DELEGATION_FIX = (
     + ",".join(SCOPES)
     + "; and make {admin} an admin who may read users and groups"
 )
+
+
+class GoogleSignInRefused(SourceAuthError):
+    """Google's token endpoint refused the service account: nothing else can be read either."""
 
 
 def _google_error(content: bytes) -> tuple[str, str]:
@@ -82,8 +104,14 @@ class GoogleSource:
         directory_id: str,
         ca_bundle: str | None = None,
         allow_private_hosts: bool = False,
+        push_url: str | None = None,
+        channel_seconds: float = 21600,
+        reconcile_seconds: float = 21600,
     ):
         self.config = config
+        self.push_url = push_url
+        self.channel_seconds = channel_seconds
+        self.reconcile_seconds = reconcile_seconds
         self.key_text = service_account_key
         self.mapping = effective_mapping("google", mapping_overrides)
         self.sessions = sessions
@@ -92,7 +120,10 @@ class GoogleSource:
         self.allow_private_hosts = allow_private_hosts
         self.client_id = "?"
         self._directory: Any = None
+        self._reports: Any = None
+        self._authorized: Any = None
         self._managers: dict[str, str | None] = {}  # lowercased email -> user id (None: no such user)
+        self._managers_loaded = False
 
     # -- signing in ---------------------------------------------------------------------------
     def connect(self) -> None:
@@ -112,7 +143,6 @@ class GoogleSource:
         import google_auth_httplib2
         import httplib2
         from google.oauth2 import service_account
-        from googleapiclient import discovery
 
         try:
             # The key file's own token_uri is not used: the directory's (checked above) is.
@@ -122,23 +152,35 @@ class GoogleSource:
         except ValueError as exc:  # a private key that does not parse
             raise SourceConfigError(f"the service account key cannot be used: {exc}") from None
         http = httplib2.Http(timeout=self.config.timeout_seconds, ca_certs=self.ca_bundle)
-        authorized = google_auth_httplib2.AuthorizedHttp(credentials, http=http)
-        self._directory = discovery.build(
+        self._authorized = google_auth_httplib2.AuthorizedHttp(credentials, http=http)
+        self._directory = self._api("directory_v1")
+
+    def _api(self, version: str) -> Any:
+        from googleapiclient import discovery
+
+        return discovery.build(
             "admin",
-            "directory_v1",
-            http=authorized,
+            version,
+            http=self._authorized,
             static_discovery=True,
             cache_discovery=False,
             client_options={"api_endpoint": self.config.api_base_url + "/"},
         )
 
+    def _reports_api(self) -> Any:
+        if self._reports is None:
+            self._reports = self._api("reports_v1")
+        return self._reports
+
     def close(self) -> None:
-        if self._directory is not None:
-            self._directory.close()
-            self._directory = None
+        for api in (self._directory, self._reports):
+            if api is not None:
+                api.close()
+        self._directory = self._reports = None
 
     # -- one request ------------------------------------------------------------------------------
-    def _execute(self, request: Any, what: str) -> dict[str, Any]:
+    def _execute(self, request: Any, what: str, missing_ok: bool = False) -> dict[str, Any]:
+        """The answer; with ``missing_ok``, {} where Google answers 404 (no such object)."""
         from google.auth.exceptions import RefreshError
         from googleapiclient.errors import HttpError
 
@@ -148,13 +190,15 @@ class GoogleSource:
         except RefreshError as exc:
             # The token endpoint refused: unauthorized_client (no delegation, or a scope not
             # granted), invalid_grant (a deleted key, a wrong admin address)…
-            raise SourceAuthError(
+            raise GoogleSignInRefused(
                 f"Google refused the service account's sign-in as {self.config.admin_email} "
                 f"({_first_line(exc)}): "
                 + DELEGATION_FIX.format(client_id=self.client_id, admin=self.config.admin_email)
             ) from None
         except HttpError as exc:
             status = int(exc.resp.status)
+            if status == 404 and missing_ok:
+                return {}
             reason, message = _google_error(exc.content or b"")
             if status == 401 or (status == 403 and reason not in RATE_LIMIT_REASONS):
                 raise SourceAuthError(
@@ -241,7 +285,9 @@ class GoogleSource:
 
     def _stored_managers(self) -> None:
         """Users of earlier passes by address (their ids), so a manager named by email in
-        ``relations`` is found without asking Google."""
+        ``relations`` is found without asking Google (read once, when a manager is first
+        not found among this pass's users)."""
+        self._managers_loaded = True
         if self.sessions is None:
             return
         with self.sessions() as s:
@@ -254,6 +300,8 @@ class GoogleSource:
                     self._managers.setdefault(username.lower(), ref)
 
     def _manager_id(self, email: str) -> str | None:
+        if email not in self._managers and not self._managers_loaded:
+            self._stored_managers()
         if email not in self._managers:
             from googleapiclient.errors import HttpError
 
@@ -267,7 +315,6 @@ class GoogleSource:
         return self._managers[email]
 
     def _users(self, scope: set[str] | None) -> Iterator[SourceEntry]:
-        self._stored_managers()
         queries: list[str | None] = [f"orgUnitPath='{ou}'" for ou in self.config.org_units] or [None]
         seen: set[str] = set()
         for query in queries:
@@ -288,9 +335,31 @@ class GoogleSource:
 
     # -- a pass ---------------------------------------------------------------------------------------
     def changes(self, cursor: dict[str, Any] | None, full: bool) -> Changes:
-        # Every pass is a whole listing (the Directory API has no delta of users); the engine
-        # emits only what differs from what is stored.
-        changes = Changes(full=True, groups=iter(()), users=iter(()), next_cursor={"listed": "full"})
+        cursor = cursor or {}
+        now = time.time()
+        notes: list[str] = []
+        pushing = self._maintain_channels(now, notes) if self.push_url and self.sessions else False
+        latest = self._latest_notification()
+        through = cursor.get("notified_through")
+        listed_at = float(cursor.get("listed_at", 0))
+        if through is not None:
+            self._forget_notifications(int(through))
+        named: tuple[set[str], set[str]] | None = None
+        if not full and pushing and through is not None and now - listed_at < self.reconcile_seconds:
+            named = self._notifications(int(through), latest)
+            if named[1] and self.config.group_emails:
+                named = None  # a scope by groups: who is in it is a whole listing's question
+        if named is None:
+            changes = self._whole({"listed_at": now, "notified_through": latest})
+        else:
+            changes = self._named(*named, {"listed_at": listed_at, "notified_through": latest})
+        changes.notes += notes
+        return changes
+
+    def _whole(self, cursor: dict[str, Any]) -> Changes:
+        # The Directory API has no delta of users: a whole listing, of which the engine emits
+        # only what differs from what is stored.
+        changes = Changes(full=True, groups=iter(()), users=iter(()), next_cursor=cursor)
         groups = self._groups(changes)
         changes.groups = iter(groups)
         scope = None
@@ -298,6 +367,157 @@ class GoogleSource:
             scope = {ref for e in groups for ref in e.attributes.get("members", [])}
         changes.users = self._users(scope)
         return changes
+
+    def _named(self, user_ids: set[str], group_emails: set[str], cursor: dict[str, Any]) -> Changes:
+        """Only what notifications named: each user read by itself, and the named groups with
+        their members (groups.list, cheap, tells which groups are gone)."""
+        changes = Changes(full=False, groups=iter(()), users=iter(()), next_cursor=cursor)
+        if group_emails:
+            objects = self._group_objects()
+            present = {str(g["id"]) for g in objects}
+            changes.deleted_group_ids = self._stored_group_ids() - present
+            entries, others = [], 0
+            for group in objects:
+                addresses = {str(group.get("email", "")).lower(), *(a.lower() for a in group.get("aliases") or [])}
+                if addresses & group_emails:
+                    ids, other = member_ids(self._members(group["id"]))
+                    others += other
+                    entries.append(SourceEntry(ref=group["id"], attributes=group_record(group, ids)))
+            changes.groups = iter(entries)
+        changes.users = self._named_users(sorted(user_ids), changes)
+        return changes
+
+    def _named_users(self, user_ids: list[str], changes: Changes) -> Iterator[SourceEntry]:
+        in_scope = self._stored_user_ids() if self.config.group_emails else None
+        for uid in user_ids:
+            user = self._execute(
+                self._directory.users().get(userKey=uid, projection="full"), f"users.get of {uid}", missing_ok=True
+            )
+            if not user:  # deleted (or never there)
+                changes.deleted_user_ids.add(uid)
+                continue
+            if not self._in_org_units(user) or (in_scope is not None and uid not in in_scope):
+                if in_scope is None:  # moved out of the org units: gone from the directory
+                    changes.deleted_user_ids.add(uid)
+                continue
+            boss = manager_email(user)
+            yield SourceEntry(ref=uid, attributes=user_record(user, boss and self._manager_id(boss)))
+
+    def _in_org_units(self, user: dict[str, Any]) -> bool:
+        if not self.config.org_units:
+            return True
+        path = str(user.get("orgUnitPath") or "/").rstrip("/") + "/"
+        return any(ou == "/" or path.startswith(ou.rstrip("/") + "/") for ou in self.config.org_units)
+
+    # -- what is stored ------------------------------------------------------------------------------
+    def _stored_group_ids(self) -> set[str]:
+        assert self.sessions is not None
+        with self.sessions() as s:
+            return set(s.scalars(select(Group.external_id).where(Group.directory_id == self.directory_id)))
+
+    def _stored_user_ids(self) -> set[str]:
+        assert self.sessions is not None
+        with self.sessions() as s:
+            return set(s.scalars(select(User.external_id).where(User.directory_id == self.directory_id)))
+
+    def _latest_notification(self) -> int:
+        if self.sessions is None:
+            return 0
+        with self.sessions() as s:
+            latest = s.scalar(
+                select(func.max(GoogleNotification.id)).where(GoogleNotification.directory_id == self.directory_id)
+            )
+        return int(latest or 0)
+
+    def _notifications(self, after: int, through: int) -> tuple[set[str], set[str]]:
+        assert self.sessions is not None
+        users: set[str] = set()
+        groups: set[str] = set()
+        with self.sessions() as s:
+            for kind, key in s.execute(
+                select(GoogleNotification.kind, GoogleNotification.object_key).where(
+                    GoogleNotification.directory_id == self.directory_id,
+                    GoogleNotification.id > after,
+                    GoogleNotification.id <= through,
+                )
+            ):
+                (users if kind == "user" else groups).add(key)
+        return users, groups
+
+    def _forget_notifications(self, through: int) -> None:
+        """Those a committed pass has read (its cursor says up to which)."""
+        assert self.sessions is not None
+        with self.sessions.begin() as s:
+            s.execute(
+                delete(GoogleNotification).where(
+                    GoogleNotification.directory_id == self.directory_id, GoogleNotification.id <= through
+                )
+            )
+
+    # -- push channels ---------------------------------------------------------------------------------
+    def _maintain_channels(self, now: float, notes: list[str]) -> bool:
+        """Every channel open and not near its end; True when all are. A channel Google
+        refuses is noted on the pass, which then lists the whole account (polling)."""
+        assert self.sessions is not None and self.push_url
+        with self.sessions() as s:
+            held = {
+                # SQLite hands datetimes back without their zone: they are UTC
+                c.kind: (c.channel_id, c.resource_id, c.expires_at.replace(tzinfo=UTC).timestamp())
+                for c in s.scalars(select(GoogleChannel).where(GoogleChannel.directory_id == self.directory_id))
+            }
+        ok = True
+        for kind in CHANNEL_KINDS:
+            old = held.get(kind)
+            if old and not due_for_renewal(old[2], now, self.channel_seconds):
+                continue
+            try:
+                channel = self._watch(kind, now)
+            except GoogleSignInRefused:
+                raise
+            except SourceError as exc:
+                notes.append(f"Google refused the push channel {kind} ({exc}); this pass lists everything")
+                ok = False
+                continue
+            with self.sessions.begin() as s:
+                s.add(channel)
+                if old:
+                    s.execute(delete(GoogleChannel).where(GoogleChannel.channel_id == old[0]))
+            if old:
+                self.stop_channel(kind, old[0], old[1])
+        return ok
+
+    def _watch(self, kind: str, now: float) -> GoogleChannel:
+        assert self.push_url
+        channel_id, token = str(uuid.uuid4()), tokens.new_secret()
+        body = {
+            "id": channel_id,
+            "type": "web_hook",
+            "address": notification_address(self.push_url, self.directory_id),
+            "token": token,
+            "expiration": str(int((now + self.channel_seconds) * 1000)),
+        }
+        if kind.startswith("users."):
+            request = self._directory.users().watch(customer=self.config.customer, event=kind[6:], body=body)
+        else:
+            request = self._reports_api().activities().watch(userKey="all", applicationName="admin", body=body)
+        opened = self._execute(request, f"{kind} watch")
+        expires = int(opened.get("expiration") or body["expiration"]) / 1000
+        return GoogleChannel(
+            channel_id=channel_id,
+            directory_id=self.directory_id,
+            kind=kind,
+            resource_id=str(opened["resourceId"]),
+            token_digest=tokens.digest(token),
+            expires_at=datetime.fromtimestamp(expires, UTC),
+        )
+
+    def stop_channel(self, kind: str, channel_id: str, resource_id: str) -> None:
+        """Best effort: a channel Google no longer knows (expired) is not an error."""
+        api = self._directory if kind.startswith("users.") else self._reports_api()
+        try:
+            api.channels().stop(body={"id": channel_id, "resourceId": resource_id}).execute(num_retries=1)
+        except Exception as exc:
+            log.info("could not stop Google channel %s: %s", channel_id, type(exc).__name__)
 
     def probe(self) -> Probe:
         """Signing in works and both kinds can be read: the first page of each is read."""

@@ -57,6 +57,7 @@ from dirhook.services.directory_rules import (
     target_hosts,
 )
 from dirhook.services.errors import Conflict, Unavailable
+from dirhook.services.google_notifications import stop_channels
 from dirhook.services.held_deletions import held_listing
 from dirhook.services.scope import Scope, resolve_organization, scoped
 from dirhook.services.source_health import source_health_of
@@ -188,6 +189,8 @@ class DirectoryService:
         await t.terminate_if_running(client, t.sync_workflow_id(d.id), "directory deleted")
         await sync_control.delete_schedule(client, d.id)
         await sync_control.stop_listener(client, d.id)
+        if d.provider == "google":  # Google would go on notifying for up to google_channel_seconds
+            await asyncio.to_thread(stop_channels, d, self.settings, self.scope.sessions)
         await self.scope.run(lambda s: _delete_row(s, d.id))
 
     async def _listen(self, client: Client, d: Directory, restart: bool = False) -> None:

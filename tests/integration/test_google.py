@@ -93,14 +93,14 @@ async def test_suspension_org_unit_scope_managers_and_deletions(stack, google_ad
     before = len(await all_events(stack, d))
 
     account.put_user("user00002@example.com", id=b, suspended=True)
-    status = await sync(stack, d)
+    status = await sync(stack, d, "full")
     got = (await all_events(stack, d))[before:]
     assert [e["type"] for e in got] == ["user.updated", "directory.sync_completed"]
     assert got[0]["data"]["active"] is False and got[0]["previous_attributes"]["active"] is True
     assert got[0]["previous_attributes"]["raw_attributes"]["suspended"] == ["false"]
     account.put_user("user00002@example.com", id=b, orgUnitPath="/Engineering")  # leaves the scope
     account.delete_user(a)
-    status = await sync(stack, d)
+    status = await sync(stack, d, "full")
     assert status["last_run"]["status"] == "succeeded", status
     gone = [e for e in (await all_events(stack, d))[before + 2 :] if e["type"] == "user.deleted"]
     assert sorted(e["data"]["username"] for e in gone) == ["user00001@example.com", "user00002@example.com"]

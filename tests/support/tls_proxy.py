@@ -1,6 +1,7 @@
 """A TLS-terminating TCP proxy: TLS (optionally demanding a client certificate) on the
 outside, the plain server on the inside. Temporal's dev server has no TLS of its own; in
-front of it, this is what a Temporal cluster with mTLS looks like to a client."""
+front of it, this is what a Temporal cluster with mTLS looks like to a client; in front of
+the API (HTTP/1.1), what Google's push notifications reach at DIRHOOK_PUBLIC_URL."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import ssl
 
 
 class TLSProxy:
-    def __init__(self, upstream: str, context: ssl.SSLContext):
+    def __init__(self, upstream: str, context: ssl.SSLContext, alpn: list[str] | None = None):
         self.upstream_host, port = upstream.rsplit(":", 1)
         self.upstream_port = int(port)
-        context.set_alpn_protocols(["h2"])  # gRPC is HTTP/2
+        context.set_alpn_protocols(["h2"] if alpn is None else alpn)  # gRPC is HTTP/2
         self.context = context
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()
