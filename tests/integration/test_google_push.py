@@ -7,7 +7,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from sqlalchemy import func, select
 
+from dirhook.db.schema import GoogleNotification
 from tests.support.e2e_helpers import all_events, sync
 from tests.support.google_admin import Account
 from tests.support.google_helpers import google_directory, google_user
@@ -22,6 +24,13 @@ NOTIFIED_WITHIN_SECONDS = 5.0
 def open_channels(account: Account) -> list[dict]:
     now_ms = time.time() * 1000
     return [c for c in account.channels.values() if int(c["expiration"]) > now_ms]
+
+
+async def one_user_directory(stack, google_admin, receiver) -> tuple[Account, str]:
+    account = google_admin.new_account()
+    google_user(account, 1)
+    directory, _endpoint, _route = await google_directory(stack, google_admin, receiver, account)
+    return account, directory["id"]
 
 
 def entity_events(route, since: int) -> list[dict]:
@@ -117,10 +126,7 @@ async def test_each_change_reaches_the_receiver_within_seconds_of_its_notificati
 
 @SQLITE_ONLY
 async def test_notifications_are_checked_by_channel_and_token(stack, google_admin, receiver):
-    account = google_admin.new_account()
-    google_user(account, 1)
-    directory, _endpoint, _route = await google_directory(stack, google_admin, receiver, account)
-    d = directory["id"]
+    account, d = await one_user_directory(stack, google_admin, receiver)
     assert (await sync(stack, d, "full"))["last_run"]["status"] == "succeeded"
     channel = next(c for c in open_channels(account) if c["watching"] == "users.update")
     path = f"/google/notifications/{d}"
@@ -150,20 +156,13 @@ async def test_notifications_are_checked_by_channel_and_token(stack, google_admi
     r = await stack.api.post(path, headers={"X-Goog-Channel-ID": channel["id"]}, json=body)
     assert r.status_code == 422 and "x-goog-channel-token" in r.text
     with stack.sessions() as s:
-        from sqlalchemy import func, select
-
-        from dirhook.db.schema import GoogleNotification
-
         recorded = s.scalar(select(func.count()).where(GoogleNotification.directory_id == d))
     assert recorded == 0  # none of those recorded anything
 
 
 @SQLITE_ONLY
 async def test_channels_are_renewed_before_their_end_and_stopped_with_the_directory(stack, google_admin, receiver):
-    account = google_admin.new_account()
-    google_user(account, 1)
-    directory, _endpoint, _route = await google_directory(stack, google_admin, receiver, account)
-    d = directory["id"]
+    account, d = await one_user_directory(stack, google_admin, receiver)
     cap = google_admin.max_channel_seconds
     google_admin.max_channel_seconds = 600  # well within a quarter of the 6 hours asked for
     try:

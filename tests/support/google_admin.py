@@ -98,6 +98,7 @@ class Account:
     notifications: list[tuple[float, int, str]] = field(default_factory=list)  # (monotonic, status, state)
     emit: Callable[[Account, str, str, dict[str, Any]], None] | None = None  # set by the server
     _next_id: int = 100000000000000000000
+    _ids_by_email: dict[str, str] = field(default_factory=dict)  # put_user's lookup (a bench makes 50,000)
 
     def __post_init__(self) -> None:
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -153,9 +154,7 @@ class Account:
 
     def put_user(self, primary_email: str, **props: Any) -> str:
         """Creates (or, with id=…, replaces fields of) a user; returns its id."""
-        uid = props.pop("id", None) or next(
-            (u["id"] for u in self.users.values() if u["primaryEmail"] == primary_email), None
-        )
+        uid = props.pop("id", None) or self._ids_by_email.get(primary_email)
         user = self.users.get(uid) if uid else None
         event = "update" if user is not None else "add"
         if user is None:
@@ -172,7 +171,9 @@ class Account:
                 "customerId": self.customer_id,
             }
             self.users[uid] = user
+        self._ids_by_email.pop(user["primaryEmail"], None)
         user.update(props, primaryEmail=primary_email)
+        self._ids_by_email[primary_email] = str(uid)
         name = user.setdefault("name", {})
         name["fullName"] = f"{name.get('givenName', '')} {name.get('familyName', '')}".strip()
         user["emails"] = [{"address": primary_email, "primary": True}] + [
@@ -185,6 +186,7 @@ class Account:
 
     def delete_user(self, uid: str) -> None:
         user = self.users.pop(uid)
+        self._ids_by_email.pop(user["primaryEmail"], None)
         for members in self.members.values():
             members.pop(uid, None)
         self._user_event("delete", user)
