@@ -24,7 +24,7 @@ import pytest
 
 from tests.support.dev_process import dev_env
 from tests.support.ports import free_port
-from tests.support.wait import wait_for
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -184,7 +184,7 @@ def test_the_quickstart_as_the_readme_says(tmp_path):
             users = httpx.get(f"{api}/v1/directories/{directory_id}/users", headers=headers, timeout=10).json()["data"]
             return sum(1 for u in users if any(r["slug"] == "admin" for r in u["roles"]))
 
-        wait_for(lambda: admins() == 7, 30, "the 7 members of group000 to be admins")
+        wait_until(lambda: admins() == 7, 30, "the 7 members of group000 to be admins")
         out = cli.run("dirhook roles delete admin")  # by slug (item 11)
         assert "deleted" in out, out
 
