@@ -5,13 +5,14 @@ the directory names, with read-only scopes (``google_config.SCOPES``). The API i
 by the client library's own static discovery document (``static_discovery=True``): nothing
 is fetched from Google but the token and the data.
 
-A pass lists everything: ``users.list`` (``projection=full``, for custom schemas; 500 a
+A whole listing reads ``users.list`` (``projection=full``, for custom schemas; 500 a
 page), ``groups.list`` and, for every group, ``members.list`` to its last page (200 a page:
 a group of 50,000 is read whole, never truncated at its first page). The Directory API has
-no delta for users, so a pass always reads the whole account and the engine emits only
-real differences; deletions are what a whole listing no longer holds. A listing that fails
-part-way raises before the engine decides any deletion, so nothing is deleted on a partial
-listing (and deletion protection holds large drops as for every provider).
+no delta for users, so without push notifications a pass reads the whole account and the
+engine emits only real differences; deletions are what a whole listing no longer holds. A
+listing that fails part-way raises before the engine decides any deletion, so nothing is
+deleted on a partial listing (and deletion protection holds large drops as for every
+provider).
 
 Real time: where the API has a public https address (``DIRHOOK_PUBLIC_URL``), each pass
 first makes sure Google holds the directory's push channels (users.watch, one per event, and
@@ -459,7 +460,14 @@ class GoogleSource:
         """Every channel open and not near its end; True when all are. A channel Google
         refuses is noted on the pass, which then lists the whole account (polling)."""
         assert self.sessions is not None and self.push_url
-        with self.sessions() as s:
+        with self.sessions.begin() as s:
+            # A row without a resource id is a watch a crashed pass never saw answered (passes
+            # of a directory run one at a time): not a channel to count on.
+            s.execute(
+                delete(GoogleChannel).where(
+                    GoogleChannel.directory_id == self.directory_id, GoogleChannel.resource_id == ""
+                )
+            )
             held = {
                 # SQLite hands datetimes back without their zone: they are UTC
                 c.kind: (c.channel_id, c.resource_id, c.expires_at.replace(tzinfo=UTC).timestamp())
@@ -470,25 +478,43 @@ class GoogleSource:
             old = held.get(kind)
             if old and not due_for_renewal(old[2], now, self.channel_seconds):
                 continue
+            # The row first: Google may notify before watch() has even answered, and an
+            # unknown channel is refused (404).
+            channel_id, token = str(uuid.uuid4()), tokens.new_secret()
+            with self.sessions.begin() as s:
+                s.add(
+                    GoogleChannel(
+                        channel_id=channel_id,
+                        directory_id=self.directory_id,
+                        kind=kind,
+                        resource_id="",
+                        token_digest=tokens.digest(token),
+                        expires_at=datetime.fromtimestamp(now + self.channel_seconds, UTC),
+                    )
+                )
             try:
-                channel = self._watch(kind, now)
-            except GoogleSignInRefused:
-                raise
+                resource_id, expires = self._watch(kind, channel_id, token, now)
             except SourceError as exc:
+                with self.sessions.begin() as s:
+                    s.execute(delete(GoogleChannel).where(GoogleChannel.channel_id == channel_id))
+                if isinstance(exc, GoogleSignInRefused):
+                    raise
                 notes.append(f"Google refused the push channel {kind} ({exc}); this pass lists everything")
                 ok = False
                 continue
             with self.sessions.begin() as s:
-                s.add(channel)
+                opened = s.get(GoogleChannel, channel_id)
+                assert opened is not None
+                opened.resource_id, opened.expires_at = resource_id, datetime.fromtimestamp(expires, UTC)
                 if old:
                     s.execute(delete(GoogleChannel).where(GoogleChannel.channel_id == old[0]))
             if old:
                 self.stop_channel(kind, old[0], old[1])
         return ok
 
-    def _watch(self, kind: str, now: float) -> GoogleChannel:
+    def _watch(self, kind: str, channel_id: str, token: str, now: float) -> tuple[str, float]:
+        """Opens the channel; its resource id and when it ends (Google may shorten it)."""
         assert self.push_url
-        channel_id, token = str(uuid.uuid4()), tokens.new_secret()
         body = {
             "id": channel_id,
             "type": "web_hook",
@@ -501,15 +527,7 @@ class GoogleSource:
         else:
             request = self._reports_api().activities().watch(userKey="all", applicationName="admin", body=body)
         opened = self._execute(request, f"{kind} watch")
-        expires = int(opened.get("expiration") or body["expiration"]) / 1000
-        return GoogleChannel(
-            channel_id=channel_id,
-            directory_id=self.directory_id,
-            kind=kind,
-            resource_id=str(opened["resourceId"]),
-            token_digest=tokens.digest(token),
-            expires_at=datetime.fromtimestamp(expires, UTC),
-        )
+        return str(opened["resourceId"]), int(opened.get("expiration") or body["expiration"]) / 1000
 
     def stop_channel(self, kind: str, channel_id: str, resource_id: str) -> None:
         """Best effort: a channel Google no longer knows (expired) is not an error."""

@@ -502,7 +502,9 @@ class AdminSdkServer:
             "number": 0,
         }
         account.channels[body["id"]] = channel
-        self._send(account, channel, "sync", None)
+        # The `sync` message reaches the address before this answer does (the order Google
+        # does not promise either way; this is the harder one for a receiver).
+        await asyncio.wait_for(self._send(account, channel, "sync", None), 15)
         return web.json_response({k: v for k, v in channel.items() if k not in ("address", "watching", "number")})
 
     async def _watch_users(self, request: web.Request, account: Account) -> web.Response:
@@ -534,7 +536,9 @@ class AdminSdkServer:
             if channel["watching"] == watching and int(channel["expiration"]) > now:
                 self._send(account, channel, state, body)
 
-    def _send(self, account: Account, channel: dict[str, Any], state: str, body: dict[str, Any] | None) -> None:
+    def _send(
+        self, account: Account, channel: dict[str, Any], state: str, body: dict[str, Any] | None
+    ) -> asyncio.Task[None]:
         """A notification as Google sends it: POST to the channel's address, its headers, the
         resource (none for `sync`); best effort, as Google's are."""
         channel["number"] += 1
@@ -563,3 +567,4 @@ class AdminSdkServer:
         task = asyncio.get_running_loop().create_task(post())
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
+        return task
