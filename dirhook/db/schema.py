@@ -378,7 +378,7 @@ class GoogleChannel(Base):
 
 class GoogleNotification(Base):
     """What a push notification named, until a pass has read it: a user (by id) or a group
-    (by address). Passes read those above the id their cursor holds."""
+    (by address). A committed pass's cursor lists the ids it read; the next pass deletes them."""
 
     __tablename__ = "google_notifications"
     __table_args__ = (Index("ix_google_notifications_directory", "directory_id", "id"),)

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dirhook import tokens
@@ -67,6 +67,9 @@ log = logging.getLogger(__name__)
 
 MEMBERS_PAGE = 200  # members.list's maximum
 GROUPS_PAGE = 200  # groups.list's maximum
+# More notified objects than this since the last pass: one whole listing is cheaper than
+# reading each (and keeps the cursor's list of notifications read bounded).
+NAMED_LIMIT = 2000
 # 403 reasons that are quotas (retried by the library), not a refusal.
 RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"})
 
@@ -340,20 +343,35 @@ class GoogleSource:
         now = time.time()
         notes: list[str] = []
         pushing = self._maintain_channels(now, notes) if self.push_url and self.sessions else False
-        latest = self._latest_notification()
-        through = cursor.get("notified_through")
+        # Notifications are forgotten by the ids a committed pass read, never by a range: on
+        # PostgreSQL a row can commit after one with a higher id (sequences are handed out
+        # before commit), and would fall under a "read up to" mark unread.
+        if cursor.get("notifications_read"):
+            self._forget_notifications([int(i) for i in cursor["notifications_read"]])
+        pending = self._pending_notifications(NAMED_LIMIT + 1) if self.sessions is not None else []
+        read = [row_id for row_id, _kind, _key in pending]
         listed_at = float(cursor.get("listed_at", 0))
-        if through is not None:
-            self._forget_notifications(int(through))
         named: tuple[set[str], set[str]] | None = None
-        if not full and pushing and through is not None and now - listed_at < self.reconcile_seconds:
-            named = self._notifications(int(through), latest)
+        # Only what was named, when the last pass also held every channel (else a change
+        # made before they opened was never notified), a whole listing is recent enough,
+        # and there are not so many that a listing is cheaper.
+        if (
+            not full
+            and pushing
+            and cursor.get("pushing")
+            and now - listed_at < self.reconcile_seconds
+            and len(pending) <= NAMED_LIMIT
+        ):
+            named = (
+                {key for _i, kind, key in pending if kind == "user"},
+                {key for _i, kind, key in pending if kind == "group"},
+            )
             if named[1] and self.config.group_emails:
                 named = None  # a scope by groups: who is in it is a whole listing's question
-        if named is None:
-            changes = self._whole({"listed_at": now, "notified_through": latest})
+        if named is None:  # (it reads all those notifications named too)
+            changes = self._whole({"listed_at": now, "pushing": pushing, "notifications_read": read})
         else:
-            changes = self._named(*named, {"listed_at": listed_at, "notified_through": latest})
+            changes = self._named(*named, {"listed_at": listed_at, "pushing": pushing, "notifications_read": read})
         changes.notes += notes
         return changes
 
@@ -421,37 +439,25 @@ class GoogleSource:
         with self.sessions() as s:
             return set(s.scalars(select(User.external_id).where(User.directory_id == self.directory_id)))
 
-    def _latest_notification(self) -> int:
-        if self.sessions is None:
-            return 0
-        with self.sessions() as s:
-            latest = s.scalar(
-                select(func.max(GoogleNotification.id)).where(GoogleNotification.directory_id == self.directory_id)
-            )
-        return int(latest or 0)
-
-    def _notifications(self, after: int, through: int) -> tuple[set[str], set[str]]:
+    def _pending_notifications(self, limit: int) -> list[tuple[int, str, str]]:
+        """(id, "user" | "group", key) of what notifications named and no committed pass read."""
         assert self.sessions is not None
-        users: set[str] = set()
-        groups: set[str] = set()
         with self.sessions() as s:
-            for kind, key in s.execute(
-                select(GoogleNotification.kind, GoogleNotification.object_key).where(
-                    GoogleNotification.directory_id == self.directory_id,
-                    GoogleNotification.id > after,
-                    GoogleNotification.id <= through,
-                )
-            ):
-                (users if kind == "user" else groups).add(key)
-        return users, groups
+            rows = s.execute(
+                select(GoogleNotification.id, GoogleNotification.kind, GoogleNotification.object_key)
+                .where(GoogleNotification.directory_id == self.directory_id)
+                .order_by(GoogleNotification.id)
+                .limit(limit)
+            )
+            return [(int(i), str(kind), str(key)) for i, kind, key in rows]
 
-    def _forget_notifications(self, through: int) -> None:
-        """Those a committed pass has read (its cursor says up to which)."""
+    def _forget_notifications(self, ids: list[int]) -> None:
+        """Those a committed pass read (its cursor lists them)."""
         assert self.sessions is not None
         with self.sessions.begin() as s:
             s.execute(
                 delete(GoogleNotification).where(
-                    GoogleNotification.directory_id == self.directory_id, GoogleNotification.id <= through
+                    GoogleNotification.directory_id == self.directory_id, GoogleNotification.id.in_(ids)
                 )
             )
 
