@@ -172,7 +172,9 @@ def dirhook_round(db_url: str, info: dict, cursor: dict | None, full: bool, out:
         authority_host=info["authority"],
         graph_base_url=info["graph"],
     )
-    source = EntraSource(config, info["secret"], None, sessions, "dir_bench", ca_bundle=info["ca"])
+    source = EntraSource(
+        config, info["secret"], None, sessions, "dir_bench", ca_bundle=info["ca"], allow_private_hosts=True
+    )
     source.connect()
     changes = source.changes(cursor, full=full)
     result = SyncEngine(sessions, "dir_bench", source.mapping).run(changes)
@@ -194,24 +196,11 @@ def main() -> None:
     server.start()
     info = ready.get(timeout=300)
 
-    from dirhook.db.engine import make_engine, make_sessionmaker, migrate
-    from dirhook.db.schema import Directory, Organization
+    from bench.common import bench_directory
 
     with tempfile.TemporaryDirectory() as scratch:
         db_url = f"sqlite:///{scratch}/bench.db"
-        migrate(db_url)
-        with make_sessionmaker(make_engine(db_url)).begin() as s:
-            s.add(Organization(id="org_bench", name="bench"))
-            s.flush()
-            s.add(
-                Directory(
-                    id="dir_bench",
-                    organization_id="org_bench",
-                    name="bench",
-                    provider="entra",
-                    config={"flavour": "entra"},
-                )
-            )
+        bench_directory(db_url, "entra", {"flavour": "entra"})
 
         def run_round(cursor, full):
             out = ctx.Queue()

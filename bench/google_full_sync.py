@@ -147,8 +147,7 @@ def main() -> None:
     server.start()
     info = ready.get(timeout=600)
 
-    from dirhook.db.engine import make_engine, make_sessionmaker, migrate
-    from dirhook.db.schema import Directory, Organization
+    from bench.common import bench_directory
 
     def in_child(target, *target_args):
         # Each round in a fresh process: no warm imports or caches carried from the other.
@@ -161,19 +160,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         db_url = f"sqlite:///{scratch}/bench.db"
-        migrate(db_url)
-        with make_sessionmaker(make_engine(db_url)).begin() as s:
-            s.add(Organization(id="org_bench", name="bench"))
-            s.flush()
-            s.add(
-                Directory(
-                    id="dir_bench",
-                    organization_id="org_bench",
-                    name="bench",
-                    provider="google",
-                    config={"admin_email": info["admin"], "flavour": "google"},
-                )
-            )
+        bench_directory(db_url, "google", {"admin_email": info["admin"], "flavour": "google"})
         bare, bare_users, bare_groups, bare_members = in_child(bare_client, info)
         full, users, groups, events, cursor, rss = in_child(dirhook_round, db_url, info, None)
         again = in_child(dirhook_round, db_url, info, cursor)

@@ -132,8 +132,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=None, help="default: a SQLite file in a temp dir")
     args = parser.parse_args()
 
-    from dirhook.db.engine import make_engine, make_sessionmaker, migrate
-    from dirhook.db.schema import Directory, Organization
+    from bench.common import bench_directory
     from dirhook.normalize import effective_mapping, requested_attributes
 
     work = Path(tempfile.mkdtemp(prefix="dirhook-bench-"))
@@ -145,12 +144,7 @@ def main() -> None:
     server.start()
     try:
         db_url = args.database_url or f"sqlite:///{work / 'bench.db'}"
-        migrate(db_url)
-        sessions = make_sessionmaker(make_engine(db_url))
-        with sessions.begin() as s:
-            s.add(Organization(id="org_bench", name="bench"))
-            s.flush()
-            s.add(Directory(id="dir_bench", organization_id="org_bench", name="bench", provider="ldap", config={}))
+        bench_directory(db_url, "ldap", {})
 
         mapping = effective_mapping("openldap", None)
         attrs_user = requested_attributes(mapping["user"], ["modifyTimestamp"])

@@ -47,6 +47,7 @@ from dirhook.providers.base import (
 from dirhook.providers.entra_config import EntraConfig
 from dirhook.providers.entra_records import GROUP_SELECT, USER_SELECT, group_record, member_changes, user_record
 from dirhook.providers.probe import Probe
+from dirhook.providers.stored import external_ids
 
 
 class Resync(Exception):
@@ -300,8 +301,7 @@ class EntraSource:
         return members
 
     def _stored_user_ids(self) -> set[str]:
-        with self.sessions() as s:
-            return set(s.scalars(select(User.external_id).where(User.directory_id == self.directory_id)))
+        return external_ids(self.sessions, self.directory_id, User)
 
     async def _user(self, user_id: str) -> dict[str, Any] | None:
         from kiota_abstractions.base_request_configuration import RequestConfiguration

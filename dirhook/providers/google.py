@@ -14,21 +14,14 @@ listing that fails part-way raises before the engine decides any deletion, so no
 deleted on a partial listing (and deletion protection holds large drops as for every
 provider).
 
-Real time: where the API has a public https address (``DIRHOOK_PUBLIC_URL``), each pass
-first makes sure Google holds the directory's push channels (users.watch, one per event, and
-the Reports API's activities.watch of the admin application), opening them and replacing
-those near their end. The API records what each notification names (a user id, a group's
-address; dirhook/services/google_notifications.py) and starts a pass, which then reads only
-those: ``users.get`` of each user (404: deleted), and, for groups, ``groups.list`` (to see
-deletions) with the members of the named groups. A whole listing still runs every
-``google_reconcile_seconds`` (6 hours), since Google's notifications are best effort.
-Without a public address, every pass is a whole listing, on the directory's schedule.
+Real time (``DIRHOOK_PUBLIC_URL``): each pass first makes sure Google holds the directory's
+push channels (google_push_state.PushState); notifications the API recorded name users and
+groups (dirhook/services/google_notifications.py), and the next pass reads only those:
+``users.get`` of each (404: deleted), ``groups.list`` (for deletions) with the members of
+the named groups. A whole listing still runs every ``google_reconcile_seconds``.
 
-Quotas and faults: 429, 5xx and 403 ``rateLimitExceeded``/``userRateLimitExceeded`` are
-retried by the client library itself with exponential backoff and jitter, as Google
-documents (``execute(num_retries=…)``); what still fails is retried by Temporal. 401 and the
-other 403s (no delegation, a scope not granted, the admin not an admin) fail the pass at
-once with Google's own words and the fix, without retries.
+Quotas and faults: the client library retries quotas and 5xx with backoff and jitter
+(``execute(num_retries=…)``); what it gives up on becomes dirhook's error in google_errors.
 
 The libraries are imported when a Google directory is synced, never at module import (as
 msgraph is): a worker serving only LDAP directories does not load them.
@@ -36,32 +29,30 @@ msgraph is): a worker serving only LDAP directories does not load them.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from dirhook import tokens
-from dirhook.db.schema import GoogleChannel, GoogleNotification, Group, User
+from dirhook.db.schema import Group, User
 from dirhook.normalize import effective_mapping
 from dirhook.providers.base import (
     Changes,
-    SourceAuthError,
     SourceConfigError,
     SourceEntry,
     SourceError,
     SourceUnavailable,
 )
 from dirhook.providers.google_config import SCOPES, GoogleConfig, parse_service_account_key
-from dirhook.providers.google_push import CHANNEL_KINDS, due_for_renewal, notification_address
-from dirhook.providers.google_records import group_record, manager_email, member_ids, user_record
+from dirhook.providers.google_errors import GoogleSignInRefused, http_refusal, sign_in_refused
+from dirhook.providers.google_push import notification_address
+from dirhook.providers.google_push_state import ChannelRefused, PushState
+from dirhook.providers.google_records import group_record, in_org_units, manager_email, member_ids, user_record
 from dirhook.providers.probe import Probe
+from dirhook.providers.stored import external_ids
 
 log = logging.getLogger(__name__)
 
@@ -70,32 +61,6 @@ GROUPS_PAGE = 200  # groups.list's maximum
 # More notified objects than this since the last pass: one whole listing is cheaper than
 # reading each (and keeps the cursor's list of notifications read bounded).
 NAMED_LIMIT = 2000
-# 403 reasons that are quotas (retried by the library), not a refusal.
-RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"})
-
-DELEGATION_FIX = (
-    "in the Admin console (Security > Access and data control > API controls > Domain-wide "
-    "delegation), give the service account's client ID {client_id} these OAuth scopes: "
-    + ",".join(SCOPES)
-    + "; and make {admin} an admin who may read users and groups"
-)
-
-
-class GoogleSignInRefused(SourceAuthError):
-    """Google's token endpoint refused the service account: nothing else can be read either."""
-
-
-def _google_error(content: bytes) -> tuple[str, str]:
-    """(reason, message) of an error body as Google sends it."""
-    try:
-        error = json.loads(content.decode("utf-8", "replace")).get("error", {})
-    except (ValueError, AttributeError):
-        return "", content[:200].decode("utf-8", "replace")
-    if not isinstance(error, dict):
-        return "", str(error)[:200]
-    errors = error.get("errors") or [{}]
-    reason = str(errors[0].get("reason", "") if isinstance(errors[0], dict) else "")
-    return reason, str(error.get("message", ""))[:300]
 
 
 class GoogleSource:
@@ -192,26 +157,12 @@ class GoogleSource:
             out: dict[str, Any] = request.execute(num_retries=self.config.retries)
             return out
         except RefreshError as exc:
-            # The token endpoint refused: unauthorized_client (no delegation, or a scope not
-            # granted), invalid_grant (a deleted key, a wrong admin address)…
-            raise GoogleSignInRefused(
-                f"Google refused the service account's sign-in as {self.config.admin_email} "
-                f"({_first_line(exc)}): "
-                + DELEGATION_FIX.format(client_id=self.client_id, admin=self.config.admin_email)
-            ) from None
+            raise sign_in_refused(exc, self.client_id, self.config.admin_email) from None
         except HttpError as exc:
             status = int(exc.resp.status)
             if status == 404 and missing_ok:
                 return {}
-            reason, message = _google_error(exc.content or b"")
-            if status == 401 or (status == 403 and reason not in RATE_LIMIT_REASONS):
-                raise SourceAuthError(
-                    f"Google refused {what} ({status} {reason or 'forbidden'}: {message}): "
-                    + DELEGATION_FIX.format(client_id=self.client_id, admin=self.config.admin_email)
-                ) from None
-            if status in (400, 404) and what.startswith("users.list"):
-                raise SourceConfigError(f"Google refused {what} ({status} {reason}: {message})") from None
-            raise SourceUnavailable(f"Google answered {status} {reason} to {what}: {message}") from None
+            raise http_refusal(status, exc.content or b"", what, self.client_id, self.config.admin_email) from None
         except SourceError:
             raise
         except Exception as exc:  # connection errors, timeouts, a cut body (after the library retried)
@@ -306,16 +257,11 @@ class GoogleSource:
     def _manager_id(self, email: str) -> str | None:
         if email not in self._managers and not self._managers_loaded:
             self._stored_managers()
-        if email not in self._managers:
-            from googleapiclient.errors import HttpError
-
-            try:  # users.get takes an address as userKey; the answer is cached for the pass
-                found = self._directory.users().get(userKey=email, fields="id").execute(num_retries=self.config.retries)
-                self._managers[email] = str(found["id"])
-            except HttpError as exc:
-                if int(exc.resp.status) != 404:
-                    raise SourceUnavailable(f"Google answered {exc.resp.status} to users.get of {email}") from None
-                self._managers[email] = None  # no such user (an address outside the account)
+        if email not in self._managers:  # users.get takes an address; the answer is cached for the pass
+            found = self._execute(
+                self._directory.users().get(userKey=email, fields="id"), f"users.get of {email}", missing_ok=True
+            )
+            self._managers[email] = str(found["id"]) if found else None  # None: an address outside the account
         return self._managers[email]
 
     def _users(self, scope: set[str] | None) -> Iterator[SourceEntry]:
@@ -342,13 +288,13 @@ class GoogleSource:
         cursor = cursor or {}
         now = time.time()
         notes: list[str] = []
-        pushing = self._maintain_channels(now, notes) if self.push_url and self.sessions else False
-        # Notifications are forgotten by the ids a committed pass read, never by a range: on
-        # PostgreSQL a row can commit after one with a higher id (sequences are handed out
-        # before commit), and would fall under a "read up to" mark unread.
-        if cursor.get("notifications_read"):
-            self._forget_notifications([int(i) for i in cursor["notifications_read"]])
-        pending = self._pending_notifications(NAMED_LIMIT + 1) if self.sessions is not None else []
+        state = PushState(self.sessions, self.directory_id) if self.sessions is not None else None
+        pushing = bool(
+            self.push_url and state and state.maintain(now, self.channel_seconds, self._watch, self.stop_channel, notes)
+        )
+        if state and cursor.get("notifications_read"):
+            state.forget([int(i) for i in cursor["notifications_read"]])
+        pending = state.pending(NAMED_LIMIT + 1) if state else []
         read = [row_id for row_id, _kind, _key in pending]
         listed_at = float(cursor.get("listed_at", 0))
         named: tuple[set[str], set[str]] | None = None
@@ -394,7 +340,8 @@ class GoogleSource:
         if group_emails:
             objects = self._group_objects()
             present = {str(g["id"]) for g in objects}
-            changes.deleted_group_ids = self._stored_group_ids() - present
+            assert self.sessions is not None
+            changes.deleted_group_ids = external_ids(self.sessions, self.directory_id, Group) - present
             entries, others = [], 0
             for group in objects:
                 addresses = {str(group.get("email", "")).lower(), *(a.lower() for a in group.get("aliases") or [])}
@@ -407,7 +354,10 @@ class GoogleSource:
         return changes
 
     def _named_users(self, user_ids: list[str], changes: Changes) -> Iterator[SourceEntry]:
-        in_scope = self._stored_user_ids() if self.config.group_emails else None
+        in_scope = None
+        if self.config.group_emails:
+            assert self.sessions is not None
+            in_scope = external_ids(self.sessions, self.directory_id, User)
         for uid in user_ids:
             user = self._execute(
                 self._directory.users().get(userKey=uid, projection="full"), f"users.get of {uid}", missing_ok=True
@@ -415,112 +365,19 @@ class GoogleSource:
             if not user:  # deleted (or never there)
                 changes.deleted_user_ids.add(uid)
                 continue
-            if not self._in_org_units(user) or (in_scope is not None and uid not in in_scope):
+            if not in_org_units(user, self.config.org_units) or (in_scope is not None and uid not in in_scope):
                 if in_scope is None:  # moved out of the org units: gone from the directory
                     changes.deleted_user_ids.add(uid)
                 continue
             boss = manager_email(user)
             yield SourceEntry(ref=uid, attributes=user_record(user, boss and self._manager_id(boss)))
 
-    def _in_org_units(self, user: dict[str, Any]) -> bool:
-        if not self.config.org_units:
-            return True
-        path = str(user.get("orgUnitPath") or "/").rstrip("/") + "/"
-        return any(ou == "/" or path.startswith(ou.rstrip("/") + "/") for ou in self.config.org_units)
-
-    # -- what is stored ------------------------------------------------------------------------------
-    def _stored_group_ids(self) -> set[str]:
-        assert self.sessions is not None
-        with self.sessions() as s:
-            return set(s.scalars(select(Group.external_id).where(Group.directory_id == self.directory_id)))
-
-    def _stored_user_ids(self) -> set[str]:
-        assert self.sessions is not None
-        with self.sessions() as s:
-            return set(s.scalars(select(User.external_id).where(User.directory_id == self.directory_id)))
-
-    def _pending_notifications(self, limit: int) -> list[tuple[int, str, str]]:
-        """(id, "user" | "group", key) of what notifications named and no committed pass read."""
-        assert self.sessions is not None
-        with self.sessions() as s:
-            rows = s.execute(
-                select(GoogleNotification.id, GoogleNotification.kind, GoogleNotification.object_key)
-                .where(GoogleNotification.directory_id == self.directory_id)
-                .order_by(GoogleNotification.id)
-                .limit(limit)
-            )
-            return [(int(i), str(kind), str(key)) for i, kind, key in rows]
-
-    def _forget_notifications(self, ids: list[int]) -> None:
-        """Those a committed pass read (its cursor lists them)."""
-        assert self.sessions is not None
-        with self.sessions.begin() as s:
-            s.execute(
-                delete(GoogleNotification).where(
-                    GoogleNotification.directory_id == self.directory_id, GoogleNotification.id.in_(ids)
-                )
-            )
-
     # -- push channels ---------------------------------------------------------------------------------
-    def _maintain_channels(self, now: float, notes: list[str]) -> bool:
-        """Every channel open and not near its end; True when all are. A channel Google
-        refuses is noted on the pass, which then lists the whole account (polling)."""
-        assert self.sessions is not None and self.push_url
-        with self.sessions.begin() as s:
-            # A row without a resource id is a watch a crashed pass never saw answered (passes
-            # of a directory run one at a time): not a channel to count on.
-            s.execute(
-                delete(GoogleChannel).where(
-                    GoogleChannel.directory_id == self.directory_id, GoogleChannel.resource_id == ""
-                )
-            )
-            held = {
-                # SQLite hands datetimes back without their zone: they are UTC
-                c.kind: (c.channel_id, c.resource_id, c.expires_at.replace(tzinfo=UTC).timestamp())
-                for c in s.scalars(select(GoogleChannel).where(GoogleChannel.directory_id == self.directory_id))
-            }
-        ok = True
-        for kind in CHANNEL_KINDS:
-            old = held.get(kind)
-            if old and not due_for_renewal(old[2], now, self.channel_seconds):
-                continue
-            # The row first: Google may notify before watch() has even answered, and an
-            # unknown channel is refused (404).
-            channel_id, token = str(uuid.uuid4()), tokens.new_secret()
-            with self.sessions.begin() as s:
-                s.add(
-                    GoogleChannel(
-                        channel_id=channel_id,
-                        directory_id=self.directory_id,
-                        kind=kind,
-                        resource_id="",
-                        token_digest=tokens.digest(token),
-                        expires_at=datetime.fromtimestamp(now + self.channel_seconds, UTC),
-                    )
-                )
-            try:
-                resource_id, expires = self._watch(kind, channel_id, token, now)
-            except SourceError as exc:
-                with self.sessions.begin() as s:
-                    s.execute(delete(GoogleChannel).where(GoogleChannel.channel_id == channel_id))
-                if isinstance(exc, GoogleSignInRefused):
-                    raise
-                notes.append(f"Google refused the push channel {kind} ({exc}); this pass lists everything")
-                ok = False
-                continue
-            with self.sessions.begin() as s:
-                opened = s.get(GoogleChannel, channel_id)
-                assert opened is not None
-                opened.resource_id, opened.expires_at = resource_id, datetime.fromtimestamp(expires, UTC)
-                if old:
-                    s.execute(delete(GoogleChannel).where(GoogleChannel.channel_id == old[0]))
-            if old:
-                self.stop_channel(kind, old[0], old[1])
-        return ok
-
-    def _watch(self, kind: str, channel_id: str, token: str, now: float) -> tuple[str, float]:
-        """Opens the channel; its resource id and when it ends (Google may shorten it)."""
+    def _watch(self, kind: str, channel_id: str, token: str) -> tuple[str, float]:
+        """Opens the channel; its resource id and when it ends (Google may shorten it). A
+        refused sign-in stops the pass; any other refusal is the channel's alone."""
         assert self.push_url
+        now = time.time()
         body = {
             "id": channel_id,
             "type": "web_hook",
@@ -532,7 +389,12 @@ class GoogleSource:
             request = self._directory.users().watch(customer=self.config.customer, event=kind[6:], body=body)
         else:
             request = self._reports_api().activities().watch(userKey="all", applicationName="admin", body=body)
-        opened = self._execute(request, f"{kind} watch")
+        try:
+            opened = self._execute(request, f"{kind} watch")
+        except GoogleSignInRefused:
+            raise
+        except SourceError as exc:
+            raise ChannelRefused(str(exc)) from None
         return str(opened["resourceId"]), int(opened.get("expiration") or body["expiration"]) / 1000
 
     def stop_channel(self, kind: str, channel_id: str, resource_id: str) -> None:
@@ -557,8 +419,3 @@ class GoogleSource:
         if more:
             found.notes.append("counted on Google's first page only")
         return found
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc.args[0] if exc.args else exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__

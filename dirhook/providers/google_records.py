@@ -128,3 +128,11 @@ def member_ids(members: Sequence[Mapping[str, Any]]) -> tuple[list[str], int]:
         else:
             other += 1
     return ids, other
+
+
+def in_org_units(user: Mapping[str, Any], org_units: Sequence[str]) -> bool:
+    """The user is in one of the org units (sub-units included), or no scope is set."""
+    if not org_units:
+        return True
+    path = str(user.get("orgUnitPath") or "/").rstrip("/") + "/"
+    return any(ou == "/" or path.startswith(ou.rstrip("/") + "/") for ou in org_units)

@@ -15,13 +15,13 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from dirhook import tokens
 from dirhook.config import Settings
 from dirhook.db.schema import Directory, GoogleChannel, GoogleNotification
 from dirhook.providers.google_push import notified
+from dirhook.providers.google_push_state import PushState
 from dirhook.services.directory_rules import ref
 from dirhook.services.errors import NotFound, RequestError
 from dirhook.sync_control import DirectoryRef
@@ -69,11 +69,7 @@ def stop_channels(directory: Directory, settings: Settings, sessions: sessionmak
     """Asks Google to stop every channel of a directory being deleted; returns how many were
     held. Best effort: a channel not stopped ends by itself (at most google_channel_seconds),
     and its notifications meet a 404 meanwhile."""
-    with sessions() as s:
-        held = [
-            (c.kind, c.channel_id, c.resource_id)
-            for c in s.scalars(select(GoogleChannel).where(GoogleChannel.directory_id == directory.id))
-        ]
+    held = list(PushState(sessions, directory.id).held().values())
     if not held:
         return 0
     from dirhook.providers.factory import build_source
@@ -87,8 +83,8 @@ def stop_channels(directory: Directory, settings: Settings, sessions: sessionmak
         log.warning("could not stop the Google channels of %s: %s", directory.id, type(exc).__name__)
         return len(held)
     try:
-        for kind, channel_id, resource_id in held:
-            source.stop_channel(kind, channel_id, resource_id)
+        for channel in held:
+            source.stop_channel(channel.kind, channel.channel_id, channel.resource_id)
     finally:
         source.close()
     return len(held)

@@ -67,8 +67,7 @@ def test_notifications_are_forgotten_by_the_ids_read_so_a_late_commit_is_not_ski
     from sqlalchemy.orm import sessionmaker
 
     from dirhook.db.schema import Base, Directory, GoogleNotification, Organization
-    from dirhook.providers.google import GoogleSource
-    from dirhook.providers.google_config import GoogleConfig
+    from dirhook.providers.google_push_state import PushState
 
     engine = create_engine("sqlite://")
     Base.metadata.create_all(engine)
@@ -77,10 +76,10 @@ def test_notifications_are_forgotten_by_the_ids_read_so_a_late_commit_is_not_ski
         s.add(Organization(id="org_1", name="o"))
         s.add(Directory(id="dir_1", organization_id="org_1", name="d", provider="google"))
         s.add(GoogleNotification(id=7, directory_id="dir_1", kind="user", object_key="u7"))
-    source = GoogleSource(GoogleConfig(admin_email="admin@example.com"), None, None, sessions, "dir_1")
-    read = source._pending_notifications(100)
+    state = PushState(sessions, "dir_1")
+    read = state.pending(100)
     assert read == [(7, "user", "u7")]
     with sessions.begin() as s:  # committed after the pass read, with a lower id
         s.add(GoogleNotification(id=5, directory_id="dir_1", kind="group", object_key="team@example.com"))
-    source._forget_notifications([row_id for row_id, _kind, _key in read])  # the next pass, once that one committed
-    assert source._pending_notifications(100) == [(5, "group", "team@example.com")]
+    state.forget([row_id for row_id, _kind, _key in read])  # the next pass, once that one committed
+    assert state.pending(100) == [(5, "group", "team@example.com")]
