@@ -135,12 +135,17 @@ class User(Base):
     __table_args__ = (
         UniqueConstraint("directory_id", "external_id"),
         Index("ix_users_directory_ref", "directory_id", "source_ref"),
+        Index("ix_users_directory_record_hash", "directory_id", "record_hash"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     directory_id: Mapped[str] = mapped_column(ForeignKey("directories.id", ondelete="CASCADE"))
     external_id: Mapped[str] = mapped_column(String(255))
     source_ref: Mapped[str | None] = mapped_column(String(1024), default=None)
+    # How a pass recognizes the user unchanged without normalizing it (dirhook.sync.unchanged):
+    # the digest of its record as read, and of everything its state is made of.
+    record_hash: Mapped[str | None] = mapped_column(String(32), default=None)
+    inputs_hash: Mapped[str | None] = mapped_column(String(32), default=None)
     # What the provider gave, normalized (NormalizedUser minus ids) ...
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # The source's own record (values decoded to text), to normalize again when the

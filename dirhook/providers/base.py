@@ -3,7 +3,7 @@ dirhook.errors and are re-exported here)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,6 +28,12 @@ class SourceEntry:
     # Set by sources that normalize users themselves (in another process): the
     # NormalizedUser as JSON, ``attributes`` then being the record as stored.
     prepared: dict[str, Any] | None = None
+    # The record's hash as the source computed it (dirhook.sync.unchanged.wire_hash, keyed
+    # by the pass's fingerprint): None lets the engine hash the record itself.
+    record_hash: str | None = None
+    # The source recognized the record by its hash among those the engine said are stored
+    # (Changes.known_records) and sends nothing else: ``ref`` and ``attributes`` are empty.
+    unchanged: bool = False
 
 
 @dataclass
@@ -60,6 +66,10 @@ class Changes:
     announce: bool = True
     # What the source wants the operator to know about this pass (kept among its warnings).
     notes: list[str] = field(default_factory=list)
+    # A source that can recognize stored records before decoding them (the LDAP reader
+    # process) takes, before ``users`` is iterated, the fingerprint that keys record hashes
+    # and the hashes of the stored users; it may then send those as ``unchanged`` entries.
+    known_records: Callable[[bytes, Collection[str]], None] | None = None
 
 
 class DirectorySource(Protocol):

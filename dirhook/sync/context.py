@@ -4,6 +4,7 @@ every phase that changes them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -11,7 +12,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from dirhook.db.schema import Directory, Group, GroupNesting, Role, RoleMappingRow
 from dirhook.jsonenc import Encoded
 from dirhook.payloads import group_payload
-from dirhook.roles import GroupInfo, RoleDef, RoleMapping, ancestors, find_cycles, group_grants
+from dirhook.roles import (
+    GroupInfo,
+    RoleDef,
+    RoleMapping,
+    ancestors,
+    compute_roles,
+    effective_groups,
+    find_cycles,
+    group_grants,
+    primary_role,
+)
+from dirhook.sync.unchanged import groups_digest
 
 # What a member sees of a group: its name, the groups above it, the roles it grants.
 GroupSignature = tuple[str, frozenset[str], frozenset[str]]
@@ -27,6 +39,7 @@ class DirectoryContext:
     default_role: str | None
     grants: dict[str, frozenset[str]]  # group id -> role slugs it grants
     _payloads: dict[str, Encoded] = field(default_factory=dict)
+    _group_parts: dict[frozenset[str], tuple[dict[str, Any], bytes]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, sessions: sessionmaker[Session], directory_id: str) -> DirectoryContext:
@@ -79,6 +92,25 @@ class DirectoryContext:
         if encoded is None:
             encoded = self._payloads[gid] = Encoded(group_payload(self.groups[gid], directory))
         return encoded
+
+    def group_part(self, direct: frozenset[str]) -> tuple[dict[str, Any], bytes]:
+        """What a user in the ``direct`` groups takes from them (``groups``, ``roles``,
+        ``role``) and its digest: the same for every user in the same groups, so computed
+        once per loaded context (and shared: never modified in place)."""
+        part = self._group_parts.get(direct)
+        if part is None:
+            effective = effective_groups(direct, self.ancestors)
+            roles = compute_roles(effective, self.grants, self.roles, self.default_role)
+            value = {
+                "groups": sorted(
+                    ({"id": g, "name": self.groups[g].state["name"], "direct": d} for g, d in effective.items()),
+                    key=lambda x: (x["name"], x["id"]),
+                ),
+                "roles": roles,
+                "role": primary_role(roles),
+            }
+            part = self._group_parts[direct] = (value, groups_digest(value))
+        return part
 
     def cycle_warning(self) -> str | None:
         if not self.cycles:

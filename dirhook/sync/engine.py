@@ -4,6 +4,7 @@ what the phases share (the directory's context, the pass's result) lives on the 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -14,11 +15,12 @@ from dirhook.db.schema import Directory, HeldDeletion, Membership, User
 from dirhook.models import NormalizedGroup
 from dirhook.normalize import normalize_group, normalize_user, reference_key, source_record
 from dirhook.outbox import Outbox
-from dirhook.providers.base import Changes
+from dirhook.providers.base import Changes, SourceEntry, SourceUnavailable
 from dirhook.sync.context import DirectoryContext, GroupSignature
 from dirhook.sync.deletions import DeletionGuard
 from dirhook.sync.groups import apply_groups, apply_nesting, delete_groups, members_of
 from dirhook.sync.result import PassResult, chunks
+from dirhook.sync.unchanged import fingerprint, record_hash
 from dirhook.sync.users import UserPair, UserWriter, delete_users, stored_users
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ class SyncEngine:
         raw_attributes_max_bytes: int = 32 * 1024,
         deletion_threshold: tuple[int, float] = (500, 10.0),
         on_commit: Callable[[set[str]], None] | None = None,
+        skip_unchanged: bool = True,
     ):
         self.sessions = sessions
         self.directory_id = directory_id
@@ -48,6 +51,9 @@ class SyncEngine:
         self.max_payload_bytes = max_payload_bytes
         self.raw_attributes_max_bytes = raw_attributes_max_bytes
         self.deletion_threshold = deletion_threshold
+        # Off only to check, in tests, that recognizing users unchanged changes no outcome.
+        self.skip_unchanged = skip_unchanged
+        self._fingerprint = fingerprint(mapping["user"], raw_attributes_max_bytes)
         # Told the endpoints with new pending deliveries after every committed chunk, so
         # delivery starts while a long pass is still reading.
         self.on_commit = on_commit or (lambda _endpoints: None)
@@ -71,6 +77,9 @@ class SyncEngine:
     def run(self, changes: Changes) -> PassResult:
         result = self._begin(changes.full)
         result.warnings.extend(changes.notes)
+        if self.skip_unchanged and changes.known_records is not None:
+            # First: a source reading users apart (the LDAP reader) starts while groups are read.
+            changes.known_records(self._fingerprint, self._stored_record_hashes())
         before = self.ctx.signatures()
         fetched_ids, members_by_ref = self._read_groups(changes)
         cascade = self._delete_missing_groups(changes, fetched_ids, before)
@@ -198,28 +207,81 @@ class SyncEngine:
     def _read_users(
         self, changes: Changes, fetched_ids: set[str], members_by_ref: dict[str, set[str]]
     ) -> tuple[set[str], set[str]]:
-        """3. Users, streamed page by page. Returns the external ids read and the user ids written."""
+        """3. Users, streamed page by page. Returns the external ids read and the user ids written.
+        A user whose record, manager and groups are as stored is counted and left as it is,
+        before it is normalized (dirhook.sync.unchanged)."""
         seen: set[str] = set()
         processed: set[str] = set()
         for chunk in chunks(changes.users, self.chunk_size):
-            pairs: list[UserPair] = []
+            # (entry, the record as stored or None when the source named it by its hash, hash)
+            read: list[tuple[SourceEntry, dict[str, Any] | None, str | None]] = []
             for e in chunk:
-                if e.prepared is not None:  # normalized by the source, from the stored record
-                    pairs.append((e.prepared, dict(e.attributes)))
+                if e.unchanged:
+                    read.append((e, None, e.record_hash))
                     continue
-                # Normalized from the record as stored: the text is made once, and a later
-                # re-normalization (a mapping change) starts from the same values.
-                record = source_record(e.attributes)
-                user = normalize_user(self.mapping["user"], record, reference_key(e.ref))
-                pairs.append((user.model_dump(mode="json"), record))
-            self.result.users_read += len(pairs)
-            seen.update(u["external_id"] for u, _r in pairs)
+                # The record as stored: its text made once, and a later re-normalization (a
+                # mapping change) starts from the same values.
+                record = dict(e.attributes) if e.prepared is not None else source_record(e.attributes)
+                rhash = e.record_hash or record_hash(self._fingerprint, reference_key(e.ref), record)
+                read.append((e, record, rhash))
+            self.result.users_read += len(read)
             with self.sessions.begin() as s:
+                same, other = (
+                    self.users.unchanged(s, self.ctx, [h for _e, _r, h in read if h], fetched_ids, members_by_ref)
+                    if self.skip_unchanged
+                    else ({}, {})
+                )
+                pairs: list[UserPair] = []
+                from_stored: dict[str, str] = {}  # user id -> record hash: named by the source by hash only
+                for entry, as_stored, digest in read:
+                    if digest is not None and digest in same:
+                        seen.add(same[digest])
+                        self.result.users_unchanged += 1
+                    elif as_stored is None:
+                        if digest is None or digest not in other:  # one writer per directory: only a bug
+                            raise SourceUnavailable(
+                                "the source named a stored user by its record hash, and no single stored "
+                                "user has it; the pass is retried"
+                            )
+                        from_stored[other[digest]] = digest
+                    else:
+                        user = entry.prepared or normalize_user(
+                            self.mapping["user"], as_stored, reference_key(entry.ref)
+                        ).model_dump(mode="json")
+                        pairs.append((user, as_stored, digest))
+                stored = (
+                    stored_users(
+                        s,
+                        (User.directory_id == self.directory_id)
+                        & User.external_id.in_([u["external_id"] for u, _r, _h in pairs]),
+                    )
+                    if pairs
+                    else {}
+                )
+                if from_stored:
+                    rows = stored_users(s, User.id.in_(from_stored))
+                    pairs.extend((r.attributes, None, from_stored[r.id]) for r in rows.values())
+                    stored.update(rows)
+                seen.update(u["external_id"] for u, _r, _h in pairs)
                 outbox = self._outbox(s)
-                processed.update(self.users.apply(s, outbox, self.ctx, pairs, fetched_ids, members_by_ref))
+                processed.update(
+                    self.users.apply(s, outbox, self.ctx, pairs, fetched_ids, members_by_ref, stored=stored)
+                )
                 self._flush(outbox)
             self._progress("users")
         return seen, processed
+
+    def _stored_record_hashes(self) -> list[str]:
+        """The record hashes of the directory's users, those two users share left out."""
+        with self.sessions() as s:
+            counts = Counter(
+                s.scalars(
+                    select(User.record_hash).where(
+                        User.directory_id == self.directory_id, User.record_hash.is_not(None)
+                    )
+                )
+            )
+        return [h for h, n in counts.items() if h is not None and n == 1]
 
     def _recompute_members(
         self, changes: Changes, fetched_ids: set[str], members_by_ref: dict[str, set[str]], processed: set[str]
@@ -347,16 +409,13 @@ class SyncEngine:
                 pairs: list[UserPair] = []
                 for r in stored.values():
                     if renormalize and r.source_record is not None:
-                        pairs.append(
-                            (
-                                normalize_user(self.mapping["user"], r.source_record, r.source_ref).model_dump(
-                                    mode="json"
-                                ),
-                                None,
-                            )
-                        )
+                        user = normalize_user(self.mapping["user"], r.source_record, r.source_ref)
+                        rhash = record_hash(self._fingerprint, r.source_ref, r.source_record)
+                        pairs.append((user.model_dump(mode="json"), None, rhash))
+                    elif renormalize:  # no record to normalize again: never recognized unchanged
+                        pairs.append((r.attributes, None, None))
                     else:
-                        pairs.append((r.attributes, None))
+                        pairs.append((r.attributes, None, r.record_hash))
                 self.users.apply(s, outbox, self.ctx, pairs, authoritative, members_by_ref, stored=stored)
                 self._flush(outbox)
 
@@ -384,6 +443,7 @@ class SyncEngine:
                 "users_read": self.result.users_read,
                 "groups_read": self.result.groups_read,
                 "users_written": self.result.users_written,
+                "users_unchanged": self.result.users_unchanged,
                 "events": self.result.events_total,
             }
         )

@@ -22,6 +22,7 @@ class PassResult:
     users_read: int = 0
     groups_read: int = 0
     users_written: int = 0  # inserted or updated: what was unchanged is read and compared only
+    users_unchanged: int = 0  # of users_read, recognized as stored before being normalized
     events: dict[str, int] = field(default_factory=dict)
     endpoint_ids: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
@@ -34,6 +35,7 @@ class PassResult:
             self.events[kind] = self.events.get(kind, 0) + n
         self.endpoint_ids |= other.endpoint_ids
         self.users_written += other.users_written
+        self.users_unchanged += other.users_unchanged
         self.warnings.extend(other.warnings)
         return self
 
@@ -47,6 +49,7 @@ class PassResult:
             "users_read": self.users_read,
             "groups_read": self.groups_read,
             "users_written": self.users_written,
+            "users_unchanged": self.users_unchanged,
             "events": dict(self.events),
             "events_total": self.events_total,
             "warnings": list(self.warnings),

@@ -3,7 +3,7 @@ events, in bulk Core statements; and their deletions."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -19,9 +19,9 @@ from dirhook.models import PROFILE_FIELDS
 from dirhook.normalize import cap_raw_attributes
 from dirhook.outbox import Outbox
 from dirhook.payloads import group_payload, user_payload
-from dirhook.roles import compute_roles, effective_groups, primary_role
 from dirhook.sync.context import DirectoryContext
 from dirhook.sync.result import PassResult, chunks
+from dirhook.sync.unchanged import inputs_hash
 
 # What UserWriter reads of a stored user.
 STORED_USER = (
@@ -34,11 +34,25 @@ STORED_USER = (
     User.source_record,
     User.source_ref,
     User.updated_at,
+    User.record_hash,
+    User.inputs_hash,
 )
 
 # A user as normalized (a NormalizedUser as JSON, as stored in ``users.attributes``), with
-# the source record it came from (None: keep the stored one).
-UserPair = tuple[dict[str, Any], dict[str, Any] | None]
+# the source record it came from (None: keep the stored one) and that record's hash
+# (dirhook.sync.unchanged; None: not known, the user is never skipped on it).
+UserPair = tuple[dict[str, Any], dict[str, Any] | None, str | None]
+
+
+# What the unchanged check reads of a stored user: no JSON column but the manager's reference.
+UNCHANGED_CHECK = (
+    User.id,
+    User.external_id,
+    User.source_ref,
+    User.record_hash,
+    User.inputs_hash,
+    User.attributes["manager_ref"].as_string().label("manager_ref"),
+)
 
 
 class Snapshot(NamedTuple):
@@ -58,21 +72,17 @@ def stored_users(s: Session, condition: ColumnElement[bool]) -> dict[str, Row[An
 def user_state(
     u: Mapping[str, Any],
     manager_id: str | None,
-    effective: dict[str, bool],
-    ctx: DirectoryContext,
+    group_part: Mapping[str, Any],
     raw_attributes_max_bytes: int,
 ) -> dict[str, Any]:
-    """What receivers get of a user (less its ids, version and time): the state compared and stored."""
-    roles = compute_roles(effective, ctx.grants, ctx.roles, ctx.default_role)
+    """What receivers get of a user (less its ids, version and time): the state compared and
+    stored. ``group_part`` is what its groups give it (DirectoryContext.group_part)."""
     return {
         **{name: u[name] for name in PROFILE_FIELDS},
         "manager_id": manager_id,
-        "groups": sorted(
-            ({"id": g, "name": ctx.groups[g].state["name"], "direct": direct} for g, direct in effective.items()),
-            key=lambda x: (x["name"], x["id"]),
-        ),
-        "roles": roles,
-        "role": primary_role(roles),
+        "groups": group_part["groups"],
+        "roles": group_part["roles"],
+        "role": group_part["role"],
         "custom_attributes": u["custom_attributes"],
         "raw_attributes": cap_raw_attributes(u["raw_attributes"], raw_attributes_max_bytes),
     }
@@ -101,7 +111,7 @@ class UserWriter:
         Writes go through Core statements in bulk: ORM objects for every user of a full pass
         cost more than reading the directory (bench/ldap_full_sync.py)."""
         directory = outbox.directory
-        users = [u for u, _r in pairs]
+        users = [u for u, _r, _h in pairs]
         if stored is None:
             stored = stored_users(
                 s, (User.directory_id == self.directory_id) & User.external_id.in_([u["external_id"] for u in users])
@@ -124,7 +134,7 @@ class UserWriter:
         added_rows: list[dict[str, str]] = []
         removals: list[tuple[str, set[str]]] = []
         touched = set()
-        for u, record in pairs:
+        for u, record, rhash in pairs:
             row = stored.get(u["external_id"])
             uid = ids[u["external_id"]]
             old_groups = memberships.get(uid, set())
@@ -137,9 +147,9 @@ class UserWriter:
                     self.unresolved_managers.add(uid)
                 else:
                     self.unresolved_managers.discard(uid)
-            state = user_state(
-                u, manager_id, effective_groups(new_groups, ctx.ancestors), ctx, self.raw_attributes_max_bytes
-            )
+            group_part, group_digest = ctx.group_part(frozenset(new_groups))
+            state = user_state(u, manager_id, group_part, self.raw_attributes_max_bytes)
+            inputs = None if rhash is None else inputs_hash(rhash, manager_id, group_digest)
             h = content_hash(state)
             event, previous = None, None
             if row is None:
@@ -154,6 +164,8 @@ class UserWriter:
                         "source_record": record,
                         "state": state,
                         "content_hash": h,
+                        "record_hash": rhash,
+                        "inputs_hash": inputs,
                         "version": 1,
                         "created_at": snapshot.updated_at,
                         "updated_at": snapshot.updated_at,
@@ -172,6 +184,8 @@ class UserWriter:
                     event
                     or h != row.content_hash
                     or u["source_ref"] != row.source_ref
+                    or rhash != row.record_hash
+                    or inputs != row.inputs_hash
                     or u != row.attributes
                     or (record is not None and record != row.source_record)
                 ):
@@ -183,6 +197,8 @@ class UserWriter:
                             "source_record": row.source_record if record is None else record,
                             "state": snapshot.state,
                             "content_hash": h,
+                            "record_hash": rhash,
+                            "inputs_hash": inputs,
                             "version": snapshot.version,
                             "updated_at": snapshot.updated_at,
                         }
@@ -213,6 +229,65 @@ class UserWriter:
         if added_rows:
             s.execute(table_of(Membership).insert(), added_rows)
         return touched
+
+    def unchanged(
+        self,
+        s: Session,
+        ctx: DirectoryContext,
+        hashes: Collection[str],
+        authoritative: set[str],
+        members_by_ref: Mapping[str, set[str]],
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """The stored users with these record hashes, split in two: those whose state would
+        come out as stored (same record, manager and groups: dirhook.sync.unchanged), by record
+        hash their external id; and the others, by record hash their user id, to compute
+        from what is stored. A hash two stored users share is in neither."""
+        # Core rows through the session's connection: the ORM's row processing was a third
+        # of this check (bench/ldap_full_sync.py, a full pass with nothing changed).
+        conn = s.connection()
+        rows: dict[str, Row[Any]] = {}
+        shared: set[str] = set()
+        for part in chunks(sorted(set(hashes)), 500):
+            for r in conn.execute(
+                select(*UNCHANGED_CHECK).where(User.directory_id == self.directory_id, User.record_hash.in_(part))
+            ):
+                if r.record_hash in rows:
+                    shared.add(r.record_hash)
+                rows[r.record_hash] = r
+        for h in shared:
+            del rows[h]
+        if not rows:
+            return {}, {}
+        memberships: dict[str, set[str]] = {}
+        for part in chunks([r.id for r in rows.values()], 500):
+            for uid, gid in conn.execute(
+                select(Membership.user_id, Membership.group_id).where(Membership.user_id.in_(part))
+            ):
+                memberships.setdefault(uid, set()).add(gid)
+        managers: dict[str | None, str] = {}
+        for part in chunks(sorted({r.manager_ref.lower() for r in rows.values() if r.manager_ref}), 500):
+            managers.update(
+                conn.execute(
+                    select(User.source_ref, User.id).where(
+                        User.directory_id == self.directory_id, User.source_ref.in_(part)
+                    )
+                ).all()
+            )
+        same: dict[str, str] = {}
+        other: dict[str, str] = {}
+        for h, r in rows.items():
+            old_groups = memberships.get(r.id, set())
+            new_groups = (old_groups - authoritative) | members_by_ref.get(r.source_ref or "", set())
+            manager_id = managers.get(r.manager_ref.lower()) if r.manager_ref else None
+            if (
+                new_groups == old_groups
+                and (manager_id is not None or not r.manager_ref)  # else: left to apply() to resolve
+                and inputs_hash(h, manager_id, ctx.group_part(frozenset(new_groups))[1]) == r.inputs_hash
+            ):
+                same[h] = r.external_id
+            else:
+                other[h] = r.id
+        return same, other
 
     def _managers(self, s: Session, users: list[dict[str, Any]], ids: dict[str, str]) -> dict[str, str]:
         """Manager references to user ids: this chunk's users first (some are not inserted

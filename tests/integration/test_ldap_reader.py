@@ -113,3 +113,63 @@ def test_a_worker_refuses_to_bind_where_the_source_policy_forbids(slapd, people)
     metadata = _config(slapd, people, url="ldap://169.254.169.254:389")
     with pytest.raises(SourceConfigError, match="cloud metadata"):
         LdapSource(metadata, ROOT_PW, None).connect()
+
+
+def test_the_reader_sends_stored_records_by_their_hash_alone(slapd, people):
+    key = b"k" * 32
+    reader, _ = _reader(_config(slapd, people))
+    reader.known_records(key, ())
+    first = list(reader)
+    assert len(first) == 1200 and all(e.record_hash and not e.unchanged for e in first)
+    known = {e.record_hash for e in first[::2]}
+    reader, _ = _reader(_config(slapd, people))
+    reader.known_records(key, known)
+    again = list(reader)
+    unchanged = [e for e in again if e.unchanged]
+    assert {e.record_hash for e in unchanged} == known
+    assert all(e.ref == "" and e.attributes == {} and e.prepared is None for e in unchanged)
+    # The others come whole, with the same hash as before.
+    assert {(e.ref, e.record_hash) for e in again if not e.unchanged} == {(e.ref, e.record_hash) for e in first[1::2]}
+    # Another fingerprint (a mapping change) matches nothing.
+    reader, _ = _reader(_config(slapd, people))
+    reader.known_records(b"j" * 32, known)
+    assert not any(e.unchanged for e in reader)
+
+
+def test_a_full_pass_recognizes_unchanged_entries_and_still_sees_every_change(slapd, tmp_path):
+    from dirhook.db.engine import make_engine, make_sessionmaker, migrate
+    from dirhook.db.schema import Directory, Organization
+    from dirhook.sync import SyncEngine
+
+    ou = unique("unchanged")
+    ldap_tool("ldapadd", slapd, people_ldif(ou, 600, 3))
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    migrate(url)
+    sessions = make_sessionmaker(make_engine(url))
+    with sessions.begin() as s:
+        s.add(Organization(id="org_1", name="o"))
+        s.flush()
+        s.add(Directory(id="dir_1", organization_id="org_1", name="d", provider="ldap", config={}))
+
+    def full_pass():
+        source = LdapSource(_config(slapd, ou), ROOT_PW, None)
+        source.connect()
+        try:
+            return SyncEngine(sessions, "dir_1", source.mapping).run(source.changes({}, full=True))
+        finally:
+            source.close()
+
+    first = full_pass()
+    assert (first.users_read, first.users_unchanged, first.events["user.created"]) == (600, 0, 600)
+    again = full_pass()
+    assert (again.users_read, again.users_unchanged, again.users_written, again.events) == (600, 600, 0, {})
+    base = f"ou={ou},{SUFFIX}"
+    ldap_tool(
+        "ldapmodify",
+        slapd,
+        f"dn: uid=user00007,ou=people,{base}\nchangetype: modify\nreplace: title\ntitle: Chief\n\n"
+        f"dn: cn=group002,ou=groups,{base}\nchangetype: modify\nadd: member\nmember: uid=user00009,ou=people,{base}\n",
+    )
+    third = full_pass()
+    assert third.users_unchanged == 598  # user00007's entry changed, user00009's groups did
+    assert third.events == {"user.updated": 2, "group.user_added": 1, "directory.sync_completed": 1}

@@ -133,6 +133,15 @@ def paged(
     conn: Any, base: str, ldap_filter: str, attributes: list[str], page_size: int
 ) -> Iterator[tuple[str, RawAttributes]]:
     """Every entry under ``base`` matching the filter, a page at a time (simple paged results)."""
+    for item in paged_items(conn, base, ldap_filter, attributes, page_size):
+        yield item["dn"], item["raw_attributes"]
+
+
+def paged_items(
+    conn: Any, base: str, ldap_filter: str, attributes: list[str], page_size: int
+) -> Iterator[dict[str, Any]]:
+    """``paged``'s entries as ldap3's responses (dirhook.providers.ldap.wire adds
+    ``record_hash`` and ``unchanged`` to those it decodes)."""
     import ldap3
     from ldap3.core.exceptions import LDAPException
 
@@ -155,7 +164,7 @@ def paged(
             raise_for_search(result, base)
         for item in conn.response or ():
             if item.get("type") == "searchResEntry":
-                yield item["dn"], item["raw_attributes"]
+                yield item
         try:
             cookie = result["controls"][PAGED_RESULTS_OID]["value"]["cookie"]
         except (KeyError, TypeError):

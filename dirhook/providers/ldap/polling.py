@@ -10,7 +10,7 @@ from typing import Any
 
 from dirhook.providers.base import SourceEntry
 from dirhook.providers.ldap.config import LdapConfig
-from dirhook.providers.ldap.connection import paged, values
+from dirhook.providers.ldap.connection import paged, paged_items, values
 
 GENERALIZED_TIME = "%Y%m%d%H%M%SZ"
 
@@ -18,14 +18,20 @@ GENERALIZED_TIME = "%Y%m%d%H%M%SZ"
 def entries(
     conn: Any, config: LdapConfig, base: str, ldap_filter: str, attributes: list[str], cursor: dict[str, Any]
 ) -> Iterator[SourceEntry]:
-    """The entries, keeping the newest change time seen in ``cursor["modify_timestamp"]``."""
-    for dn, raw in paged(conn, base, ldap_filter, attributes, config.page_size):
+    """The entries, keeping the newest change time seen in ``cursor["modify_timestamp"]``.
+    Entries the connection recognized unchanged (wire.recognize_records) come by their hash
+    alone: their change time is no newer than the pass that stored them saw."""
+    for item in paged_items(conn, base, ldap_filter, attributes, config.page_size):
+        if item.get("unchanged"):
+            yield SourceEntry(ref="", attributes={}, record_hash=item["record_hash"], unchanged=True)
+            continue
+        raw = item["raw_attributes"]
         stamp = values(raw, "modifyTimestamp") or values(raw, "whenChanged")
         if stamp:
             value = stamp[0].decode() if isinstance(stamp[0], bytes) else str(stamp[0])
             if value > cursor.get("modify_timestamp", ""):
                 cursor["modify_timestamp"] = value
-        yield SourceEntry(ref=dn, attributes=raw)
+        yield SourceEntry(ref=item["dn"], attributes=raw, record_hash=item.get("record_hash"))
 
 
 def external_ids(conn: Any, config: LdapConfig, base: str, ldap_filter: str) -> Iterator[str]:

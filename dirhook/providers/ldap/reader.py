@@ -12,7 +12,10 @@ the groups' read. It opens its own LDAP connection (paged-results cookies belong
 connection), gets its settings on stdin (the bind password never shows in its arguments
 or environment) and sends pages of ``(dn, normalized user as JSON, stored record)`` on
 stdout, which blocks it when the engine falls behind, so memory stays flat; then its newest
-modifyTimestamp. Errors come back as the same ``SourceError`` kinds.
+modifyTimestamp. Before it searches, it waits for the hashes of the stored users
+(``known_records``): an entry whose bytes hash to one of them is sent by its hash alone,
+neither decoded nor normalized (dirhook.sync.unchanged). Errors come back as the same
+``SourceError`` kinds.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Collection, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -43,6 +47,7 @@ PAGE = 500
 
 def _child(
     conn: Connection,
+    records: Callable[[], tuple[bytes | None, list[str]]],
     config: dict[str, Any],
     password: str | None,
     overrides: dict[str, Any] | None,
@@ -54,18 +59,25 @@ def _child(
     from dirhook.providers.ldap.config import LdapConfig
     from dirhook.providers.ldap.connection import open_connection
     from dirhook.providers.ldap.polling import entries
+    from dirhook.providers.ldap.wire import recognize_records
 
     ldap = None
     try:
         cfg = LdapConfig.model_validate(config)
         ldap = open_connection(cfg, password)
         mapping = effective_mapping(cfg.flavour, overrides)["user"]
+        record_key, known = records()
+        if record_key is not None:
+            recognize_records(ldap, record_key, frozenset(known))
         cursor: dict[str, Any] = {}
-        page = []
+        page: list[tuple[str | None, dict[str, Any] | None, dict[str, Any] | None, str | None]] = []
         for entry in entries(ldap, cfg, base, ldap_filter, attributes, cursor):
-            record = source_record(entry.attributes)
-            user = normalize_user(mapping, record, reference_key(entry.ref))
-            page.append((entry.ref, user.model_dump(mode="json"), record))
+            if entry.unchanged:  # stored as read: its hash is all the engine needs
+                page.append((None, None, None, entry.record_hash))
+            else:
+                record = source_record(entry.attributes)
+                user = normalize_user(mapping, record, reference_key(entry.ref))
+                page.append((entry.ref, user.model_dump(mode="json"), record, entry.record_hash))
             if len(page) >= PAGE:
                 conn.send(("page", page))
                 page = []
@@ -87,7 +99,9 @@ def _child(
 def _main() -> None:
     """The child: settings from stdin, messages to stdout (both multiprocessing connections)."""
     stdin, stdout = Connection(os.dup(0), writable=False), Connection(os.dup(1), readable=False)
-    _child(stdout, *stdin.recv())
+    # The settings first; the stored records' hashes once the engine reaches the users
+    # (UserReader.known_records), read after the connection is open.
+    _child(stdout, stdin.recv, *stdin.recv())
 
 
 class UserReader:
@@ -126,11 +140,34 @@ class UserReader:
         assert self.process.stdout is not None and self.process.stdin is not None  # both PIPE
         self._messages = Connection(os.dup(self.process.stdout.fileno()), writable=False)
         self.process.stdout.close()
-        with Connection(os.dup(self.process.stdin.fileno()), readable=False) as settings:
-            settings.send((config, password, overrides, base, ldap_filter, attributes))
+        self._sending: threading.Thread | None = None
+        self._settings: Connection | None = Connection(os.dup(self.process.stdin.fileno()), readable=False)
         self.process.stdin.close()
+        self._settings.send((config, password, overrides, base, ldap_filter, attributes))
+
+    def known_records(self, record_key: bytes | None, hashes: Collection[str]) -> None:
+        """Changes.known_records: the child hashes each entry with ``record_key`` and sends
+        those among ``hashes`` by their hash alone, undecoded. Once, before iterating.
+        Sent from a thread: the child reads them once it has started (~0.4 s of imports),
+        and the engine reads the groups meanwhile."""
+        if self._settings is None:
+            return
+        settings, self._settings = self._settings, None
+        message = (record_key, list(hashes))
+
+        def send() -> None:
+            try:
+                settings.send(message)
+            except OSError:
+                pass  # the child ended: the error it reports on stdout is read next
+            finally:
+                settings.close()
+
+        self._sending = threading.Thread(target=send, name="ldap-reader-settings", daemon=True)
+        self._sending.start()
 
     def __iter__(self) -> Iterator[SourceEntry]:
+        self.known_records(None, ())  # the child waits for them: none, if nobody gave any
         try:
             while True:
                 # A page takes one LDAP round trip: a child silent for the whole LDAP
@@ -144,8 +181,13 @@ class UserReader:
                         f"the LDAP reader ended unexpectedly (exit code {self.process.poll()})"
                     ) from None
                 if message[0] == "page":
-                    for ref, attributes_json, record in message[1]:
-                        yield SourceEntry(ref=ref, attributes=record, prepared=attributes_json)
+                    for ref, attributes_json, record, record_hash in message[1]:
+                        if ref is None:
+                            yield SourceEntry(ref="", attributes={}, record_hash=record_hash, unchanged=True)
+                        else:
+                            yield SourceEntry(
+                                ref=ref, attributes=record, prepared=attributes_json, record_hash=record_hash
+                            )
                 elif message[0] == "done":
                     if message[1] > self.cursor.get("modify_timestamp", ""):
                         self.cursor["modify_timestamp"] = message[1]
@@ -161,6 +203,11 @@ class UserReader:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(timeout=10)
+        if self._settings is not None:
+            self._settings.close()
+            self._settings = None
+        if self._sending is not None:  # the child is gone: its pipe refuses the rest at once
+            self._sending.join(timeout=10)
         self._messages.close()
 
 

@@ -9,12 +9,12 @@ objects costs several times the read itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 from dirhook.normalize import effective_mapping, requested_attributes
-from dirhook.providers.base import Changes
+from dirhook.providers.base import Changes, SourceEntry
 from dirhook.providers.ldap import listener, polling
 from dirhook.providers.ldap import syncrepl_codec as codec
 from dirhook.providers.ldap.config import LdapConfig
@@ -112,19 +112,20 @@ class LdapSource:
         if self.syncrepl and full:
             next_cursor["sync_users"] = fresh_cookie(self._conn, cfg.user_base_dn)
             next_cursor["sync_groups"] = fresh_cookie(self._conn, cfg.groups_base)
+        known_records = None
         if full:  # every user: read and normalized in a second process (reader.py)
-            users = iter(
-                UserReader(
-                    cfg.model_dump(),
-                    self._password,
-                    self._mapping_overrides,
-                    cfg.user_base_dn,
-                    user_filter,
-                    user_attrs,
-                    next_cursor,
-                    cfg.timeout_seconds * 6,
-                )
+            reader = UserReader(
+                cfg.model_dump(),
+                self._password,
+                self._mapping_overrides,
+                cfg.user_base_dn,
+                user_filter,
+                user_attrs,
+                next_cursor,
+                cfg.timeout_seconds * 6,
             )
+            users: Iterator[SourceEntry] = iter(reader)
+            known_records = reader.known_records
         else:
             users = polling.entries(self._conn, cfg, cfg.user_base_dn, user_filter, user_attrs, next_cursor)
         conn = self._conn
@@ -135,4 +136,5 @@ class LdapSource:
             user_ids=None if full else (lambda: polling.external_ids(conn, cfg, cfg.user_base_dn, cfg.user_filter)),
             group_ids=None if full else (lambda: polling.external_ids(conn, cfg, cfg.groups_base, cfg.group_filter)),
             next_cursor=next_cursor,
+            known_records=known_records,
         )

@@ -19,6 +19,8 @@ from typing import Any
 
 from ldap3.strategy.sync import SyncStrategy
 
+from dirhook.sync.unchanged import wire_hash
+
 SEARCH_RESULT_ENTRY = 0x64  # [APPLICATION 4], constructed
 
 
@@ -48,10 +50,16 @@ def _expect(buf: bytes, i: int, tag: int, end: int) -> tuple[int, int]:
     return start, stop
 
 
-def decode_search_entry(message: bytes, message_id: int) -> dict[str, Any] | None:
+def decode_search_entry(
+    message: bytes, message_id: int, record_key: bytes | None = None, known: frozenset[str] = frozenset()
+) -> dict[str, Any] | None:
     """The entry as ldap3's responses spell it (``type``, ``dn``, ``raw_dn``,
     ``raw_attributes``), if ``message`` is a SearchResultEntry without controls answering
-    ``message_id``; otherwise None (ldap3 decodes it)."""
+    ``message_id``; otherwise None (ldap3 decodes it).
+
+    With a ``record_key``, the entry's bytes (DN and attributes, as sent) are hashed first
+    (``record_hash``, dirhook.sync.unchanged.wire_hash); an entry whose hash is ``known``
+    is not decoded at all (``unchanged``, no DN nor attributes)."""
     try:
         start, end = _expect(message, 0, 0x30, len(message))  # LDAPMessage
         id_start, id_stop = _expect(message, start, 0x02, end)  # messageID
@@ -62,6 +70,19 @@ def decode_search_entry(message: bytes, message_id: int) -> dict[str, Any] | Non
         op_start, op_stop = _expect(message, id_stop, SEARCH_RESULT_ENTRY, end)
         if op_stop != end:
             return None  # controls follow the entry: ldap3 decodes them
+        digest = None
+        if record_key is not None:
+            digest = wire_hash(record_key, memoryview(message)[op_start:op_stop])
+            if digest in known:
+                return {
+                    "type": "searchResEntry",
+                    "dn": "",
+                    "raw_dn": b"",
+                    "raw_attributes": {},
+                    "attributes": {},
+                    "record_hash": digest,
+                    "unchanged": True,
+                }
         dn_start, dn_stop = _expect(message, op_start, 0x04, op_stop)
         raw_dn = message[dn_start:dn_stop]
         attributes: dict[str, list[bytes]] = {}
@@ -115,6 +136,7 @@ def decode_search_entry(message: bytes, message_id: int) -> dict[str, Any] | Non
         "raw_dn": raw_dn,
         "raw_attributes": attributes,
         "attributes": attributes,
+        "record_hash": digest,
     }
 
 
@@ -127,6 +149,10 @@ class FastEntryStrategy(SyncStrategy):
 
     _awaited: int | None = None
     _entries: list[dict[str, Any]]
+    # Set by a full pass's reader (recognize_records): entries are hashed, the known ones
+    # not decoded.
+    record_key: bytes | None = None
+    known: frozenset[str] = frozenset()
 
     def _get_response(self, message_id: int, timeout: float | None) -> Any:
         self._awaited, self._entries = message_id, []
@@ -142,11 +168,17 @@ class FastEntryStrategy(SyncStrategy):
         messages: list[bytes] = super().receiving()
         if self._awaited is not None:
             for n, raw in enumerate(messages):
-                entry = decode_search_entry(raw, self._awaited) if raw else None
+                entry = decode_search_entry(raw, self._awaited, self.record_key, self.known) if raw else None
                 if entry is not None:
                     self._entries.append(entry)
                     messages[n] = b""
         return messages
+
+
+def recognize_records(connection: Any, record_key: bytes, known: frozenset[str]) -> None:
+    """Hash the entries this connection reads with ``record_key``; leave ``known`` ones undecoded."""
+    if isinstance(connection.strategy, FastEntryStrategy):
+        connection.strategy.record_key, connection.strategy.known = record_key, known
 
 
 def use_fast_entries(connection: Any) -> None:
